@@ -1,0 +1,547 @@
+"""Content-addressed HDF5 embedding cache; the only module that imports h5py.
+
+Layout of the HDF5 file::
+
+    /                      attrs: format, format_version, created_by
+    /<fingerprint>/        one group per namespace (backbone, image size,
+                           preprocessing); attrs: handle, identity, image_size,
+                           preprocessing, dim, dtype
+        keys     (n,) S64      SHA-256 of the image bytes, hex
+        vectors  (n, dim)      float32 or float16
+        crc32    (n,) uint32   CRC32 of each stored vector row
+
+Writers never modify the HDF5 file in place (HDF5 is not crash-safe under
+``kill -9``): committed batches go to an append-only checksummed journal
+beside it (``<file>.journal``, see ``_journal.py``), and :meth:`compact` folds
+the journal into a new file that atomically replaces the old one, the same
+write-then-rename pattern as joblib's ``concurrency_safe_write``. Every access
+holds an inter-process file lock (``<file>.lock``, from ``filelock``), so
+several processes can share one cache file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+import zlib
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from filelock import FileLock, Timeout
+
+from embedclf._journal import append_record, encode_record, read_records
+from embedclf.exceptions import CacheFormatError, CacheMismatchError
+
+__all__ = ["EmbeddingCache", "CacheNamespace", "FORMAT", "FORMAT_VERSION"]
+
+FORMAT = "embedclf-embedding-cache"
+FORMAT_VERSION = 1
+_BLOCK_ROWS = 8192
+_DTYPES = ("float32", "float16")
+
+
+def _fix_hint(path):
+    return (
+        f"Run `embedclf cache repair {path}` (or EmbeddingCache.repair(path) in "
+        "Python) to rebuild it from every readable row, or delete it to start "
+        "over."
+    )
+
+
+@dataclass(frozen=True)
+class CacheNamespace:
+    """Everything that determines a vector besides the image bytes.
+
+    Parameters
+    ----------
+    handle : str
+        The backbone handle as given by the user (informational).
+    identity : str
+        What the backbone really is (a content hash of a SavedModel, a TF Hub
+        URL, a Keras name and weights).
+    image_size : str
+        ``"default"`` or ``"HxW"``.
+    preprocessing : str
+        Version tag of the decoding rules.
+    dtype : {"float32", "float16"}
+        Storage dtype of the vectors.
+    """
+
+    handle: str
+    identity: str
+    image_size: str
+    preprocessing: str
+    dtype: str = "float32"
+
+    @property
+    def fingerprint(self) -> str:
+        payload = json.dumps(
+            [self.identity, self.image_size, self.preprocessing], sort_keys=True
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def _row_crcs(vectors: np.ndarray) -> np.ndarray:
+    return np.fromiter(
+        (zlib.crc32(row.tobytes()) for row in vectors), dtype=np.uint32, count=len(vectors)
+    )
+
+
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _stat_token(path: str):
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+class EmbeddingCache:
+    """A crash-safe, multi-process HDF5 store of image embeddings.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The HDF5 file. It is created on the first write.
+    lock_timeout : float, default=600
+        Seconds to wait for another process holding the file lock.
+
+    Notes
+    -----
+    A row counts as committed once its batch is flushed to the journal; killing
+    the process at any moment keeps every committed row. ``compact`` is called
+    by ``ImageEmbedder`` at the end of each ``transform`` that computed rows.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from embedclf import EmbeddingCache
+    >>> from embedclf._cache import CacheNamespace
+    >>> ns = CacheNamespace("my-model", "my-model", "default", "v1")
+    >>> path = os.path.join(tempfile.mkdtemp(), "cache.h5")
+    >>> cache = EmbeddingCache(path)
+    >>> cache.put(ns, ["a" * 64], np.ones((1, 3), dtype=np.float32))
+    >>> vectors, found = cache.get(ns, ["a" * 64, "b" * 64])
+    >>> found.tolist(), vectors[0].tolist()
+    ([True, False], [1.0, 1.0, 1.0])
+    """
+
+    def __init__(self, path, *, lock_timeout=600):
+        self.path = os.fspath(path)
+        self.journal_path = self.path + ".journal"
+        self.lock_timeout = lock_timeout
+        self._lock = FileLock(self.path + ".lock", timeout=lock_timeout)
+        self._compute_lock = FileLock(self.path + ".compute.lock", timeout=-1)
+        self._main_token = None
+        self._main_index: dict[str, dict[str, int]] = {}
+        self._journal_token = None
+        self._journal_end = 0
+        self._journal_rows: dict[str, dict[str, np.ndarray]] = {}
+        self._journal_meta: dict[str, dict] = {}
+
+    # -- locking ---------------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self):
+        try:
+            with self._lock:
+                yield
+        except Timeout:
+            raise TimeoutError(
+                f"Waited {self.lock_timeout} s for the lock on cache {self.path!r}; "
+                "another process is using it. Wait for it to finish, or pass a "
+                "larger lock_timeout."
+            ) from None
+
+    def compute_lock(self):
+        """Inter-process lock held while computing vectors for a batch.
+
+        ``ImageEmbedder`` takes it, re-checks the cache, computes only what is
+        still missing and commits: so concurrent processes (cross-validation
+        with ``n_jobs``) never run the backbone twice on the same image.
+        """
+        return self._compute_lock
+
+    # -- reading ---------------------------------------------------------------
+    def _open_main(self):
+        import h5py
+
+        try:
+            f = h5py.File(self.path, "r", locking=False)
+        except OSError as exc:
+            raise CacheFormatError(
+                f"The cache file {self.path!r} is not a readable HDF5 file ({exc}). "
+                + _fix_hint(self.path)
+            ) from None
+        fmt = f.attrs.get("format")
+        version = f.attrs.get("format_version")
+        if isinstance(fmt, bytes):
+            fmt = fmt.decode()
+        if fmt != FORMAT:
+            f.close()
+            raise CacheFormatError(
+                f"The file {self.path!r} is an HDF5 file but not an embedclf "
+                "embedding cache (it has no format='embedclf-embedding-cache' "
+                "attribute). Choose another cache path; embedclf will not write "
+                "into a file it did not create."
+            )
+        if version is None or int(version) > FORMAT_VERSION:
+            f.close()
+            raise CacheFormatError(
+                f"The cache file {self.path!r} has format version {version}, but "
+                f"this embedclf reads versions up to {FORMAT_VERSION}. Upgrade "
+                "embedclf, or use another cache path."
+            )
+        return f
+
+    def _refresh_journal(self):
+        token = _stat_token(self.journal_path)
+        if token is None or self._journal_token is None or token[0] != self._journal_token[0] or token[2] < self._journal_end:
+            self._journal_rows, self._journal_meta, self._journal_end = {}, {}, 0
+        self._journal_token = token
+        if token is None:
+            return
+        records, self._journal_end = read_records(self.journal_path, self._journal_end)
+        for rec in records:
+            fp = rec.meta["fingerprint"]
+            self._journal_meta[fp] = rec.meta
+            rows = self._journal_rows.setdefault(fp, {})
+            for key, vec in zip(rec.keys, rec.vectors):
+                rows.setdefault(key, vec)
+
+    def _check_namespace_attrs(self, attrs, ns: CacheNamespace, dim=None):
+        stored_dtype = str(attrs["dtype"])
+        stored_dim = int(attrs["dim"])
+        if stored_dtype != ns.dtype:
+            raise CacheMismatchError(
+                f"The cache {self.path!r} stores vectors of model "
+                f"{ns.handle!r} as {stored_dtype}, but dtype={ns.dtype!r} was "
+                f"requested. Pass cache_dtype={stored_dtype!r}, or use another "
+                "cache file."
+            )
+        if dim is not None and dim != stored_dim:
+            raise CacheMismatchError(
+                f"The cache {self.path!r} holds {stored_dim}-d vectors for model "
+                f"{ns.handle!r}, but the model now returns {dim}-d vectors. The "
+                "model changed under the same handle: use another cache file, "
+                "or delete this one."
+            )
+        return stored_dim
+
+    def get(self, ns: CacheNamespace, keys):
+        """Look up vectors by content key.
+
+        Returns
+        -------
+        vectors : ndarray of shape (len(keys), dim), float32, or None
+            Rows of keys not found are NaN. None when nothing was found.
+        found : ndarray of shape (len(keys),), bool
+        """
+        keys = list(keys)
+        found = np.zeros(len(keys), dtype=bool)
+        out = None
+        fp = ns.fingerprint
+        with self._locked():
+            self._refresh_journal()
+            token = _stat_token(self.path)
+            if token != self._main_token:
+                self._main_index, self._main_token = {}, token
+            if token is not None:
+                with self._open_main() as f:
+                    out = self._get_main(f, ns, keys, found)
+            jrows = self._journal_rows.get(fp, {})
+            if jrows:
+                meta = self._journal_meta[fp]
+                self._check_namespace_attrs(meta, ns)
+                for i, key in enumerate(keys):
+                    if not found[i] and key in jrows:
+                        if out is None:
+                            out = np.full((len(keys), meta["dim"]), np.nan, np.float32)
+                        out[i] = jrows[key]
+                        found[i] = True
+        return out, found
+
+    def _get_main(self, f, ns, keys, found):
+        fp = ns.fingerprint
+        if fp not in f:
+            return None
+        group = f[fp]
+        try:
+            dim = self._check_namespace_attrs(group.attrs, ns)
+            index = self._main_index.get(fp)
+            if index is None:
+                stored = group["keys"][...]
+                index = {k.decode("ascii"): i for i, k in enumerate(stored)}
+                self._main_index[fp] = index
+            pos = [(i, index[k]) for i, k in enumerate(keys) if k in index]
+            if not pos:
+                return None
+            rows = np.array(sorted({r for _, r in pos}), dtype=np.int64)
+            vectors_ds = group["vectors"]
+            if len(rows) > 0.25 * vectors_ds.shape[0]:
+                block = vectors_ds[...][rows]
+            else:
+                block = vectors_ds[rows]
+            crcs = group["crc32"][...][rows]
+        except (OSError, KeyError, ValueError) as exc:
+            if isinstance(exc, CacheMismatchError):
+                raise
+            raise CacheFormatError(
+                f"The cache file {self.path!r} is damaged (namespace {fp}: {exc}). "
+                + _fix_hint(self.path)
+            ) from None
+        bad = np.flatnonzero(_row_crcs(block) != crcs)
+        if len(bad):
+            raise CacheFormatError(
+                f"The cache file {self.path!r} is damaged: {len(bad)} stored "
+                "vector(s) fail their checksum. " + _fix_hint(self.path)
+            )
+        where = {r: j for j, r in enumerate(rows.tolist())}
+        out = np.full((len(keys), dim), np.nan, dtype=np.float32)
+        for i, r in pos:
+            out[i] = block[where[r]]
+            found[i] = True
+        return out
+
+    # -- writing ---------------------------------------------------------------
+    def put(self, ns: CacheNamespace, keys, vectors) -> None:
+        """Commit vectors: appended to the journal, flushed and fsynced.
+
+        Raises
+        ------
+        OSError
+            If the disk is full or not writable; rows committed before are kept.
+        """
+        keys = list(keys)
+        vectors = np.asarray(vectors).astype(ns.dtype, copy=False)
+        if len(keys) == 0:
+            return
+        meta = dict(asdict(ns), fingerprint=ns.fingerprint, dim=int(vectors.shape[1]))
+        record = encode_record(meta, keys, vectors)
+        with self._locked():
+            self._refresh_journal()
+            self._check_against_main(ns, vectors.shape[1])
+            if ns.fingerprint in self._journal_meta:
+                self._check_namespace_attrs(
+                    self._journal_meta[ns.fingerprint], ns, vectors.shape[1]
+                )
+            try:
+                self._journal_end = append_record(
+                    self.journal_path, record, valid_length=self._journal_end
+                )
+            except OSError as exc:
+                raise OSError(
+                    exc.errno,
+                    f"Could not write to the cache journal {self.journal_path!r} "
+                    f"({exc.strerror}). Every row committed before this batch is "
+                    "kept; free some disk space or choose another cache path, then "
+                    "run again to compute the rest.",
+                ) from exc
+            self._journal_token = _stat_token(self.journal_path)
+            self._journal_meta[ns.fingerprint] = meta
+            rows = self._journal_rows.setdefault(ns.fingerprint, {})
+            for key, vec in zip(keys, vectors):
+                rows.setdefault(key, vec)
+
+    def _check_against_main(self, ns, dim):
+        if _stat_token(self.path) is None:
+            return
+        with self._open_main() as f:
+            if ns.fingerprint in f:
+                self._check_namespace_attrs(f[ns.fingerprint].attrs, ns, dim)
+
+    def compact(self) -> None:
+        """Fold the journal into the HDF5 file (atomic replace), then drop it."""
+        with self._locked():
+            records, _ = read_records(self.journal_path)
+            if not records:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(self.journal_path)
+                return
+            sources = []
+            if _stat_token(self.path) is not None:
+                sources.append(self._open_main())
+            try:
+                self._rewrite(sources, records)
+            finally:
+                for f in sources:
+                    f.close()
+            os.remove(self.journal_path)
+            self._journal_rows, self._journal_meta = {}, {}
+            self._journal_end, self._journal_token = 0, None
+
+    def _rewrite(self, sources, records, *, skip_bad_rows=False):
+        """Write main-file rows plus journal rows to a temp file, then rename."""
+        import h5py
+
+        tmp = f"{self.path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            with h5py.File(tmp, "w", locking=False) as dst:
+                dst.attrs["format"] = FORMAT
+                dst.attrs["format_version"] = FORMAT_VERSION
+                from embedclf import __version__
+
+                dst.attrs["created_by"] = f"embedclf {__version__}"
+                counts = _write_namespaces(
+                    dst, sources, records, skip_bad_rows=skip_bad_rows
+                )
+            _fsync_path(tmp)
+            os.replace(tmp, self.path)
+            _fsync_path(os.path.dirname(os.path.abspath(self.path)))
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            if isinstance(exc, OSError) and not isinstance(exc, CacheFormatError):
+                raise OSError(
+                    exc.errno,
+                    f"Could not rewrite the cache file {self.path!r} ({exc}). It is "
+                    f"unchanged and the new rows are kept in {self.journal_path!r}; "
+                    "free some disk space and run again.",
+                ) from exc
+            raise
+        self._main_token, self._main_index = None, {}
+        return counts
+
+    # -- inspection and recovery -------------------------------------------------
+    def info(self) -> list[dict]:
+        """One dict per namespace: fingerprint, handle, image_size, dim, dtype, n_rows."""
+        out = {}
+        with self._locked():
+            if _stat_token(self.path) is not None:
+                with self._open_main() as f:
+                    for fp, group in f.items():
+                        meta = {k: _plain(v) for k, v in group.attrs.items()}
+                        out[fp] = dict(meta, fingerprint=fp, n_rows=len(group["keys"]))
+            records, _ = read_records(self.journal_path)
+        for rec in records:
+            fp = rec.meta["fingerprint"]
+            entry = out.setdefault(fp, dict(rec.meta, n_rows=0))
+            entry["n_rows"] += len(rec.keys)  # upper bound before compaction
+        return list(out.values())
+
+    @classmethod
+    def repair(cls, path) -> dict:
+        """Rebuild a damaged cache from every readable, checksum-valid row.
+
+        The damaged file is kept beside it as ``<file>.corrupt-<time>``.
+
+        Returns
+        -------
+        report : dict
+            ``kept`` (rows written), ``dropped`` (rows failing their checksum),
+            ``unreadable`` (namespaces, or ``"<file>"``, that could not be read
+            at all) and ``backup`` (path of the damaged file, or None).
+        """
+        import h5py
+
+        cache = cls(path)
+        with cache._locked():
+            records, _ = read_records(cache.journal_path)
+            sources, unreadable, backup = [], [], None
+            if _stat_token(cache.path) is not None:
+                backup = f"{cache.path}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
+                shutil.copyfile(cache.path, backup)
+                try:
+                    sources.append(h5py.File(cache.path, "r", locking=False))
+                except OSError:
+                    unreadable.append("<file>")
+            try:
+                report = cache._rewrite(sources, records, skip_bad_rows=True)
+            finally:
+                for f in sources:
+                    f.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(cache.journal_path)
+        report["unreadable"] = unreadable + report["unreadable"]
+        report["backup"] = backup
+        return report
+
+
+def _plain(value):
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _write_namespaces(dst, sources, records, *, skip_bad_rows):
+    """Write every namespace of ``sources`` (open HDF5 files) and ``records``."""
+    by_fp: dict[str, list] = {}
+    for rec in records:
+        by_fp.setdefault(rec.meta["fingerprint"], []).append(rec)
+    counts = {"kept": 0, "dropped": 0, "unreadable": []}
+    fps = []
+    for f in sources:
+        try:
+            fps.extend(f)
+        except (OSError, KeyError, ValueError):
+            if not skip_bad_rows:
+                raise
+            counts["unreadable"].append("<root group>")
+    fps = list(dict.fromkeys(fps + list(by_fp)))
+    for fp in fps:
+        try:
+            src_group = next((f[fp] for f in sources if fp in f), None)
+        except (OSError, KeyError, ValueError):
+            if not skip_bad_rows:
+                raise
+            counts["unreadable"].append(fp)
+            src_group = None
+        if src_group is not None and fp not in by_fp and not skip_bad_rows:
+            src_group.file.copy(src_group, dst, name=fp)
+            counts["kept"] += len(dst[fp]["keys"])
+            continue
+        meta = dict(by_fp[fp][0].meta) if fp in by_fp else None
+        old_keys = np.empty(0, dtype="S64")
+        old_vec = old_crc = None
+        if src_group is not None:
+            try:
+                attrs = {k: _plain(v) for k, v in src_group.attrs.items()}
+                old_keys = src_group["keys"][...]
+                old_vec = src_group["vectors"][...]
+                old_crc = src_group["crc32"][...]
+                good = _row_crcs(old_vec) == old_crc
+                counts["dropped"] += int((~good).sum())
+                old_keys, old_vec, old_crc = old_keys[good], old_vec[good], old_crc[good]
+                meta = meta or attrs
+            except (OSError, KeyError, ValueError):
+                if not skip_bad_rows:
+                    raise
+                counts["unreadable"].append(fp)
+                old_keys, old_vec, old_crc = np.empty(0, dtype="S64"), None, None
+        if meta is None:
+            continue
+        dim, dtype = int(meta["dim"]), str(meta["dtype"])
+        seen = set(k.decode("ascii") for k in old_keys)
+        new_keys, new_vecs = [], []
+        for rec in by_fp.get(fp, []):
+            for key, vec in zip(rec.keys, rec.vectors):
+                if key not in seen:
+                    seen.add(key)
+                    new_keys.append(key)
+                    new_vecs.append(vec)
+        new_vec = np.asarray(new_vecs, dtype=dtype).reshape(-1, dim)
+        keys = np.concatenate([old_keys, np.asarray(new_keys, dtype="S64")])
+        vectors = new_vec if old_vec is None else np.concatenate([old_vec.astype(dtype), new_vec])
+        crcs = _row_crcs(vectors)
+        group = dst.create_group(fp)
+        for name in ("handle", "identity", "image_size", "preprocessing", "dtype"):
+            group.attrs[name] = str(meta[name])
+        group.attrs["dim"] = dim
+        group.create_dataset("keys", data=keys)
+        group.create_dataset("vectors", data=vectors)
+        group.create_dataset("crc32", data=crcs)
+        counts["kept"] += len(keys)
+    return counts

@@ -1,0 +1,217 @@
+"""Reading, hashing and decoding image files into float32 RGB arrays.
+
+Decoding uses Pillow rather than ``tf.io.decode_image``: TensorFlow's decoders
+ignore EXIF orientation, reject CMYK JPEGs and 16-bit palettes, and trust the
+file extension less gracefully. Pillow identifies the format from the content,
+so a PNG named ``.jpg`` decodes as a PNG.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from embedclf.exceptions import ImageDecodeError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "DEFAULT_MAX_IMAGE_PIXELS",
+    "content_key",
+    "read_image_bytes",
+    "decode_image",
+    "load_image",
+]
+
+#: File extensions treated as images when scanning folders (content decides
+#: the real format when decoding).
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
+)
+
+#: Pillow's own decompression-bomb limit (about 89.5 megapixels).
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+
+#: Version tag of the decoding rules below; part of every cache fingerprint, so
+#: changing the rules (e.g. the resize filter) can never reuse stale vectors.
+PREPROCESSING = "pillow-rgb-exif-whitebg-bilinear-float01-v1"
+
+_JPEG_DRAFT_FACTOR = 2  # keep at least 2x the target size when DCT-downscaling
+
+
+def content_key(data: bytes) -> str:
+    """The cache key of an image: SHA-256 of its bytes, as 64 hex characters."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_image_bytes(path: str | os.PathLike) -> bytes:
+    """Read a whole image file, with errors that name the file and the fix.
+
+    Raises
+    ------
+    FileNotFoundError, IsADirectoryError, PermissionError
+        With a message naming ``path``.
+    ImageDecodeError
+        If the file is empty.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"Image file {path!r} does not exist. Check the path, or remove it "
+            "from the input list."
+        ) from None
+    except IsADirectoryError:
+        raise IsADirectoryError(
+            f"Image path {path!r} is a directory, not an image file. Pass the "
+            "files inside it (embedclf.load_image_folder lists a folder of class "
+            "subfolders)."
+        ) from None
+    except PermissionError:
+        raise PermissionError(
+            f"Image file {path!r} cannot be read: permission denied. Fix its "
+            "permissions (e.g. chmod a+r) or remove it from the input list."
+        ) from None
+    if not data:
+        raise ImageDecodeError(path, "the file is empty (0 bytes).")
+    return data
+
+
+@dataclass(frozen=True)
+class _Target:
+    height: int
+    width: int
+
+
+def _to_rgb(img, path):
+    """Convert any Pillow mode to 8-bit RGB.
+
+    Transparent pixels are composited on white; 16-bit and 32-bit integer
+    images are scaled down from their full range rather than clipped.
+    """
+    from PIL import Image
+
+    mode = img.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        scale = 1.0 if mode == "F" else 65535.0
+        arr = np.clip(arr / scale, 0.0, 1.0) * 255.0
+        img = Image.fromarray(np.round(arr).astype(np.uint8), "L")
+        mode = "L"
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode == "P" and "transparency" in img.info
+    )
+    if has_alpha:
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode != "RGB":
+        return img.convert("RGB")
+    return img
+
+
+def decode_image(
+    data: bytes,
+    image_size: tuple[int, int],
+    *,
+    path: str = "<bytes>",
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+) -> np.ndarray:
+    """Decode encoded image bytes to a float32 array in [0, 1].
+
+    Parameters
+    ----------
+    data : bytes
+        The encoded file content (JPEG, PNG, GIF, BMP, WebP, TIFF, ...).
+    image_size : tuple of (height, width)
+        Output size; the image is resized with bilinear filtering (with
+        antialiasing, as Pillow always does when downscaling).
+    path : str
+        Used in error messages only.
+    max_image_pixels : int or None
+        Refuse images with more pixels than this after JPEG draft decoding
+        (a decompression-bomb guard). None disables the check.
+
+    Returns
+    -------
+    ndarray of shape (height, width, 3), dtype float32
+
+    Raises
+    ------
+    ImageDecodeError
+        Unknown format, truncated or corrupt data, or an oversized image.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    target = _Target(int(image_size[0]), int(image_size[1]))
+    try:
+        with warnings.catch_warnings():
+            # Pillow's bomb check runs on the declared size before JPEG draft
+            # decoding shrinks it; we apply our own limit after the draft.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            if img.format == "JPEG":
+                side = _JPEG_DRAFT_FACTOR * max(target.height, target.width)
+                img.draft(img.mode, (side, side))
+            width, height = img.size
+            if max_image_pixels is not None and width * height > max_image_pixels:
+                raise ImageDecodeError(
+                    path,
+                    f"the image is {width}x{height} pixels, more than "
+                    f"max_image_pixels={max_image_pixels} (it could be a "
+                    "decompression bomb). Pass a larger max_image_pixels if you "
+                    "trust this file.",
+                )
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            img = _to_rgb(img, path)
+            if img.size != (target.width, target.height):
+                img = img.resize((target.width, target.height), Image.BILINEAR)
+            arr = np.asarray(img, dtype=np.float32)
+    except ImageDecodeError:
+        raise
+    except UnidentifiedImageError:
+        head = data[:12]
+        raise ImageDecodeError(
+            path,
+            f"the content is not a recognised image format (it starts with "
+            f"{head!r}). Remove the file or re-save it as JPEG or PNG.",
+        ) from None
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(
+            path, f"{exc} Pass a larger max_image_pixels if you trust this file."
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
+        raise ImageDecodeError(
+            path,
+            f"the image data is truncated or corrupt ({type(exc).__name__}: "
+            f"{exc}). Re-export or remove the file.",
+        ) from None
+    arr /= 255.0
+    return arr
+
+
+def load_image(
+    path: str | os.PathLike,
+    image_size: tuple[int, int],
+    *,
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+) -> tuple[str, np.ndarray]:
+    """Read, hash and decode one file.
+
+    Returns the content key of exactly the bytes that were decoded, so a file
+    edited between hashing and decoding can never store a vector under the
+    old content's key.
+    """
+    data = read_image_bytes(path)
+    key = content_key(data)
+    arr = decode_image(
+        data, image_size, path=os.fspath(path), max_image_pixels=max_image_pixels
+    )
+    return key, arr

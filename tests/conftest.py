@@ -1,0 +1,123 @@
+"""Shared fixtures: a tiny but real TF Hub-style SavedModel and real image files.
+
+Nothing here mocks TensorFlow, h5py or the filesystem: the models are real
+SavedModels exported with ``tf.saved_model.save`` and the images are real
+files written with Pillow.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED_MODEL = SHARED / "models" / "efficientnet_lite0_feature_vector"
+SHARED_MODEL_LITE2 = SHARED / "models" / "efficientnet_lite2_feature_vector"
+SHARED_DATA = SHARED / "data" / "grocery_store"
+
+
+def build_tiny_savedmodel(export_dir, *, dim=16, seed=0, image_size=32):
+    """Export a small conv net with the TF Hub image feature-vector interface.
+
+    float32 images in [0, 1] of shape [batch, H, W, 3] -> [batch, dim]. The
+    module resizes its input to ``image_size`` inside, as TF Hub modules of
+    this interface may, and declares no static input size.
+    """
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+
+    class TinyFeatureVector(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.w1 = tf.Variable(rng.normal(0, 0.5, (3, 3, 3, 8)).astype("float32"))
+            self.b1 = tf.Variable(rng.normal(0, 0.1, (8,)).astype("float32"))
+            self.w2 = tf.Variable(rng.normal(0, 0.3, (3, 3, 8, 16)).astype("float32"))
+            self.w3 = tf.Variable(rng.normal(0, 0.3, (16 + 3, dim)).astype("float32"))
+
+        @tf.function(
+            input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)]
+        )
+        def __call__(self, images):
+            x = tf.image.resize(images, (image_size, image_size))
+            h = tf.nn.relu(tf.nn.conv2d(x, self.w1, 1, "SAME") + self.b1)
+            h = tf.nn.max_pool2d(h, 2, 2, "VALID")
+            h = tf.nn.relu(tf.nn.conv2d(h, self.w2, 1, "SAME"))
+            pooled = tf.reduce_mean(h, axis=[1, 2])
+            colour = tf.reduce_mean(x, axis=[1, 2])
+            return tf.matmul(tf.concat([pooled, colour], axis=1), self.w3)
+
+    module = TinyFeatureVector()
+    tf.saved_model.save(module, str(export_dir))
+    return Path(export_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """Path to a real 16-d feature-vector SavedModel (built once per session)."""
+    pytest.importorskip("tensorflow")
+    return build_tiny_savedmodel(tmp_path_factory.mktemp("models") / "tiny16")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir_b(tmp_path_factory):
+    """A second, different real SavedModel (8-d, other weights)."""
+    pytest.importorskip("tensorflow")
+    return build_tiny_savedmodel(
+        tmp_path_factory.mktemp("models_b") / "tiny8", dim=8, seed=1
+    )
+
+
+def write_image(path, *, seed=0, size=(40, 30), mode="RGB", fmt=None, colour=None):
+    """Write a real image file with random-ish content; returns the path.
+
+    ``colour`` (an RGB triple) biases the image towards a class colour so that
+    classifiers have something to learn.
+    """
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    w, h = size
+    arr = rng.integers(0, 256, (h, w, 3)).astype(np.float64)
+    if colour is not None:
+        arr = 0.35 * arr + 0.65 * np.asarray(colour, dtype=np.float64)
+    img = Image.fromarray(arr.clip(0, 255).astype(np.uint8), "RGB")
+    if mode != "RGB":
+        img = img.convert(mode)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, format=fmt)
+    return path
+
+
+CLASS_COLOURS = {
+    "red": (220, 30, 30),
+    "green": (30, 200, 40),
+    "blue": (30, 40, 220),
+    "yellow": (230, 220, 20),
+}
+
+
+def make_image_folder(root, classes=("red", "green"), n_per_class=10, seed=0):
+    """A folder of class subfolders with colour-biased real JPEG/PNG images."""
+    root = Path(root)
+    for ci, name in enumerate(classes):
+        for i in range(n_per_class):
+            ext = ".jpg" if i % 2 == 0 else ".png"
+            write_image(
+                root / name / f"{name}_{i:03d}{ext}",
+                seed=seed * 100_000 + ci * 1000 + i,
+                colour=CLASS_COLOURS.get(name, (128, 128, 128)),
+            )
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """A two-class folder (red, green) of 10 images each."""
+    return make_image_folder(tmp_path / "images")
