@@ -64,7 +64,7 @@ _KNOWN_SIZES = [
     (r"efficientnet[_/-]?b5", 456),
     (r"efficientnet[_/-]?b6", 528),
     (r"efficientnet[_/-]?b7", 600),
-    (r"_(\d{3})(?:/|$|_)", None),  # mobilenet_v2_100_224, ..._192, ...
+    (r"_(\d{3})(?=/|$)", None),  # mobilenet_v2_100_224, ..._192, ...
 ]
 
 _registry: dict[tuple, Backbone] = {}
@@ -136,9 +136,7 @@ def resolve_backbone(handle) -> BackboneSpec:
     handle = os.fspath(handle)
     if handle.startswith("keras:"):
         name, _, query = handle[len("keras:") :].partition("?")
-        options = dict(
-            part.split("=", 1) for part in query.split("&") if "=" in part
-        )
+        options = dict(part.split("=", 1) for part in query.split("&") if "=" in part)
         weights = options.get("weights", "imagenet")
         identity = json.dumps({"keras": name, "weights": weights}, sort_keys=True)
         return BackboneSpec(handle, "keras", identity, {"name": name, **options})
@@ -267,7 +265,10 @@ def _load_keras(spec: BackboneSpec, size: int):
     weights = None if weights.lower() == "none" else weights
     try:
         model = constructor(
-            include_top=False, weights=weights, pooling="avg", input_shape=(size, size, 3)
+            include_top=False,
+            weights=weights,
+            pooling="avg",
+            input_shape=(size, size, 3),
         )
     except Exception as exc:
         raise BackboneLoadError(
@@ -303,9 +304,7 @@ def load_backbone(spec: BackboneSpec, image_size: int | None = None) -> Backbone
             loader = _load_savedmodel if spec.kind == "savedmodel" else _load_hub
             obj, fn = loader(spec)
             default = (
-                _static_size(fn)
-                or spec.default_image_size()
-                or _FALLBACK_IMAGE_SIZE
+                _static_size(fn) or spec.default_image_size() or _FALLBACK_IMAGE_SIZE
             )
         backbone = Backbone(spec, fn, default)
         backbone._owner = obj  # keep the restored object (and its variables) alive

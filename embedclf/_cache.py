@@ -88,7 +88,9 @@ class CacheNamespace:
 
 def _row_crcs(vectors: np.ndarray) -> np.ndarray:
     return np.fromiter(
-        (zlib.crc32(row.tobytes()) for row in vectors), dtype=np.uint32, count=len(vectors)
+        (zlib.crc32(row.tobytes()) for row in vectors),
+        dtype=np.uint32,
+        count=len(vectors),
     )
 
 
@@ -207,7 +209,12 @@ class EmbeddingCache:
 
     def _refresh_journal(self):
         token = _stat_token(self.journal_path)
-        if token is None or self._journal_token is None or token[0] != self._journal_token[0] or token[2] < self._journal_end:
+        if (
+            token is None
+            or self._journal_token is None
+            or token[0] != self._journal_token[0]
+            or token[2] < self._journal_end
+        ):
             self._journal_rows, self._journal_meta, self._journal_end = {}, {}, 0
         self._journal_token = token
         if token is None:
@@ -415,7 +422,7 @@ class EmbeddingCache:
 
     # -- inspection and recovery -------------------------------------------------
     def info(self) -> list[dict]:
-        """One dict per namespace: fingerprint, handle, image_size, dim, dtype, n_rows."""
+        """Describe each namespace: fingerprint, handle, image size, dim, dtype, rows."""
         out = {}
         with self._locked():
             if _stat_token(self.path) is not None:
@@ -514,7 +521,11 @@ def _write_namespaces(dst, sources, records, *, skip_bad_rows):
                 old_crc = src_group["crc32"][...]
                 good = _row_crcs(old_vec) == old_crc
                 counts["dropped"] += int((~good).sum())
-                old_keys, old_vec, old_crc = old_keys[good], old_vec[good], old_crc[good]
+                old_keys, old_vec, old_crc = (
+                    old_keys[good],
+                    old_vec[good],
+                    old_crc[good],
+                )
                 meta = meta or attrs
             except (OSError, KeyError, ValueError):
                 if not skip_bad_rows:
@@ -534,7 +545,11 @@ def _write_namespaces(dst, sources, records, *, skip_bad_rows):
                     new_vecs.append(vec)
         new_vec = np.asarray(new_vecs, dtype=dtype).reshape(-1, dim)
         keys = np.concatenate([old_keys, np.asarray(new_keys, dtype="S64")])
-        vectors = new_vec if old_vec is None else np.concatenate([old_vec.astype(dtype), new_vec])
+        vectors = (
+            new_vec
+            if old_vec is None
+            else np.concatenate([old_vec.astype(dtype), new_vec])
+        )
         crcs = _row_crcs(vectors)
         group = dst.create_group(fp)
         for name in ("handle", "identity", "image_size", "preprocessing", "dtype"):

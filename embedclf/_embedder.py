@@ -27,7 +27,12 @@ __all__ = ["ImageEmbedder"]
 logger = logging.getLogger("embedclf")
 
 #: Errors that ``on_error="zero"/"nan"`` turn into a filled row.
-_IMAGE_ERRORS = (ImageDecodeError, FileNotFoundError, IsADirectoryError, PermissionError)
+_IMAGE_ERRORS = (
+    ImageDecodeError,
+    FileNotFoundError,
+    IsADirectoryError,
+    PermissionError,
+)
 _PROGRESS_AUTO_MIN = 256
 
 
@@ -145,7 +150,12 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         "model": [str, os.PathLike],
         "cache": [str, os.PathLike, None],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
-        "image_size": [Interval(numbers.Integral, 1, None, closed="left"), tuple, list, None],
+        "image_size": [
+            Interval(numbers.Integral, 1, None, closed="left"),
+            tuple,
+            list,
+            None,
+        ],
         "on_error": [StrOptions({"raise", "zero", "nan"})],
         "progress": ["boolean", StrOptions({"auto"})],
         "cache_dtype": [StrOptions({"float32", "float16"})],
@@ -273,7 +283,10 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         logger.info(
             "embedclf: %d images: %d computed by the backbone, %d from cache, "
             "%d failed",
-            len(paths), n_computed, n_cached, len(self.failed_paths_),
+            len(paths),
+            n_computed,
+            n_cached,
+            len(self.failed_paths_),
         )
         return out
 
@@ -328,12 +341,15 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         size = self._resolved_size(backbone)
         items = list(todo.items())
         batches = [
-            items[i : i + self.batch_size] for i in range(0, len(items), self.batch_size)
+            items[i : i + self.batch_size]
+            for i in range(0, len(items), self.batch_size)
         ]
 
         def decode(index):
             try:
-                return load_image(paths[index], size, max_image_pixels=self.max_image_pixels)
+                return load_image(
+                    paths[index], size, max_image_pixels=self.max_image_pixels
+                )
             except _IMAGE_ERRORS as exc:
                 return None, exc
 

@@ -47,7 +47,9 @@ def encode_record(meta: dict, keys: list[str], vectors: np.ndarray) -> bytes:
     vectors = np.ascontiguousarray(vectors)
     itemsize = vectors.dtype.itemsize
     if itemsize not in _DTYPES or vectors.dtype.kind != "f":
-        raise TypeError(f"journal vectors must be float16 or float32, got {vectors.dtype}")
+        raise TypeError(
+            f"journal vectors must be float16 or float32, got {vectors.dtype}"
+        )
     meta_bytes = json.dumps(meta, sort_keys=True).encode("utf-8")
     key_bytes = "".join(keys).encode("ascii")
     if len(key_bytes) != KEY_BYTES * len(keys):

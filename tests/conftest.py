@@ -40,9 +40,7 @@ def build_tiny_savedmodel(export_dir, *, dim=16, seed=0, image_size=32):
             self.w2 = tf.Variable(rng.normal(0, 0.3, (3, 3, 8, 16)).astype("float32"))
             self.w3 = tf.Variable(rng.normal(0, 0.3, (16 + 3, dim)).astype("float32"))
 
-        @tf.function(
-            input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)]
-        )
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
         def __call__(self, images):
             x = tf.image.resize(images, (image_size, image_size))
             h = tf.nn.relu(tf.nn.conv2d(x, self.w1, 1, "SAME") + self.b1)
