@@ -422,7 +422,7 @@ class EmbeddingCache:
 
     # -- inspection and recovery -------------------------------------------------
     def info(self) -> list[dict]:
-        """Describe each namespace: fingerprint, handle, image size, dim, dtype, rows."""
+        """Describe each namespace: fingerprint, handle, size, dim, dtype, rows."""
         out = {}
         with self._locked():
             if _stat_token(self.path) is not None:
