@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 
@@ -56,11 +57,25 @@ def read_image_bytes(path: str | os.PathLike) -> bytes:
     FileNotFoundError, IsADirectoryError, PermissionError
         With a message naming ``path``.
     ImageDecodeError
-        If the file is empty.
+        If the file is empty, is not a regular file (a pipe, socket or device:
+        refused without reading, so ``/dev/zero`` or a FIFO cannot hang or
+        exhaust memory), or cannot be read for another reason (a symlink
+        loop, an I/O error).
     """
     path = os.fspath(path)
     try:
-        with open(path, "rb") as fh:
+        # O_NONBLOCK: opening a FIFO must not block; it is refused below.
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+        with open(os.open(path, flags), "rb") as fh:
+            mode = os.fstat(fh.fileno()).st_mode
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError(path)
+            if not stat.S_ISREG(mode):
+                raise ImageDecodeError(
+                    path,
+                    "it is not a regular file (a pipe, socket or device). Pass "
+                    "image files only.",
+                )
             data = fh.read()
     except FileNotFoundError:
         raise FileNotFoundError(
@@ -78,9 +93,36 @@ def read_image_bytes(path: str | os.PathLike) -> bytes:
             f"Image file {path!r} cannot be read: permission denied. Fix its "
             "permissions (e.g. chmod a+r) or remove it from the input list."
         ) from None
+    except OSError as exc:  # ELOOP, ENOTDIR, EIO, ENAMETOOLONG, ...
+        raise ImageDecodeError(
+            path,
+            f"the file cannot be read ({exc.strerror or exc}). Check the path, "
+            "or remove it from the input list.",
+        ) from None
     if not data:
         raise ImageDecodeError(path, "the file is empty (0 bytes).")
     return data
+
+
+_SIGNATURES = [
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+]
+
+
+def _sniff_format(data: bytes) -> str | None:
+    """The format a file's magic bytes claim, for error messages only."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    for magic, name in _SIGNATURES:
+        if data.startswith(magic):
+            return name
+    return None
 
 
 @dataclass(frozen=True)
@@ -178,14 +220,27 @@ def decode_image(
         raise
     except UnidentifiedImageError:
         head = data[:12]
+        kind = _sniff_format(data)
+        if kind is not None:  # a known signature, but Pillow cannot parse it
+            raise ImageDecodeError(
+                path,
+                f"the content starts like a {kind} file but is truncated or "
+                "corrupt. Re-export or remove the file.",
+            ) from None
         raise ImageDecodeError(
             path,
             f"the content is not a recognised image format (it starts with "
             f"{head!r}). Remove the file or re-save it as JPEG or PNG.",
         ) from None
     except Image.DecompressionBombError as exc:
+        # Pillow's own guard (2 * PIL.Image.MAX_IMAGE_PIXELS, checked when the
+        # file is opened) fired: a larger max_image_pixels alone cannot help.
         raise ImageDecodeError(
-            path, f"{exc} Pass a larger max_image_pixels if you trust this file."
+            path,
+            f"{exc} This is Pillow's own limit (2 * PIL.Image.MAX_IMAGE_PIXELS, "
+            f"PIL.Image.MAX_IMAGE_PIXELS={Image.MAX_IMAGE_PIXELS}); if you trust "
+            "this file, raise PIL.Image.MAX_IMAGE_PIXELS (or set it to None) "
+            "as well as max_image_pixels.",
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
         raise ImageDecodeError(
