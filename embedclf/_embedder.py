@@ -262,9 +262,15 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
                 todo.setdefault(k, i)
         n_computed = 0
         if todo:
-            n_computed = self._compute(paths, todo, spec, ns, cache, vectors, errors)
-            if cache is not None:
-                cache.compact()
+            try:
+                n_computed = self._compute(
+                    paths, todo, spec, ns, cache, vectors, errors
+                )
+            finally:
+                # Committed rows are safe in the journal either way; folding
+                # them into the HDF5 file now keeps later lookups fast.
+                if cache is not None:
+                    self._compact_quietly(cache)
         self._raise_first(errors, paths)
 
         dim = len(next(iter(vectors.values()))) if vectors else None
@@ -289,6 +295,13 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
             len(self.failed_paths_),
         )
         return out
+
+    @staticmethod
+    def _compact_quietly(cache):
+        try:
+            cache.compact()
+        except OSError as exc:  # e.g. disk full: rows stay in the journal
+            logger.warning("embedclf: %s", exc)
 
     def _dim_without_images(self, spec):
         """Embedding dim when no row was produced (empty input or all failed)."""
@@ -418,5 +431,6 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
             out = backbone(np.stack([images[j] for j in todo]))
             todo_keys = [keys[j] for j in todo]
             cache.put(ns, todo_keys, out)
+        cache.compact_if_due()
         vectors.update(zip(todo_keys, out.astype(ns.dtype).astype(np.float32)))
         return len(todo)

@@ -172,3 +172,17 @@ def test_float16_namespace(tmp_path):
     got, _ = cache.get(ns16, keys(3))
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, v, rtol=1e-3, atol=1e-3)
+
+
+def test_compact_if_due_bounds_the_journal(tmp_path, monkeypatch):
+    import embedclf._cache as cache_module
+
+    monkeypatch.setattr(cache_module, "_COMPACT_MIN_BYTES", 1000)
+    cache = EmbeddingCache(tmp_path / "c.h5")
+    cache.put(NS, keys(2), vecs(2))
+    assert cache.compact_if_due() is False  # 2 small rows: not due yet
+    assert os.path.exists(cache.journal_path)
+    cache.put(NS, keys(40, 2), vecs(40))
+    assert cache.compact_if_due() is True
+    assert not os.path.exists(cache.journal_path)
+    assert cache.get(NS, keys(42))[1].all()
