@@ -42,6 +42,7 @@ __all__ = ["EmbeddingCache", "CacheNamespace", "FORMAT", "FORMAT_VERSION"]
 FORMAT = "embedclf-embedding-cache"
 FORMAT_VERSION = 1
 _BLOCK_ROWS = 8192
+_COMPACT_MIN_BYTES = 64 << 20
 _DTYPES = ("float32", "float16")
 
 
@@ -367,6 +368,22 @@ class EmbeddingCache:
         with self._open_main() as f:
             if ns.fingerprint in f:
                 self._check_namespace_attrs(f[ns.fingerprint].attrs, ns, dim)
+
+    def compact_if_due(self) -> bool:
+        """Compact when the journal outgrows a quarter of the HDF5 file (and 64 MB).
+
+        Called between batches of long runs, so the journal (read into memory
+        on lookups) stays small while the amortised cost of rewriting the file
+        stays linear in the number of rows.
+        """
+        journal = _stat_token(self.journal_path)
+        main = _stat_token(self.path)
+        due = journal is not None and journal[2] > max(
+            _COMPACT_MIN_BYTES, 0.25 * (main[2] if main else 0)
+        )
+        if due:
+            self.compact()
+        return due
 
     def compact(self) -> None:
         """Fold the journal into the HDF5 file (atomic replace), then drop it."""
