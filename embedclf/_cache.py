@@ -28,12 +28,14 @@ import os
 import shutil
 import time
 import uuid
-import zlib
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from filelock import FileLock, Timeout
 
+from embedclf._cache_rewrite import plain as _plain
+from embedclf._cache_rewrite import row_crcs as _row_crcs
+from embedclf._cache_rewrite import write_namespaces as _write_namespaces
 from embedclf._journal import append_record, encode_record, read_records
 from embedclf.exceptions import CacheFormatError, CacheMismatchError
 
@@ -41,7 +43,6 @@ __all__ = ["EmbeddingCache", "CacheNamespace", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "embedclf-embedding-cache"
 FORMAT_VERSION = 1
-_BLOCK_ROWS = 8192
 _COMPACT_MIN_BYTES = 64 << 20
 _DTYPES = ("float32", "float16")
 
@@ -85,14 +86,6 @@ class CacheNamespace:
             [self.identity, self.image_size, self.preprocessing], sort_keys=True
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:32]
-
-
-def _row_crcs(vectors: np.ndarray) -> np.ndarray:
-    return np.fromiter(
-        (zlib.crc32(row.tobytes()) for row in vectors),
-        dtype=np.uint32,
-        count=len(vectors),
-    )
 
 
 def _fsync_path(path: str) -> None:
@@ -490,90 +483,3 @@ class EmbeddingCache:
         report["unreadable"] = unreadable + report["unreadable"]
         report["backup"] = backup
         return report
-
-
-def _plain(value):
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _write_namespaces(dst, sources, records, *, skip_bad_rows):
-    """Write every namespace of ``sources`` (open HDF5 files) and ``records``."""
-    by_fp: dict[str, list] = {}
-    for rec in records:
-        by_fp.setdefault(rec.meta["fingerprint"], []).append(rec)
-    counts = {"kept": 0, "dropped": 0, "unreadable": []}
-    fps = []
-    for f in sources:
-        try:
-            fps.extend(f)
-        except (OSError, KeyError, ValueError):
-            if not skip_bad_rows:
-                raise
-            counts["unreadable"].append("<root group>")
-    fps = list(dict.fromkeys(fps + list(by_fp)))
-    for fp in fps:
-        try:
-            src_group = next((f[fp] for f in sources if fp in f), None)
-        except (OSError, KeyError, ValueError):
-            if not skip_bad_rows:
-                raise
-            counts["unreadable"].append(fp)
-            src_group = None
-        if src_group is not None and fp not in by_fp and not skip_bad_rows:
-            src_group.file.copy(src_group, dst, name=fp)
-            counts["kept"] += len(dst[fp]["keys"])
-            continue
-        meta = dict(by_fp[fp][0].meta) if fp in by_fp else None
-        old_keys = np.empty(0, dtype="S64")
-        old_vec = old_crc = None
-        if src_group is not None:
-            try:
-                attrs = {k: _plain(v) for k, v in src_group.attrs.items()}
-                old_keys = src_group["keys"][...]
-                old_vec = src_group["vectors"][...]
-                old_crc = src_group["crc32"][...]
-                good = _row_crcs(old_vec) == old_crc
-                counts["dropped"] += int((~good).sum())
-                old_keys, old_vec, old_crc = (
-                    old_keys[good],
-                    old_vec[good],
-                    old_crc[good],
-                )
-                meta = meta or attrs
-            except (OSError, KeyError, ValueError):
-                if not skip_bad_rows:
-                    raise
-                counts["unreadable"].append(fp)
-                old_keys, old_vec, old_crc = np.empty(0, dtype="S64"), None, None
-        if meta is None:
-            continue
-        dim, dtype = int(meta["dim"]), str(meta["dtype"])
-        seen = set(k.decode("ascii") for k in old_keys)
-        new_keys, new_vecs = [], []
-        for rec in by_fp.get(fp, []):
-            for key, vec in zip(rec.keys, rec.vectors):
-                if key not in seen:
-                    seen.add(key)
-                    new_keys.append(key)
-                    new_vecs.append(vec)
-        new_vec = np.asarray(new_vecs, dtype=dtype).reshape(-1, dim)
-        keys = np.concatenate([old_keys, np.asarray(new_keys, dtype="S64")])
-        vectors = (
-            new_vec
-            if old_vec is None
-            else np.concatenate([old_vec.astype(dtype), new_vec])
-        )
-        crcs = _row_crcs(vectors)
-        group = dst.create_group(fp)
-        for name in ("handle", "identity", "image_size", "preprocessing", "dtype"):
-            group.attrs[name] = str(meta[name])
-        group.attrs["dim"] = dim
-        group.create_dataset("keys", data=keys)
-        group.create_dataset("vectors", data=vectors)
-        group.create_dataset("crc32", data=crcs)
-        counts["kept"] += len(keys)
-    return counts
