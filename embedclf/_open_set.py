@@ -1,0 +1,545 @@
+"""The "unknown" answer: one decision rule, and the OpenSetClassifier meta-estimator.
+
+The rule (:func:`_open_set_decision`) is shared by every classifier of the
+package: SoftmaxClassifier and SVMClassifier apply it with a fixed probability
+threshold when given ``unknown_label``; OpenSetClassifier adds an
+embedding-distance score and tunes both thresholds by cross-validation.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
+from sklearn.metrics import pairwise_distances
+from sklearn.model_selection import check_cv, cross_val_predict
+from sklearn.neighbors import NearestCentroid, NearestNeighbors
+from sklearn.utils import Bunch
+from sklearn.utils.validation import check_is_fitted
+
+from embedclf._compat import Interval, StrOptions, _fit_context
+from embedclf._validation import (
+    _check_class_counts,
+    _check_class_labels,
+    _check_n_classes,
+    _label_repr,
+    _validate_embeddings,
+)
+
+__all__ = ["OpenSetClassifier"]
+
+
+def _known_rows(y: np.ndarray, unknown_label, estimator_name: str) -> np.ndarray:
+    """Boolean mask of the rows of ``y`` NOT labelled ``unknown_label``.
+
+    Raises a TypeError when ``unknown_label`` and the labels are not of the
+    same kind (string vs integer), since predictions would then mix types and
+    break scikit-learn's metrics.
+    """
+    if unknown_label is None:
+        return np.ones(len(y), dtype=bool)
+    labels_are_str = y.dtype.kind in "US" or (
+        y.dtype == object and len(y) > 0 and isinstance(y[0], str)
+    )
+    if labels_are_str != isinstance(unknown_label, str):
+        kind = "strings" if labels_are_str else "integers"
+        fix = (
+            "a string unknown_label such as 'unknown'"
+            if labels_are_str
+            else "an integer unknown_label such as -1, or string class labels "
+            "(e.g. y = data.target_names[data.target])"
+        )
+        raise TypeError(
+            f"{estimator_name} got unknown_label={unknown_label!r} but the class "
+            f"labels in y are {kind}; predictions would mix the two types. Use "
+            f"{fix}."
+        )
+    return np.asarray(y != unknown_label, dtype=bool)
+
+
+def _label_dtype(classes: np.ndarray, unknown_label):
+    """dtype that holds both ``classes`` and ``unknown_label``."""
+    if unknown_label is None:
+        return classes.dtype
+    label = np.asarray(unknown_label)
+    if classes.dtype.kind == "U" and label.dtype.kind == "U":
+        return np.result_type(classes.dtype, label.dtype)
+    if classes.dtype.kind in "iuf" and label.dtype.kind in "iu":
+        return np.result_type(classes.dtype, label.dtype)
+    return np.dtype(object)
+
+
+def _open_set_decision(
+    classes: np.ndarray,
+    proba: np.ndarray,
+    unknown_label,
+    *,
+    probability_threshold: float | None = None,
+    distances: np.ndarray | None = None,
+    distance_threshold: float | None = None,
+) -> np.ndarray:
+    """Labels with the open-set rule applied.
+
+    A sample gets ``classes[argmax(proba)]`` when it is *known*:
+
+    - its max probability is >= ``probability_threshold`` (if not None), and
+    - its distance to the known classes is <= ``distance_threshold`` (if not
+      None);
+
+    otherwise it gets ``unknown_label``. With ``unknown_label=None`` the
+    thresholds are ignored and this is plain argmax.
+
+    Parameters
+    ----------
+    classes : ndarray of shape (n_classes,)
+        Known classes, the columns of ``proba``.
+    proba : ndarray of shape (n_samples, n_classes)
+        Class probabilities.
+    unknown_label : str, int or None
+        Label returned for unknown samples.
+    probability_threshold : float or None, default=None
+        Lowest accepted max probability.
+    distances : ndarray of shape (n_samples,) or None, default=None
+        Distance of each sample to the known classes in embedding space.
+    distance_threshold : float or None, default=None
+        Largest accepted distance.
+
+    Returns
+    -------
+    y_pred : ndarray of shape (n_samples,)
+        Predicted labels; dtype holds both the classes and ``unknown_label``.
+    """
+    labels = classes[np.argmax(proba, axis=1)]
+    if unknown_label is None:
+        return labels
+    known = np.ones(len(labels), dtype=bool)
+    if probability_threshold is not None:
+        known &= proba.max(axis=1) >= probability_threshold
+    if distance_threshold is not None:
+        known &= distances <= distance_threshold
+    out = labels.astype(_label_dtype(classes, unknown_label))
+    out[~known] = unknown_label
+    return out
+
+
+def _tune_thresholds(
+    scores: np.ndarray, target_recall: float, accepted: np.ndarray | None = None
+) -> tuple[np.ndarray, float]:
+    """Per-column thresholds accepting ``target_recall`` of the rows jointly.
+
+    ``scores`` is oriented so that higher means "more like a known class". All
+    columns share one quantile level ``q``: a row is accepted when each of its
+    scores is at or above that column's ``q``-quantile (empirical CDF), and
+    ``q`` is the largest level that accepts at least ``target_recall`` of the
+    rows among those already ``accepted`` by fixed thresholds.
+
+    Returns the thresholds (accept when ``score >= threshold``) and the
+    fraction of rows accepted.
+    """
+    n, k = scores.shape
+    if accepted is None:
+        accepted = np.ones(n, dtype=bool)
+    ranks = np.column_stack(
+        [
+            np.searchsorted(np.sort(scores[:, j]), scores[:, j], side="right") / n
+            for j in range(k)
+        ]
+    )
+    level = np.where(accepted, ranks.min(axis=1), -np.inf)
+    need = max(1, math.ceil(target_recall * n - 1e-9))
+    q = np.sort(level)[::-1][need - 1]
+    if not np.isfinite(q):
+        warnings.warn(
+            f"The fixed threshold alone accepts {accepted.mean():.1%} of the known "
+            f"training samples, below target_recall={target_recall}; the tuned "
+            "threshold accepts every sample that passes it. Lower the fixed "
+            "threshold or set it to 'auto'.",
+            UserWarning,
+            stacklevel=3,
+        )
+        q = -np.inf
+    thresholds = np.array([scores[ranks[:, j] >= q, j].min() for j in range(k)])
+    recall = float(np.mean(accepted & (scores >= thresholds).all(axis=1)))
+    return thresholds, recall
+
+
+def _check_cv_classes(cv, y: np.ndarray, classes: np.ndarray, name: str):
+    """Stratified splits for threshold tuning, or a clear error.
+
+    Every known class must appear in every training fold, or the out-of-fold
+    probabilities of its samples mean nothing.
+    """
+    splitter = check_cv(cv, y, classifier=True)
+    n_splits = splitter.get_n_splits(None, y)
+    if cv is None or isinstance(cv, Integral):
+        _check_class_counts(
+            y,
+            classes,
+            n_splits,
+            what=f"{name} tunes its thresholds with",
+            fix="lower cv (at least 2), or give probability_threshold and "
+            "distance_threshold as numbers so that nothing is tuned",
+        )
+    splits = list(splitter.split(np.zeros((len(y), 1)), y))
+    for i, (train, _) in enumerate(splits):
+        missing = np.setdiff1d(classes, y[train])
+        if missing.size:
+            raise ValueError(
+                f"{name} cannot tune its thresholds with cv={cv!r}: the training "
+                f"part of split {i} has no sample of class "
+                f"{_label_repr(missing[0])}. Use a stratified splitter (e.g. an int "
+                "cv) or give the thresholds as numbers."
+            )
+    return splits
+
+
+class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+    """Classifier that answers ``unknown_label`` for samples unlike any known class.
+
+    Wraps a probabilistic classifier and adds two scores: the classifier's max
+    class probability, and the distance in embedding space from the sample to
+    the known classes (nearest class centroid, or mean distance to the nearest
+    training samples). Each score has a threshold, given as a number or tuned
+    from out-of-fold scores on the training data to keep ``target_recall`` of
+    the known samples.
+
+    Parameters
+    ----------
+    estimator : classifier with predict_proba, default=None
+        The classifier to wrap; cloned in ``fit``. None means
+        ``SoftmaxClassifier()``.
+
+    unknown_label : str or int, default="unknown"
+        Label returned for unknown samples. Training rows with this label (a
+        background folder named "unknown", as in the retrain tutorial) are not
+        a class: they are left out of the classifier and of the distances, and
+        used to measure ``unknown_recall_``.
+
+    probability_threshold : float in [0, 1], "auto" or None, default="auto"
+        Lowest max class probability of a known sample. "auto" tunes it;
+        None does not use this score.
+
+    distance_threshold : float >= 0, "auto" or None, default="auto"
+        Largest distance to the known classes of a known sample. "auto" tunes
+        it; None does not use this score.
+
+    distance : {"centroid", "knn"}, default="centroid"
+        "centroid": distance to the nearest class centroid (mean embedding).
+        "knn": mean distance to the ``n_neighbors`` nearest training samples.
+
+    metric : {"euclidean", "cosine"}, default="euclidean"
+        Metric of the distance score.
+
+    n_neighbors : int, default=5
+        Neighbours of the "knn" distance.
+
+    target_recall : float in (0, 1], default=0.95
+        Fraction of known training samples the tuned thresholds accept,
+        measured on out-of-fold scores.
+
+    cv : int, cross-validation generator or iterable, default=5
+        Splits for the out-of-fold scores, as in ``cross_val_predict``; an int
+        means stratified k-fold. Every class needs at least ``cv`` samples.
+
+    n_jobs : int, default=None
+        Jobs for ``cross_val_predict``.
+
+    Attributes
+    ----------
+    estimator_ : classifier
+        The wrapped classifier fitted on all known training samples.
+
+    classes_ : ndarray of shape (n_classes,)
+        Known classes (never ``unknown_label``).
+
+    distance_model_ : NearestCentroid, NearestNeighbors or None
+        Fitted model of the distance score; None when it is not used.
+
+    probability_threshold_ : float or None
+        Threshold in use for the max probability.
+
+    distance_threshold_ : float or None
+        Threshold in use for the distance.
+
+    known_recall_ : float or None
+        Out-of-fold fraction of known training samples accepted by the
+        thresholds; None when nothing was tuned.
+
+    unknown_recall_ : float or None
+        Fraction of training rows labelled ``unknown_label`` that ``predict``
+        calls unknown; None when there are none.
+
+    n_features_in_ : int
+        Number of features seen during fit.
+
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during fit, when X has string column names.
+
+    See Also
+    --------
+    SoftmaxClassifier : The default wrapped classifier.
+
+    Notes
+    -----
+    Decision rule. Let ``p(x)`` be the max of ``estimator_.predict_proba(x)``
+    and ``d(x)`` the distance of ``x`` to the known classes. ``predict``
+    returns ``classes_[argmax predict_proba(x)]`` when ``p(x) >=
+    probability_threshold_`` and ``d(x) <= distance_threshold_`` (a ``None``
+    threshold is skipped), and ``unknown_label`` otherwise.
+
+    Tuning. The known training samples get out-of-fold scores:
+    ``cross_val_predict(estimator, method="predict_proba")`` for ``p`` and, per
+    fold, distances to a distance model fitted on the other folds. When both
+    thresholds are "auto" they sit at the same quantile level ``q`` of their
+    out-of-fold score distributions, with ``q`` the largest level at which at
+    least ``target_recall`` of the samples pass both. A numeric threshold is
+    applied first and the "auto" one is tuned on the samples that pass it.
+
+    ``predict_proba`` is the wrapped classifier's: its columns are the known
+    classes only and rows still sum to one. Unknown rows in the training data
+    never change the thresholds; compare ``unknown_recall_`` with
+    ``known_recall_`` to judge them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from embedclf import OpenSetClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.r_[rng.normal(0, 1, (40, 4)), rng.normal(4, 1, (40, 4))]
+    >>> y = np.array(["cat"] * 40 + ["dog"] * 40)
+    >>> clf = OpenSetClassifier(target_recall=0.95).fit(X, y)
+    >>> clf.predict([[0, 0, 0, 0], [4, 4, 4, 4], [-30, 30, -30, 30]])
+    array(['cat', 'dog', 'unknown'], dtype='<U7')
+    >>> clf.predict_proba([[0, 0, 0, 0]]).shape
+    (1, 2)
+    """
+
+    _parameter_constraints: dict = {
+        "estimator": [object, None],
+        "unknown_label": [str, Integral],
+        "probability_threshold": [
+            Interval(Real, 0, 1, closed="both"),
+            StrOptions({"auto"}),
+            None,
+        ],
+        "distance_threshold": [
+            Interval(Real, 0, None, closed="left"),
+            StrOptions({"auto"}),
+            None,
+        ],
+        "distance": [StrOptions({"centroid", "knn"})],
+        "metric": [StrOptions({"euclidean", "cosine"})],
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "target_recall": [Interval(Real, 0, 1, closed="right")],
+        "cv": ["cv_object"],
+        "n_jobs": [Integral, None],
+    }
+
+    def __init__(
+        self,
+        estimator=None,
+        *,
+        unknown_label="unknown",
+        probability_threshold="auto",
+        distance_threshold="auto",
+        distance="centroid",
+        metric="euclidean",
+        n_neighbors=5,
+        target_recall=0.95,
+        cv=5,
+        n_jobs=None,
+    ):
+        self.estimator = estimator
+        self.unknown_label = unknown_label
+        self.probability_threshold = probability_threshold
+        self.distance_threshold = distance_threshold
+        self.distance = distance
+        self.metric = metric
+        self.n_neighbors = n_neighbors
+        self.target_recall = target_recall
+        self.cv = cv
+        self.n_jobs = n_jobs
+
+    def _base_estimator(self):
+        if self.estimator is None:
+            from embedclf._linear import SoftmaxClassifier
+
+            return SoftmaxClassifier()
+        if not hasattr(self.estimator, "predict_proba"):
+            raise TypeError(
+                f"{type(self).__name__} needs an estimator with predict_proba; got "
+                f"{self.estimator!r}. Use SoftmaxClassifier, SVMClassifier or wrap "
+                "the model in sklearn.calibration.CalibratedClassifierCV."
+            )
+        return clone(self.estimator)
+
+    def _fit_distance(self, X, y):
+        if self.distance == "centroid":
+            return NearestCentroid().fit(X, y)
+        k = min(self.n_neighbors, len(X))
+        return NearestNeighbors(n_neighbors=k, metric=self.metric).fit(X)
+
+    def _distances(self, model, X):
+        if isinstance(model, NearestCentroid):
+            d = pairwise_distances(X, model.centroids_, metric=self.metric)
+            return d.min(axis=1)
+        return model.kneighbors(X)[0].mean(axis=1)
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y):
+        """Fit the classifier, the distance model, and tune the thresholds.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings.
+
+        y : array-like of shape (n_samples,)
+            Labels, all strings or all integers; rows equal to
+            ``unknown_label`` are background examples.
+
+        Returns
+        -------
+        self : object
+            Fitted classifier.
+
+        Raises
+        ------
+        ValueError
+            If fewer than 2 known classes, a class too small for ``cv`` when a
+            threshold is "auto", NaN rows or continuous labels.
+        TypeError
+            If the estimator has no predict_proba or labels mix types.
+        """
+        X, y = _validate_embeddings(self, X, y, reset=True, action="fit")
+        name = type(self).__name__
+        y = _check_class_labels(y, name)
+        known = _known_rows(y, self.unknown_label, name)
+        Xk, yk = X[known], y[known]
+        self.classes_ = np.unique(yk)
+        _check_n_classes(self.classes_, yk, name)
+        base = self._base_estimator()
+
+        use_p = self.probability_threshold is not None
+        use_d = self.distance_threshold is not None
+        self.estimator_ = clone(base).fit(Xk, yk)
+        self.distance_model_ = self._fit_distance(Xk, yk) if use_d else None
+
+        columns, fixed, auto = [], [], []
+        if use_p:
+            columns.append("p")
+            (auto if self.probability_threshold == "auto" else fixed).append("p")
+        if use_d:
+            columns.append("d")
+            (auto if self.distance_threshold == "auto" else fixed).append("d")
+        thresholds = {"p": self.probability_threshold, "d": self.distance_threshold}
+        self.known_recall_ = None
+        if auto:
+            splits = _check_cv_classes(self.cv, yk, self.classes_, name)
+            # Higher = more like a known class: max proba, minus the distance.
+            oof = {}
+            if use_p:
+                proba = cross_val_predict(
+                    clone(base), Xk, yk, cv=splits, method="predict_proba",
+                    n_jobs=self.n_jobs,
+                )  # fmt: skip
+                oof["p"] = proba.max(axis=1)
+            if use_d:
+                d = np.empty(len(yk))
+                for train, test in splits:
+                    model = self._fit_distance(Xk[train], yk[train])
+                    d[test] = self._distances(model, Xk[test])
+                oof["d"] = -d
+            accepted = np.ones(len(yk), dtype=bool)
+            for key in fixed:
+                sign = 1 if key == "p" else -1
+                accepted &= oof[key] >= sign * thresholds[key]
+            tuned, self.known_recall_ = _tune_thresholds(
+                np.column_stack([oof[key] for key in auto]),
+                self.target_recall,
+                accepted,
+            )
+            for key, value in zip(auto, tuned):
+                thresholds[key] = float(value if key == "p" else -value)
+        self.probability_threshold_ = float(thresholds["p"]) if use_p else None
+        self.distance_threshold_ = float(thresholds["d"]) if use_d else None
+
+        self.unknown_recall_ = None
+        if not known.all():
+            pred = self._decide(X[~known])
+            self.unknown_recall_ = float(np.mean(pred == self.unknown_label))
+        return self
+
+    def _decide(self, X):
+        proba = self.estimator_.predict_proba(X)
+        dist = None
+        if self.distance_model_ is not None:
+            dist = self._distances(self.distance_model_, X)
+        return _open_set_decision(
+            self.classes_,
+            proba,
+            self.unknown_label,
+            probability_threshold=self.probability_threshold_,
+            distances=dist,
+            distance_threshold=self.distance_threshold_,
+        )
+
+    def predict(self, X):
+        """Predict known classes, or ``unknown_label`` (see Notes).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Labels from ``classes_`` or ``unknown_label``.
+        """
+        check_is_fitted(self)
+        X = _validate_embeddings(self, X, reset=False, action="predict")
+        return self._decide(X)
+
+    def predict_proba(self, X):
+        """Probabilities of the known classes, from the wrapped classifier.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Columns in the order of ``classes_``; no "unknown" column.
+        """
+        check_is_fitted(self)
+        X = _validate_embeddings(self, X, reset=False, action="predict")
+        return self.estimator_.predict_proba(X)
+
+    def open_set_scores(self, X):
+        """The two scores the decision rule compares with the thresholds.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings.
+
+        Returns
+        -------
+        scores : Bunch
+            ``max_proba`` (ndarray of shape (n_samples,)) and ``distance``
+            (ndarray of shape (n_samples,), or None when not used).
+        """
+        check_is_fitted(self)
+        X = _validate_embeddings(self, X, reset=False, action="predict")
+        dist = None
+        if self.distance_model_ is not None:
+            dist = self._distances(self.distance_model_, X)
+        return Bunch(
+            max_proba=self.estimator_.predict_proba(X).max(axis=1), distance=dist
+        )
