@@ -11,6 +11,7 @@ __all__ = [
     "CacheFormatError",
     "CacheMismatchError",
     "ImageDecodeError",
+    "ModelDirError",
 ]
 
 
@@ -44,3 +45,10 @@ class CacheMismatchError(ValueError):
 
 class BackboneLoadError(OSError):
     """A backbone (TF Hub handle, SavedModel or Keras application) failed to load."""
+
+
+class ModelDirError(ValueError):
+    """A model directory is missing, malformed, newer, or for another backbone.
+
+    The message names the directory and says how to fix it.
+    """
