@@ -176,19 +176,23 @@ def format_predict_parser(parser):
     parser.set_defaults(handler=run_predict)
 
 
-def _predict_model_dir(args, paths):
-    """Embed ``paths`` for a model dir; returns (model_dir, X, ok mask)."""
-    import numpy as np
-
+def _load_for_predict(args):
+    """Load and check MODEL_DIR; returns (model_dir, backbone handle)."""
     from embedclf._model_dir import check_backbone, load_model_dir
 
     model_dir = load_model_dir(args.model_dir)
-    handle = check_backbone(model_dir, args.model)
+    return model_dir, check_backbone(model_dir, args.model)
+
+
+def _embed_for_model_dir(args, model_dir, handle, paths):
+    """Embed ``paths`` for a model dir; returns (X, ok mask)."""
+    import numpy as np
+
     embedder = _embedder(args, handle, image_size=model_dir.manifest.get("image_size"))
     X = embedder.transform(paths)
     failed = set(embedder.failed_paths_.tolist())
     ok = np.array([p not in failed for p in paths], dtype=bool)
-    return model_dir, X, ok
+    return X, ok
 
 
 def run_predict(args) -> int:
@@ -196,6 +200,7 @@ def run_predict(args) -> int:
 
     import numpy as np
 
+    model_dir, handle = _load_for_predict(args)
     paths = list_images(args.images)
     if not paths:
         error(f"No image files found in {args.images}. Pass image files or folders.")
@@ -203,7 +208,7 @@ def run_predict(args) -> int:
     if args.top_k < 1:
         error(f"--top-k must be at least 1; got {args.top_k}.")
         return 2
-    model_dir, X, ok = _predict_model_dir(args, paths)
+    X, ok = _embed_for_model_dir(args, model_dir, handle, paths)
     head = model_dir.head
     results = []
     if ok.any():
@@ -275,8 +280,9 @@ def run_evaluate(args) -> int:
     from embedclf._report import format_metrics, write_report
     from embedclf._train import _folder
 
+    model_dir, handle = _load_for_predict(args)
     paths, y_true = _folder(args.image_dir)
-    model_dir, X, ok = _predict_model_dir(args, list(paths))
+    X, ok = _embed_for_model_dir(args, model_dir, handle, list(paths))
     n_failed = report_failures([p for p, good in zip(paths, ok) if not good])
     head = model_dir.head
     y_pred = head.predict(X[ok]).astype(str)
