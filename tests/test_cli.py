@@ -108,10 +108,20 @@ def test_train_warm_cache_computes_nothing(session, tmp_path, tiny_model_dir, ca
 
     before = backbone_image_count()
     status = main(
-        ["train", str(session["data"]), "--output", str(tmp_path / "m"),
-         "--model", str(tiny_model_dir), "--cache", str(session["cache"]),
-         "--C", "1", "--no-progress"]
-    )  # fmt: skip
+        [
+            "train",
+            str(session["data"]),
+            "--output",
+            str(tmp_path / "m"),
+            "--model",
+            str(tiny_model_dir),
+            "--cache",
+            str(session["cache"]),
+            "--C",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert status == 0
     assert backbone_image_count() == before
     assert "(0 by the backbone, 57 from the cache)" in capsys.readouterr().out
@@ -120,18 +130,30 @@ def test_train_warm_cache_computes_nothing(session, tmp_path, tiny_model_dir, ca
 def test_train_hash_split_and_svm(tmp_path, tiny_model_dir, capsys):
     data = make_image_folder(tmp_path / "flat", ("red", "blue"), n_per_class=15)
     status = main(
-        ["train", str(data), "--output", str(tmp_path / "m"), "--model",
-         str(tiny_model_dir), "--classifier", "svm", "--C", "1",
-         "--validation-percentage", "20", "--testing_percentage", "20",
-         "--no-progress"]
-    )  # fmt: skip
+        [
+            "train",
+            str(data),
+            "--output",
+            str(tmp_path / "m"),
+            "--model",
+            str(tiny_model_dir),
+            "--classifier",
+            "svm",
+            "--C",
+            "1",
+            "--validation-percentage",
+            "20",
+            "--testing_percentage",
+            "20",
+            "--no-progress",
+        ]
+    )
     assert status == 0, capsys.readouterr().err
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert manifest["data"]["layout"] == "hash-split"
     assert manifest["classifier"]["type"] == "svm"
-    from embedclf._split import retrain_split
-
     from embedclf import load_image_folder
+    from embedclf._split import retrain_split
 
     split = retrain_split(load_image_folder(data).paths, 20, 20)
     assert manifest["metrics"]["n_testing"] == int((split == "testing").sum())
@@ -144,10 +166,22 @@ def test_train_hash_split_and_svm(tmp_path, tiny_model_dir, capsys):
 def test_train_val_and_test_dir_options(tmp_path, tiny_model_dir, capsys):
     data = grocery_like(tmp_path / "g")
     status = main(
-        ["train", str(data / "train"), "--val-dir", str(data / "val"),
-         "--test-dir", str(data / "test"), "--output", str(tmp_path / "m"),
-         "--model", str(tiny_model_dir), "--C", "1", "--no-progress"]
-    )  # fmt: skip
+        [
+            "train",
+            str(data / "train"),
+            "--val-dir",
+            str(data / "val"),
+            "--test-dir",
+            str(data / "test"),
+            "--output",
+            str(tmp_path / "m"),
+            "--model",
+            str(tiny_model_dir),
+            "--C",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert status == 0
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert manifest["data"]["layout"] == "folders"
@@ -178,9 +212,17 @@ def test_train_user_errors_are_one_line(
     elif case == "bad_unknown":
         extra = ["--unknown", "1.5"]
     status = main(
-        ["train", str(image_dir), "--output", str(tmp_path / "m"), "--model", model,
-         "--no-progress", *extra]
-    )  # fmt: skip
+        [
+            "train",
+            str(image_dir),
+            "--output",
+            str(tmp_path / "m"),
+            "--model",
+            model,
+            "--no-progress",
+            *extra,
+        ]
+    )
     lines = _err_lines(capsys)
     assert status == 1
     assert len(lines) == 1 and lines[0].startswith("embedclf: error: ")
@@ -190,8 +232,16 @@ def test_train_user_errors_are_one_line(
 
 def test_train_bad_percentage_is_argparse_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["train", str(tmp_path), "-o", str(tmp_path / "m"),
-              "--validation-percentage", "150"])  # fmt: skip
+        main(
+            [
+                "train",
+                str(tmp_path),
+                "-o",
+                str(tmp_path / "m"),
+                "--validation-percentage",
+                "150",
+            ]
+        )
     assert exc.value.code == 2
     assert "must be in [0, 100)" in capsys.readouterr().err
 
@@ -199,15 +249,31 @@ def test_train_bad_percentage_is_argparse_error(tmp_path, capsys):
 # -- predict -----------------------------------------------------------------------
 def test_predict_text_and_json(session, capsys):
     test_dir = session["data"] / "test"
-    status = main(["predict", str(session["output"]), str(test_dir / "red"),
-                   "--top-k", "2", "--no-progress"])  # fmt: skip
+    status = main(
+        [
+            "predict",
+            str(session["output"]),
+            str(test_dir / "red"),
+            "--top-k",
+            "2",
+            "--no-progress",
+        ]
+    )
     out = capsys.readouterr().out.splitlines()
     assert status == 0
     assert len(out) == 4 * 3  # 4 images, a label line and 2 score lines each
     assert out[0].startswith(str(test_dir / "red" / "red_000.jpg") + ": ")
     assert out[1].strip().split()[0] in CLASSES and "score = " in out[1]
-    status = main(["predict", str(session["output"]), str(test_dir), "--json",
-                   "--cache", str(session["cache"])])  # fmt: skip
+    status = main(
+        [
+            "predict",
+            str(session["output"]),
+            str(test_dir),
+            "--json",
+            "--cache",
+            str(session["cache"]),
+        ]
+    )
     results = json.loads(capsys.readouterr().out)
     assert status == 0 and len(results) == 12
     assert all(len(r["top_k"]) == 3 for r in results)
@@ -220,8 +286,15 @@ def test_predict_bad_file_reports_and_continues(session, tmp_path, capsys):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not an image at all")
     good = session["data"] / "test" / "blue" / "blue_001.png"
-    status = main(["predict", str(session["output"]), str(bad), str(good),
-                   str(tmp_path / "missing.png")])  # fmt: skip
+    status = main(
+        [
+            "predict",
+            str(session["output"]),
+            str(bad),
+            str(good),
+            str(tmp_path / "missing.png"),
+        ]
+    )
     captured = capsys.readouterr()
     assert status == 1
     err = captured.err.strip().splitlines()
@@ -233,8 +306,9 @@ def test_predict_bad_file_reports_and_continues(session, tmp_path, capsys):
 
 def test_predict_refuses_other_backbone(session, tiny_model_dir_b, capsys):
     img = session["data"] / "test" / "red" / "red_000.jpg"
-    status = main(["predict", str(session["output"]), str(img), "--model",
-                   str(tiny_model_dir_b)])  # fmt: skip
+    status = main(
+        ["predict", str(session["output"]), str(img), "--model", str(tiny_model_dir_b)]
+    )
     lines = _err_lines(capsys)
     assert status == 1 and len(lines) == 1
     assert "was trained on backbone" in lines[0] and "different model" in lines[0]
@@ -263,10 +337,22 @@ def test_predict_not_a_model_dir(tmp_path, capsys):
 def test_open_set_threshold_answers_unknown(session, tmp_path, tiny_model_dir, capsys):
     out = tmp_path / "m"
     status = main(
-        ["train", str(session["data"]), "--output", str(out), "--model",
-         str(tiny_model_dir), "--cache", str(session["cache"]), "--C", "1",
-         "--unknown", "0.999", "--no-progress"]
-    )  # fmt: skip
+        [
+            "train",
+            str(session["data"]),
+            "--output",
+            str(out),
+            "--model",
+            str(tiny_model_dir),
+            "--cache",
+            str(session["cache"]),
+            "--C",
+            "1",
+            "--unknown",
+            "0.999",
+            "--no-progress",
+        ]
+    )
     assert status == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["unknown"]["probability_threshold"] == 0.999
@@ -281,8 +367,17 @@ def test_open_set_threshold_answers_unknown(session, tmp_path, tiny_model_dir, c
 # -- evaluate ------------------------------------------------------------------------
 def test_evaluate_writes_report(session, tmp_path, capsys):
     report = tmp_path / "rep"
-    status = main(["evaluate", str(session["output"]), str(session["data"] / "test"),
-                   "--cache", str(session["cache"]), "--report-dir", str(report)])  # fmt: skip
+    status = main(
+        [
+            "evaluate",
+            str(session["output"]),
+            str(session["data"] / "test"),
+            "--cache",
+            str(session["cache"]),
+            "--report-dir",
+            str(report),
+        ]
+    )
     out = capsys.readouterr().out
     assert status == 0
     metrics = json.loads((report / "metrics.json").read_text())
@@ -305,11 +400,33 @@ def test_embed_fills_cache_and_resumes(tmp_path, tiny_model_dir, capsys):
     folder = make_image_folder(tmp_path / "imgs", ("red", "blue"), n_per_class=4)
     cache = tmp_path / "c.h5"
     # A first, "interrupted" run that only got through the red images.
-    assert main(["embed", str(folder / "red"), "--cache", str(cache),
-                 "--model", str(tiny_model_dir)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "embed",
+                str(folder / "red"),
+                "--cache",
+                str(cache),
+                "--model",
+                str(tiny_model_dir),
+            ]
+        )
+        == 0
+    )
     assert "4 computed by the backbone, 0 from the cache" in capsys.readouterr().out
-    assert main(["embed", str(folder), "--cache", str(cache),
-                 "--model", str(tiny_model_dir)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "embed",
+                str(folder),
+                "--cache",
+                str(cache),
+                "--model",
+                str(tiny_model_dir),
+            ]
+        )
+        == 0
+    )
     assert "4 computed by the backbone, 4 from the cache" in capsys.readouterr().out
     assert main(["cache", "info", str(cache)]) == 0
     out = capsys.readouterr().out
@@ -321,8 +438,16 @@ def test_embed_fills_cache_and_resumes(tmp_path, tiny_model_dir, capsys):
 def test_embed_reports_bad_files(tmp_path, tiny_model_dir, capsys):
     folder = make_image_folder(tmp_path / "imgs", ("red",), n_per_class=2)
     (folder / "red" / "zzz.png").write_bytes(b"")
-    status = main(["embed", str(folder), "--cache", str(tmp_path / "c.h5"),
-                   "--model", str(tiny_model_dir)])  # fmt: skip
+    status = main(
+        [
+            "embed",
+            str(folder),
+            "--cache",
+            str(tmp_path / "c.h5"),
+            "--model",
+            str(tiny_model_dir),
+        ]
+    )
     captured = capsys.readouterr()
     assert status == 1
     assert "zzz.png" in captured.err and "empty" in captured.err
