@@ -22,9 +22,11 @@ several processes can share one cache file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -36,7 +38,7 @@ from filelock import FileLock, Timeout
 from embedclf._cache_rewrite import plain as _plain
 from embedclf._cache_rewrite import row_crcs as _row_crcs
 from embedclf._cache_rewrite import write_namespaces as _write_namespaces
-from embedclf._journal import append_record, encode_record, read_records
+from embedclf._journal import KEY_BYTES, append_record, encode_record, read_records
 from embedclf.exceptions import CacheFormatError, CacheMismatchError
 
 __all__ = ["EmbeddingCache", "CacheNamespace", "FORMAT", "FORMAT_VERSION"]
@@ -96,6 +98,83 @@ def _fsync_path(path: str) -> None:
         os.close(fd)
 
 
+_TAIL_BYTES = 16
+_PADDED_SUFFIX = ".padded-for-repair"
+
+
+def _reserve_space(path: str, nbytes: int) -> None:
+    """Raise ``OSError`` (ENOSPC, EFBIG, EDQUOT) now if ``nbytes`` cannot be
+    written at ``path``, instead of letting HDF5 run into a full disk.
+
+    HDF5 handles failed writes badly: the file stays open in the library and
+    closing it can crash the process (seen with h5py 3.14 / HDF5 1.14). So
+    the space is claimed first with ``posix_fallocate`` (which also trips
+    RLIMIT_FSIZE and quotas) on a scratch file, then released for the
+    rewrite. A disk filled by another program in between is not covered.
+    """
+    fallocate = getattr(os, "posix_fallocate", None)
+    if fallocate is None:  # pragma: no cover - not on macOS / Windows
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        fallocate(fd, 0, max(1, nbytes))
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
+    finally:
+        os.close(fd)
+        os.remove(path)
+
+
+def _remove_stale_temps(path: str) -> None:
+    """Delete ``<path>.tmp-*`` files left by a process killed mid-rewrite.
+
+    Rewrites happen only under the cache lock, which the caller holds: so any
+    temp file present now belongs to a dead rewrite (and may be as large as
+    the cache).
+    """
+    directory, base = os.path.split(os.path.abspath(path))
+    with contextlib.suppress(OSError):
+        for name in os.listdir(directory):
+            if name.startswith(base + ".tmp-"):
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(directory, name))
+
+
+def _open_padded_copy(path: str, exc: OSError):
+    """Open a copy of a truncated HDF5 file, zero-filled back to its stored size.
+
+    HDF5 refuses a file shorter than the end-of-file address recorded in its
+    superblock. Zero-filling the lost tail lets ``repair`` read the intact
+    part: rows that lay in the lost tail fail their CRC32 (or their datasets
+    fail to read) and are dropped. Returns None if ``exc`` is another error.
+    """
+    import h5py
+
+    match = re.search(r"truncated file: eof = \d+.*stored_eof = (\d+)", str(exc))
+    if match is None:
+        return None
+    copy = path + _PADDED_SUFFIX
+    try:
+        shutil.copyfile(path, copy)
+        os.truncate(copy, int(match.group(1)))
+        return h5py.File(copy, "r", locking=False)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.remove(copy)
+        return None
+
+
+def _read_tail(path: str, end: int) -> bytes | None:
+    """The ``_TAIL_BYTES`` bytes before offset ``end`` of ``path`` (None if gone)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, end - _TAIL_BYTES))
+            return fh.read(min(end, _TAIL_BYTES))
+    except FileNotFoundError:
+        return None
+
+
 def _stat_token(path: str):
     try:
         st = os.stat(path)
@@ -144,6 +223,7 @@ class EmbeddingCache:
         self._main_index: dict[str, dict[str, int]] = {}
         self._journal_token = None
         self._journal_end = 0
+        self._journal_tail = b""  # the bytes just before _journal_end
         self._journal_rows: dict[str, dict[str, np.ndarray]] = {}
         self._journal_meta: dict[str, dict] = {}
 
@@ -208,18 +288,36 @@ class EmbeddingCache:
             or self._journal_token is None
             or token[0] != self._journal_token[0]
             or token[2] < self._journal_end
+            or not self._journal_continues()
         ):
             self._journal_rows, self._journal_meta, self._journal_end = {}, {}, 0
+            self._journal_tail = b""
         self._journal_token = token
         if token is None:
             return
-        records, self._journal_end = read_records(self.journal_path, self._journal_end)
+        end = self._journal_end
+        records, self._journal_end = read_records(self.journal_path, end)
+        if self._journal_end != end:
+            self._journal_tail = _read_tail(self.journal_path, self._journal_end)
         for rec in records:
             fp = rec.meta["fingerprint"]
             self._journal_meta[fp] = rec.meta
             rows = self._journal_rows.setdefault(fp, {})
             for key, vec in zip(rec.keys, rec.vectors):
                 rows.setdefault(key, vec)
+
+    def _journal_continues(self) -> bool:
+        """Whether the journal on disk still holds, just before ``_journal_end``,
+        the bytes this object last read or wrote there.
+
+        Another process may have compacted (deleted) the journal and started a
+        new one that reuses the inode number and is already longer; offsets
+        into the old file mean nothing in the new one, and appending at a stale
+        offset would cut off the other process's committed records.
+        """
+        if self._journal_end == 0:
+            return True
+        return _read_tail(self.journal_path, self._journal_end) == self._journal_tail
 
     def _check_namespace_attrs(self, attrs, ns: CacheNamespace, dim=None):
         stored_dtype = str(attrs["dtype"])
@@ -350,6 +448,7 @@ class EmbeddingCache:
                     "run again to compute the rest.",
                 ) from exc
             self._journal_token = _stat_token(self.journal_path)
+            self._journal_tail = record[-_TAIL_BYTES:]
             self._journal_meta[ns.fingerprint] = meta
             rows = self._journal_rows.setdefault(ns.fingerprint, {})
             for key, vec in zip(keys, vectors):
@@ -398,12 +497,27 @@ class EmbeddingCache:
             self._journal_rows, self._journal_meta = {}, {}
             self._journal_end, self._journal_token = 0, None
 
+    def _rewrite_size_bound(self, records) -> int:
+        """An upper bound on the size of the rewritten file, in bytes."""
+        main = _stat_token(self.path)
+        total = (main[2] if main else 0) + (1 << 16)
+        touched = {}
+        for rec in records:
+            n, dim = rec.vectors.shape
+            total += n * (KEY_BYTES + 4 + dim * rec.vectors.dtype.itemsize)
+            touched[rec.meta["fingerprint"]] = dim * rec.vectors.dtype.itemsize
+        # Each namespace written may start one more chunk per dataset
+        # (4096 keys and CRCs, 1024 vectors; see _cache_rewrite).
+        return total + sum(4096 * (KEY_BYTES + 4) + 1024 * b for b in touched.values())
+
     def _rewrite(self, sources, records, *, skip_bad_rows=False):
         """Write main-file rows plus journal rows to a temp file, then rename."""
         import h5py
 
+        _remove_stale_temps(self.path)
         tmp = f"{self.path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
+            _reserve_space(tmp, self._rewrite_size_bound(records))
             with h5py.File(tmp, "w", locking=False) as dst:
                 dst.attrs["format"] = FORMAT
                 dst.attrs["format_version"] = FORMAT_VERSION
@@ -471,13 +585,21 @@ class EmbeddingCache:
                 shutil.copyfile(cache.path, backup)
                 try:
                     sources.append(h5py.File(cache.path, "r", locking=False))
-                except OSError:
-                    unreadable.append("<file>")
+                except OSError as exc:
+                    padded = _open_padded_copy(backup, exc)
+                    if padded is None:
+                        unreadable.append("<file>")
+                    else:
+                        sources.append(padded)
             try:
                 report = cache._rewrite(sources, records, skip_bad_rows=True)
             finally:
                 for f in sources:
+                    name = f.filename
                     f.close()
+                    if name.endswith(_PADDED_SUFFIX):
+                        with contextlib.suppress(OSError):
+                            os.remove(name)
             with contextlib.suppress(FileNotFoundError):
                 os.remove(cache.journal_path)
         report["unreadable"] = unreadable + report["unreadable"]

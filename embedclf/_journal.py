@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import warnings
 import zlib
 from dataclasses import dataclass
 
@@ -93,11 +94,40 @@ def append_record(path: str, record: bytes, *, valid_length: int) -> int:
     return valid_length + len(record)
 
 
+def _parse_at(data: bytes, pos: int) -> tuple[JournalRecord, int] | None:
+    """The complete, CRC-valid record starting at ``pos`` and its end, or None."""
+    if pos + 4 + _HEADER.size > len(data) or data[pos : pos + 4] != MAGIC:
+        return None
+    body_start = pos + 4
+    meta_len, n, dim, itemsize = _HEADER.unpack_from(data, body_start)
+    if itemsize not in _DTYPES:
+        return None
+    body_len = _HEADER.size + meta_len + n * KEY_BYTES + n * dim * itemsize
+    end = body_start + body_len + _CRC.size
+    if end > len(data):
+        return None
+    body = data[body_start : body_start + body_len]
+    (crc,) = _CRC.unpack_from(data, body_start + body_len)
+    if zlib.crc32(body) != crc:
+        return None
+    p = _HEADER.size
+    meta = json.loads(body[p : p + meta_len].decode("utf-8"))
+    p += meta_len
+    keys_blob = body[p : p + n * KEY_BYTES].decode("ascii")
+    keys = [keys_blob[i * KEY_BYTES : (i + 1) * KEY_BYTES] for i in range(n)]
+    p += n * KEY_BYTES
+    vectors = np.frombuffer(body, dtype=_DTYPES[itemsize], count=n * dim, offset=p)
+    return JournalRecord(meta, keys, vectors.reshape(n, dim)), end
+
+
 def read_records(path: str, offset: int = 0) -> tuple[list[JournalRecord], int]:
     """Parse complete records from ``offset``; returns them and the valid end.
 
-    Parsing stops at the first record that is incomplete or fails its CRC:
-    that is where a crash interrupted an append.
+    The valid end is the end of the last complete, CRC-valid record: what
+    follows it is a record torn by a crash, cut off by the next append. A
+    damaged record *followed by* valid ones (bit rot, not a crash) is skipped
+    with a ``RuntimeWarning``, and the records after it are kept: their rows
+    were committed and must not be lost to a later append.
     """
     try:
         with open(path, "rb") as fh:
@@ -107,28 +137,24 @@ def read_records(path: str, offset: int = 0) -> tuple[list[JournalRecord], int]:
         return [], 0
     records = []
     pos = 0
-    while pos + 4 + _HEADER.size <= len(data):
-        if data[pos : pos + 4] != MAGIC:
-            break
-        body_start = pos + 4
-        meta_len, n, dim, itemsize = _HEADER.unpack_from(data, body_start)
-        if itemsize not in _DTYPES:
-            break
-        body_len = _HEADER.size + meta_len + n * KEY_BYTES + n * dim * itemsize
-        end = body_start + body_len + _CRC.size
-        if end > len(data):
-            break
-        body = data[body_start : body_start + body_len]
-        (crc,) = _CRC.unpack_from(data, body_start + body_len)
-        if zlib.crc32(body) != crc:
-            break
-        p = _HEADER.size
-        meta = json.loads(body[p : p + meta_len].decode("utf-8"))
-        p += meta_len
-        keys_blob = body[p : p + n * KEY_BYTES].decode("ascii")
-        keys = [keys_blob[i * KEY_BYTES : (i + 1) * KEY_BYTES] for i in range(n)]
-        p += n * KEY_BYTES
-        vectors = np.frombuffer(body, dtype=_DTYPES[itemsize], count=n * dim, offset=p)
-        records.append(JournalRecord(meta, keys, vectors.reshape(n, dim)))
-        pos = end
+    while pos < len(data):
+        parsed = _parse_at(data, pos)
+        if parsed is None:
+            # Resynchronise on the next record that parses and passes its CRC.
+            nxt = data.find(MAGIC, pos + 1)
+            while nxt != -1 and _parse_at(data, nxt) is None:
+                nxt = data.find(MAGIC, nxt + 1)
+            if nxt == -1:
+                break  # a torn tail (or nothing valid after the damage)
+            warnings.warn(
+                f"The cache journal {path!r} has {nxt - pos} damaged byte(s) at "
+                f"offset {offset + pos}; the record there is skipped (its rows "
+                "will be recomputed) and the records after it are kept.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            pos = nxt
+            continue
+        record, pos = parsed
+        records.append(record)
     return records, offset + pos
