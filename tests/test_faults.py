@@ -26,6 +26,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from _embed_worker import go, reap, start_worker, wait_ready
 from conftest import write_image
 
 from embedclf import EmbeddingCache, ImageEmbedder
@@ -35,7 +36,6 @@ from embedclf._images import content_key
 from embedclf._journal import encode_record, read_records
 from embedclf.exceptions import CacheFormatError
 
-WORKER = Path(__file__).with_name("_embed_worker.py")
 SIZE = 32
 ATOL = 1e-5
 
@@ -79,57 +79,6 @@ def _main_keys(cache_path, ns):
         return [k.decode() for k in f[ns.fingerprint]["keys"][...]]
 
 
-def _start_worker(tmp_path, tag, model, cache, paths, *, batch_size=2):
-    cfg = {
-        "model": str(model),
-        "cache": str(cache),
-        "paths": list(paths),
-        "batch_size": batch_size,
-        "image_size": SIZE,
-        "out": str(tmp_path / f"{tag}.npy"),
-    }
-    cfg_path = tmp_path / f"{tag}.json"
-    cfg_path.write_text(json.dumps(cfg))
-    stderr = open(tmp_path / f"{tag}.stderr", "w")  # noqa: SIM115 - closed below
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.Popen(
-        [sys.executable, str(WORKER), str(cfg_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=stderr,
-        text=True,
-        env=env,
-    )
-    proc.stderr_file = stderr
-    proc.tag = tag
-    return proc
-
-
-def _wait_ready(proc, tmp_path):
-    while True:
-        line = proc.stdout.readline()
-        if line.strip() == "READY":
-            return
-        if not line:
-            proc.wait()
-            err = (tmp_path / f"{proc.tag}.stderr").read_text()[-3000:]
-            pytest.fail(f"worker {proc.tag} died before READY:\n{err}")
-
-
-def _go(proc):
-    proc.stdin.write("go\n")
-    proc.stdin.flush()
-
-
-def _finish(proc, tmp_path, timeout=300):
-    out, _ = proc.communicate(timeout=timeout)
-    proc.stderr_file.close()
-    if proc.returncode != 0:
-        err = (tmp_path / f"{proc.tag}.stderr").read_text()[-3000:]
-        pytest.fail(f"worker {proc.tag} exited {proc.returncode}:\n{err}")
-    return json.loads(out.strip().splitlines()[-1])
-
-
 def _temp_files(cache_path):
     cache_path = Path(cache_path)
     return sorted(cache_path.parent.glob(cache_path.name + ".tmp-*"))
@@ -165,14 +114,16 @@ def test_sigkill_at_random_points_keeps_every_committed_row(tiny_model_dir, tmp_
         # The compaction kill comes after every batch is committed: give that
         # run a subset, so the final run still has rows to compute.
         todo = paths[:90] if strategy == "compaction" else paths
-        proc = _start_worker(tmp_path, f"kill{run}", tiny_model_dir, cache, todo)
-        _wait_ready(proc, tmp_path)
+        proc = start_worker(
+            tmp_path, f"kill{run}", tiny_model_dir, cache, todo, size=SIZE
+        )
+        wait_ready(proc)
         start_size = journal.stat().st_size if journal.exists() else 0
         stale = set(_temp_files(cache))
         threshold = start_size + rng.randint(400, 12_000)
         delay = rng.uniform(0.01, 0.3)
         t0 = time.monotonic()
-        _go(proc)
+        go(proc)
         while proc.poll() is None:
             if strategy == "delay" and time.monotonic() - t0 >= delay:
                 break
@@ -185,10 +136,7 @@ def test_sigkill_at_random_points_keeps_every_committed_row(tiny_model_dir, tmp_
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             killed.append(strategy)
-        proc.wait(timeout=60)
-        proc.stdout.close()
-        proc.stdin.close()
-        proc.stderr_file.close()
+        reap(proc)
         now = _committed_rows(cache, ns, keys, ref)  # opens; all rows correct
         assert now >= committed, f"{strategy}: committed rows were lost"
         committed = now
