@@ -7,7 +7,7 @@ import time
 
 __all__ = ["format_train_parser", "run_train"]
 
-DEFAULT_C_GRID = "0.01,0.03,0.1,0.3,1"
+DEFAULT_C_GRID = "0.01,0.1,1"
 
 
 def _percentage(text: str) -> float:
@@ -223,7 +223,7 @@ def run_train(args) -> int:
     from embedclf._images import PREPROCESSING
     from embedclf._model_dir import save_model_dir
     from embedclf._report import write_report
-    from embedclf._train import collect_images, parse_unknown, tune_head, wrap_open_set
+    from embedclf._train import collect_images, parse_unknown
     from embedclf.cli import _embedder, report_failures
 
     t0 = time.perf_counter()
@@ -293,18 +293,7 @@ def run_train(args) -> int:
             f"{time.perf_counter() - t:.1f} s ({n_views_computed} by the backbone)."
         )
     t = time.perf_counter()
-    grid_text = ", ".join(f"{c:g}" for c in args.C_grid)
-    _print(f"Tuning C over [{grid_text}] by cross-validation on the training part ...")
-    class_weight = None if args.class_weight == "none" else args.class_weight
-    head, tuning = tune_head(
-        X_fit,
-        y_fit,
-        classifier=args.classifier,
-        C_grid=args.C_grid,
-        class_weight=class_weight,
-        groups=groups,
-        n_jobs=args.n_jobs,
-    )
+    head, tuning = _fit_head(args, X_fit, y_fit, groups, unknown)
     for row in tuning["grid"]:
         _print(
             f"  C={row['C']:<8g} train accuracy {row['train_accuracy']:.4f}  "
@@ -317,8 +306,6 @@ def run_train(args) -> int:
     )
     _print(f"Best C = {tuning['best_C']:g}{cv_text}.")
     if unknown != "off":
-        splits = tuning["splits"] if not (y_fit == "unknown").any() else None
-        head = wrap_open_set(head, X_fit, y_fit, unknown=unknown, splits=splits)
         _print(
             f"Open set: unknown below top probability {head.probability_threshold_}"
             + (
@@ -356,7 +343,7 @@ def run_train(args) -> int:
         "classifier": {
             "type": args.classifier,
             "C": tuning["best_C"],
-            "class_weight": class_weight,
+            "class_weight": args.class_weight,
             "C_grid": list(args.C_grid),
         },
         "unknown": _unknown_entry(head, unknown),
@@ -407,6 +394,48 @@ def run_train(args) -> int:
         f"{time.perf_counter() - t0:.1f} s."
     )
     return 0
+
+
+def _fit_head(args, X_fit, y_fit, groups, unknown):
+    """Tune C, fit the head (and the open-set rule), through the fit memo."""
+    from embedclf._fit_memo import load_fit, memo_dir_for, memo_key, save_fit
+    from embedclf._train import tune_head, wrap_open_set
+
+    class_weight = None if args.class_weight == "none" else args.class_weight
+    memo = memo_dir_for(args.cache)
+    key = memo_key(
+        X_fit,
+        y_fit,
+        groups,
+        classifier=args.classifier,
+        C_grid=args.C_grid,
+        class_weight=class_weight,
+        unknown=unknown,
+    )
+    hit = load_fit(memo, key)
+    if hit is not None:
+        _print(
+            "Reusing the head fitted on exactly these vectors, labels and "
+            f"settings ({memo / key}.skops)."
+        )
+        return hit
+    grid_text = ", ".join(f"{c:g}" for c in args.C_grid)
+    _print(f"Tuning C over [{grid_text}] by cross-validation on the training part ...")
+    head, tuning = tune_head(
+        X_fit,
+        y_fit,
+        classifier=args.classifier,
+        C_grid=args.C_grid,
+        class_weight=class_weight,
+        groups=groups,
+        n_jobs=args.n_jobs,
+    )
+    if unknown != "off":
+        splits = tuning["splits"] if not (y_fit == "unknown").any() else None
+        head = wrap_open_set(head, X_fit, y_fit, unknown=unknown, splits=splits)
+    tuning = {k: v for k, v in tuning.items() if k != "splits"}
+    save_fit(memo, key, head, tuning)
+    return head, tuning
 
 
 def _unknown_entry(head, unknown):

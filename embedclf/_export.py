@@ -139,12 +139,19 @@ def _build_module(backbone, size, params, labels_path):
         return tf.image.resize(images, (h, w), method="bilinear", antialias=True)
 
     def decode_one(data):
-        img = tf.io.decode_image(data, channels=3, expand_animations=False)
+        # Pillow decodes JPEG with the accurate integer DCT; TensorFlow's
+        # default is the fast one, which shifts pixel values slightly.
+        img = tf.cond(
+            tf.io.is_jpeg(data),
+            lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
+            lambda: tf.io.decode_image(data, channels=3, expand_animations=False),
+        )
         img.set_shape([None, None, 3])
         img = tf.image.resize(
             tf.cast(img, tf.float32), (h, w), method="bilinear", antialias=True
         )
-        return tf.clip_by_value(img / 255.0, 0.0, 1.0)
+        # Pillow resizes 8-bit images to 8-bit output: round the same way.
+        return tf.clip_by_value(tf.round(img) / 255.0, 0.0, 1.0)
 
     class ExportedClassifier(tf.Module):
         def __init__(self):

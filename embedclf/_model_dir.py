@@ -182,27 +182,17 @@ def read_manifest(path) -> dict:
     return manifest
 
 
-def load_model_dir(path) -> ModelDir:
-    """Load a model directory written by :func:`save_model_dir`.
-
-    Only types from embedclf, scikit-learn, NumPy and SciPy are trusted in
-    head.skops; anything else is refused.
+def load_head(head_path):
+    """Load a head written with skops.io, trusting only known libraries' types.
 
     Raises
     ------
     ModelDirError
-        Missing or malformed files, a newer format version, or untrusted types.
+        If the file cannot be read or holds types from other libraries.
     """
     import skops.io as sio
 
-    path = Path(path)
-    manifest = read_manifest(path)
-    head_path = path / manifest.get("head_file", HEAD_FILE)
-    if not head_path.is_file():
-        raise ModelDirError(
-            f"Model directory {str(path)!r} has no {head_path.name}. Train the "
-            "model again."
-        )
+    head_path = Path(head_path)
     try:
         untrusted = sio.get_untrusted_types(file=head_path)
     except Exception as exc:  # skops raises several types for a damaged zip
@@ -216,7 +206,29 @@ def load_model_dir(path) -> ModelDir:
             f"{refused}. Only embedclf, scikit-learn, NumPy and SciPy types are "
             "loaded; inspect the file with `skops.io.get_untrusted_types`."
         )
-    head = sio.load(head_path, trusted=untrusted)
+    return sio.load(head_path, trusted=untrusted)
+
+
+def load_model_dir(path) -> ModelDir:
+    """Load a model directory written by :func:`save_model_dir`.
+
+    Only types from embedclf, scikit-learn, NumPy and SciPy are trusted in
+    head.skops; anything else is refused.
+
+    Raises
+    ------
+    ModelDirError
+        Missing or malformed files, a newer format version, or untrusted types.
+    """
+    path = Path(path)
+    manifest = read_manifest(path)
+    head_path = path / manifest.get("head_file", HEAD_FILE)
+    if not head_path.is_file():
+        raise ModelDirError(
+            f"Model directory {str(path)!r} has no {head_path.name}. Train the "
+            "model again."
+        )
+    head = load_head(head_path)
     labels = [str(c) for c in head.classes_]
     if labels != [str(c) for c in manifest.get("labels", [])]:
         raise ModelDirError(
@@ -253,16 +265,22 @@ def check_backbone(model_dir: ModelDir, model=None):
 
     recorded = model_dir.manifest["backbone"]
     handle = model if model is not None else recorded["handle"]
+    missing = None
+    if model is None and recorded.get("kind") == "savedmodel":
+        if not os.path.isdir(handle):
+            missing = "the directory does not exist any more."
     try:
-        spec = resolve_backbone(handle)
+        spec = resolve_backbone(handle) if missing is None else None
     except BackboneLoadError as exc:
-        if model is None:
-            raise ModelDirError(
-                f"The backbone {handle!r} recorded in {str(model_dir.path)!r} "
-                f"cannot be found ({exc}) Pass --model with the path of a copy of "
-                "that backbone."
-            ) from None
-        raise
+        if model is not None:
+            raise
+        missing = str(exc)
+    if missing is not None:
+        raise ModelDirError(
+            f"The backbone {handle!r} recorded in {str(model_dir.path)!r} cannot "
+            f"be found: {missing} Pass --model with the path of a copy of that "
+            "backbone."
+        )
     if spec.identity != recorded["identity"]:
         raise ModelDirError(
             f"Model directory {str(model_dir.path)!r} was trained on backbone "

@@ -1,0 +1,136 @@
+"""``embedclf export``: one SavedModel whose top-1 agrees with ``predict``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from _cli_helpers import trained
+
+from embedclf.cli import list_images, main
+
+pytestmark = pytest.mark.tf
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory, tiny_model_dir):
+    return trained(tmp_path_factory, tiny_model_dir)
+
+
+def _predict_json(model_dir, paths, capsys):
+    capsys.readouterr()
+    assert main(["predict", str(model_dir), *map(str, paths), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _exported(tmp_path, model_dir, capsys):
+    import tensorflow as tf
+
+    out = tmp_path / "exported"
+    assert main(["export", str(model_dir), "--savedmodel", str(out)]) == 0
+    assert "SavedModel written to" in capsys.readouterr().out
+    return out, tf.saved_model.load(str(out))
+
+
+def test_export_agrees_with_predict(session, tmp_path, tiny_model_dir, capsys):
+    import tensorflow as tf
+
+    from embedclf._backbones import load_backbone, resolve_backbone
+
+    out, loaded = _exported(tmp_path, session["output"], capsys)
+    assert (out / "assets" / "labels.txt").read_text().split() == [
+        "blue",
+        "green",
+        "red",
+    ]
+    paths = list_images([str(session["data"] / "test"), str(session["data"] / "val")])
+    expected = _predict_json(session["output"], paths, capsys)
+    data = tf.constant([open(p, "rb").read() for p in paths])
+    got = loaded.signatures["serving_default"](image_bytes=data)
+    labels = [s.decode() for s in got["label"].numpy()]
+    assert labels == [r["label"] for r in expected]
+    top = [r["top_k"][0]["score"] for r in expected]
+    np.testing.assert_allclose(got["probabilities"].numpy().max(axis=1), top, atol=0.02)
+    assert got["known"].numpy().all()
+
+    # The float-image signature gives the same answer on decoded images.
+    from embedclf._images import decode_image
+
+    side = load_backbone(resolve_backbone(tiny_model_dir)).default_image_size
+    images = [decode_image(open(p, "rb").read(), (side, side)) for p in paths]
+    images = np.stack(images)
+    got_f = loaded.signatures["predict_images"](images=tf.constant(images))
+    assert got_f["probabilities"].shape == (len(paths), 3)
+    assert [s.decode() for s in got_f["label"].numpy()] == labels
+
+
+def test_export_keeps_open_set_rule(session, tmp_path, tiny_model_dir, capsys):
+    import tensorflow as tf
+
+    from embedclf._backbones import load_backbone, resolve_backbone
+
+    model_dir = tmp_path / "open"
+    assert (
+        main(
+            [
+                "train",
+                str(session["data"]),
+                "--output",
+                str(model_dir),
+                "--model",
+                str(tiny_model_dir),
+                "--cache",
+                str(session["cache"]),
+                "--C",
+                "1",
+                "--unknown",
+                "auto",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    _, loaded = _exported(tmp_path, model_dir, capsys)
+    paths = list_images([str(session["data"] / "test")])
+    expected = _predict_json(model_dir, paths, capsys)
+    data = tf.constant([open(p, "rb").read() for p in paths])
+    got = loaded.signatures["serving_default"](image_bytes=data)
+    # Top-1 class from encoded bytes agrees with `embedclf predict` ...
+    labels = loaded.labels_file.asset_path.numpy().decode()
+    classes = open(labels).read().split()
+    top1 = [classes[i] for i in got["class_index"].numpy()]
+    assert top1 == [r["top_k"][0]["label"] for r in expected]
+    # ... and on the same pixels the exported open-set rule gives exactly
+    # predict's labels, "unknown" included. (From bytes, TensorFlow's resize
+    # differs from Pillow's by up to 1/255, which can move an image across the
+    # distance threshold.)
+    from embedclf._images import decode_image
+
+    side = load_backbone(resolve_backbone(tiny_model_dir)).default_image_size
+    images = np.stack([decode_image(open(p, "rb").read(), (side, side)) for p in paths])
+    got_f = loaded.signatures["predict_images"](images=tf.constant(images))
+    assert [s.decode() for s in got_f["label"].numpy()] == [
+        r["label"] for r in expected
+    ]
+    # An image unlike every class is rejected by the exported distance rule.
+    white = np.ones((1, 32, 32, 3), dtype=np.float32)
+    far = loaded.signatures["predict_images"](images=tf.constant(white * 50.0))
+    assert far["label"].numpy()[0].decode() == "unknown"
+    assert not far["known"].numpy()[0]
+
+
+def test_export_refuses_other_backbone(session, tmp_path, tiny_model_dir_b, capsys):
+    status = main(
+        [
+            "export",
+            str(session["output"]),
+            "--savedmodel",
+            str(tmp_path / "x"),
+            "--model",
+            str(tiny_model_dir_b),
+        ]
+    )
+    assert status == 1
+    assert "different model" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
