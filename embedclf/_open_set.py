@@ -15,17 +15,16 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
 from sklearn.metrics import pairwise_distances
-from sklearn.model_selection import check_cv, cross_val_predict
+from sklearn.model_selection import cross_val_predict
 from sklearn.neighbors import NearestCentroid, NearestNeighbors
 from sklearn.utils import Bunch
 from sklearn.utils.validation import check_is_fitted
 
 from embedclf._compat import Interval, StrOptions, _fit_context
 from embedclf._validation import (
-    _check_class_counts,
     _check_class_labels,
+    _check_cv_splits,
     _check_n_classes,
-    _label_repr,
     _validate_embeddings,
 )
 
@@ -164,36 +163,6 @@ def _tune_thresholds(
     thresholds = np.array([scores[ranks[:, j] >= q, j].min() for j in range(k)])
     recall = float(np.mean(accepted & (scores >= thresholds).all(axis=1)))
     return thresholds, recall
-
-
-def _check_cv_classes(cv, y: np.ndarray, classes: np.ndarray, name: str):
-    """Stratified splits for threshold tuning, or a clear error.
-
-    Every known class must appear in every training fold, or the out-of-fold
-    probabilities of its samples mean nothing.
-    """
-    splitter = check_cv(cv, y, classifier=True)
-    n_splits = splitter.get_n_splits(None, y)
-    if cv is None or isinstance(cv, Integral):
-        _check_class_counts(
-            y,
-            classes,
-            n_splits,
-            what=f"{name} tunes its thresholds with",
-            fix="lower cv (at least 2), or give probability_threshold and "
-            "distance_threshold as numbers so that nothing is tuned",
-        )
-    splits = list(splitter.split(np.zeros((len(y), 1)), y))
-    for i, (train, _) in enumerate(splits):
-        missing = np.setdiff1d(classes, y[train])
-        if missing.size:
-            raise ValueError(
-                f"{name} cannot tune its thresholds with cv={cv!r}: the training "
-                f"part of split {i} has no sample of class "
-                f"{_label_repr(missing[0])}. Use a stratified splitter (e.g. an int "
-                "cv) or give the thresholds as numbers."
-            )
-    return splits
 
 
 class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
@@ -423,49 +392,28 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         _check_n_classes(self.classes_, yk, name)
         base = self._base_estimator()
 
-        use_p = self.probability_threshold is not None
-        use_d = self.distance_threshold is not None
+        # Scores are oriented "higher = more like a known class": the max
+        # probability, and minus the distance.
+        given = {"p": self.probability_threshold, "d": self.distance_threshold}
+        sign = {"p": 1.0, "d": -1.0}
+        used = [key for key, value in given.items() if value is not None]
+        auto = [key for key in used if given[key] == "auto"]
         self.estimator_ = clone(base).fit(Xk, yk)
-        self.distance_model_ = self._fit_distance(Xk, yk) if use_d else None
-
-        columns, fixed, auto = [], [], []
-        if use_p:
-            columns.append("p")
-            (auto if self.probability_threshold == "auto" else fixed).append("p")
-        if use_d:
-            columns.append("d")
-            (auto if self.distance_threshold == "auto" else fixed).append("d")
-        thresholds = {"p": self.probability_threshold, "d": self.distance_threshold}
+        self.distance_model_ = self._fit_distance(Xk, yk) if "d" in used else None
         self.known_recall_ = None
         if auto:
-            splits = _check_cv_classes(self.cv, yk, self.classes_, name)
-            # Higher = more like a known class: max proba, minus the distance.
-            oof = {}
-            if use_p:
-                proba = cross_val_predict(
-                    clone(base), Xk, yk, cv=splits, method="predict_proba",
-                    n_jobs=self.n_jobs,
-                )  # fmt: skip
-                oof["p"] = proba.max(axis=1)
-            if use_d:
-                d = np.empty(len(yk))
-                for train, test in splits:
-                    model = self._fit_distance(Xk[train], yk[train])
-                    d[test] = self._distances(model, Xk[test])
-                oof["d"] = -d
+            oof = self._oof_scores(base, Xk, yk, used, name)
             accepted = np.ones(len(yk), dtype=bool)
-            for key in fixed:
-                sign = 1 if key == "p" else -1
-                accepted &= oof[key] >= sign * thresholds[key]
+            for key in set(used) - set(auto):
+                accepted &= oof[key] >= sign[key] * given[key]
             tuned, self.known_recall_ = _tune_thresholds(
                 np.column_stack([oof[key] for key in auto]),
                 self.target_recall,
                 accepted,
             )
-            for key, value in zip(auto, tuned):
-                thresholds[key] = float(value if key == "p" else -value)
-        self.probability_threshold_ = float(thresholds["p"]) if use_p else None
-        self.distance_threshold_ = float(thresholds["d"]) if use_d else None
+            given.update({key: sign[key] * t for key, t in zip(auto, tuned)})
+        self.probability_threshold_ = float(given["p"]) if "p" in used else None
+        self.distance_threshold_ = float(given["d"]) if "d" in used else None
 
         self.unknown_recall_ = None
         if not known.all():
@@ -473,11 +421,39 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             self.unknown_recall_ = float(np.mean(pred == self.unknown_label))
         return self
 
-    def _decide(self, X):
-        proba = self.estimator_.predict_proba(X)
+    def _oof_scores(self, base, X, y, used, name):
+        """Out-of-fold scores of the known training samples, keyed "p" and "d"."""
+        splits = _check_cv_splits(
+            self.cv,
+            y,
+            self.classes_,
+            name=name,
+            purpose="tune its thresholds",
+            alternative="give probability_threshold and distance_threshold as "
+            "numbers so that nothing is tuned",
+        )
+        oof = {}
+        if "p" in used:
+            proba = cross_val_predict(
+                clone(base), X, y, cv=splits, method="predict_proba",
+                n_jobs=self.n_jobs,
+            )  # fmt: skip
+            oof["p"] = proba.max(axis=1)
+        if "d" in used:
+            oof["d"] = np.empty(len(y))
+            for train, test in splits:
+                model = self._fit_distance(X[train], y[train])
+                oof["d"][test] = -self._distances(model, X[test])
+        return oof
+
+    def _proba_and_distance(self, X):
         dist = None
         if self.distance_model_ is not None:
             dist = self._distances(self.distance_model_, X)
+        return self.estimator_.predict_proba(X), dist
+
+    def _decide(self, X):
+        proba, dist = self._proba_and_distance(X)
         return _open_set_decision(
             self.classes_,
             proba,
@@ -537,9 +513,5 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = _validate_embeddings(self, X, reset=False, action="predict")
-        dist = None
-        if self.distance_model_ is not None:
-            dist = self._distances(self.distance_model_, X)
-        return Bunch(
-            max_proba=self.estimator_.predict_proba(X).max(axis=1), distance=dist
-        )
+        proba, dist = self._proba_and_distance(X)
+        return Bunch(max_proba=proba.max(axis=1), distance=dist)

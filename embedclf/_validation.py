@@ -11,6 +11,7 @@ from __future__ import annotations
 from numbers import Integral
 
 import numpy as np
+from sklearn.model_selection import check_cv
 from sklearn.utils import assert_all_finite
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import validate_data
@@ -18,6 +19,7 @@ from sklearn.utils.validation import validate_data
 __all__ = [
     "_check_class_counts",
     "_check_class_labels",
+    "_check_cv_splits",
     "_check_n_classes",
     "_check_nan_rows",
     "_label_repr",
@@ -200,3 +202,53 @@ def _check_class_counts(
         f"needs at least {n_splits} samples of every class; class "
         f"{_label_repr(label)} has {count}{others}. Add images of that class, {fix}."
     )
+
+
+def _check_cv_splits(
+    cv, y: np.ndarray, classes: np.ndarray, *, name: str, purpose: str, alternative: str
+):
+    """Materialised stratified splits, or a clear error.
+
+    Every class must appear in the training part of every split, or the
+    out-of-fold predictions for its samples mean nothing. For an int (or None)
+    ``cv`` each class needs at least ``cv`` samples.
+
+    Parameters
+    ----------
+    cv : int, splitter, iterable or None
+        As for ``check_cv``; an int means stratified k-fold.
+    y : ndarray of shape (n_samples,)
+        Labels.
+    classes : ndarray of shape (n_classes,)
+        Classes that must be in every training part.
+    name : str
+        Estimator name for the messages.
+    purpose : str
+        What the splits are for, e.g. "tune its thresholds".
+    alternative : str
+        A way to avoid cross-validation, offered last in the messages.
+
+    Returns
+    -------
+    splits : list of (train, test) index arrays
+    """
+    splitter = check_cv(cv, y, classifier=True)
+    if cv is None or isinstance(cv, Integral):
+        n_splits = splitter.get_n_splits(None, y)
+        _check_class_counts(
+            y,
+            classes,
+            n_splits,
+            what=f"{name} needs to {purpose} with",
+            fix=f"lower cv (at least 2), or {alternative}",
+        )
+    splits = list(splitter.split(np.zeros((len(y), 1)), y))
+    for i, (train, _) in enumerate(splits):
+        missing = np.setdiff1d(classes, y[train])
+        if missing.size:
+            raise ValueError(
+                f"{name} cannot {purpose} with cv={cv!r}: the training part of "
+                f"split {i} has no sample of class {_label_repr(missing[0])}. Use a "
+                f"stratified splitter (e.g. an int cv) or {alternative}."
+            )
+    return splits

@@ -196,7 +196,7 @@ def test_class_with_one_image_under_stratified_cv(data):
     X = np.r_[X_train, cluster([0, 0, 9], 1, 7)]
     y = np.r_[y_train, ["lonely"]]
     msg = (
-        "OpenSetClassifier tunes its thresholds with 5-fold stratified "
+        "OpenSetClassifier needs to tune its thresholds with 5-fold stratified "
         "cross-validation (cv=5), which needs at least 5 samples of every class; "
         "class 'lonely' has 1. Add images of that class, lower cv (at least 2), "
         "or give probability_threshold and distance_threshold as numbers so that "
@@ -215,7 +215,8 @@ def test_non_stratified_cv_that_drops_a_class(data):
         "OpenSetClassifier cannot tune its thresholds with cv=KFold(n_splits=2, "
         "random_state=None, shuffle=False): the training part of split 0 has no "
         "sample of class 'a'. Use a stratified splitter (e.g. an int cv) or give "
-        "the thresholds as numbers."
+        "probability_threshold and distance_threshold as numbers so that nothing "
+        "is tuned."
     )
     with pytest.raises(ValueError, match=re.escape(msg)):
         OpenSetClassifier(cv=KFold(2)).fit(X_train, y_train)
