@@ -254,3 +254,30 @@ def test_default_estimator_is_a_fresh_softmax(data):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         OpenSetClassifier(SoftmaxClassifier(C=0.1), cv=3).fit(X_train, y_train)
+
+
+@pytest.mark.tf
+def test_images_of_other_classes_come_back_unknown(tiny_model_dir, tmp_path):
+    from conftest import make_image_folder
+    from sklearn.pipeline import make_pipeline
+
+    from embedclf import ImageEmbedder, load_image_folder
+
+    # an "unknown" background folder, as the retrain tutorial suggests
+    train = load_image_folder(
+        make_image_folder(tmp_path / "train", ("red", "green", "unknown"), 30)
+    )
+    test = load_image_folder(
+        make_image_folder(tmp_path / "test", ("red", "green", "blue", "yellow"), 20, 1)
+    )
+    pipe = make_pipeline(ImageEmbedder(model=str(tiny_model_dir)), OpenSetClassifier())
+    pipe.fit(train.paths, train.target_names[train.target])
+    clf = pipe[-1]
+    assert clf.classes_.tolist() == ["green", "red"]
+    assert clf.unknown_recall_ >= 0.9
+
+    pred = pipe.predict(test.paths)
+    truth = test.target_names[test.target]
+    new = np.isin(truth, ["blue", "yellow"])
+    assert np.mean(pred[new] == "unknown") >= 0.9
+    assert np.mean(pred[~new] == truth[~new]) >= 0.85
