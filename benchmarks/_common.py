@@ -1,0 +1,175 @@
+"""Helpers shared by the benchmark modules (never imported by the package).
+
+A :class:`Context` carries the run's settings (quick or full, the backbone,
+the dataset, the work directory) and memoises what several benchmarks share:
+the grocery image lists and their embeddings, which live in one HDF5 cache
+under the work directory so that repeated runs reuse them.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+DEFAULT_MODEL = SHARED / "models" / "efficientnet_lite0_feature_vector"
+DEFAULT_DATA = SHARED / "data" / "grocery_store"
+
+
+@dataclass
+class Context:
+    """Settings and shared state of one benchmark run."""
+
+    quick: bool
+    model: str
+    data: Path
+    workdir: Path
+    batch_size: int = 64
+    _memo: dict = field(default_factory=dict)
+
+    @property
+    def shared_cache(self) -> Path:
+        """The cache of grocery embeddings shared by repeated runs."""
+        return self.workdir / "grocery_embeddings.h5"
+
+    def fresh_dir(self, name: str) -> Path:
+        """An empty directory under the work directory (for cold caches)."""
+        path = self.workdir / "fresh" / name
+        if path.exists():
+            shutil.rmtree(path)
+        path.mkdir(parents=True)
+        return path
+
+    def split(self, name: str):
+        """The paths and labels of one official split (a subset when quick).
+
+        Quick mode keeps 6 classes and at most 12 images per class, enough for
+        stratified 5-fold CV and calibrated SVMs.
+        """
+        key = ("split", name)
+        if key not in self._memo:
+            from embedclf import load_image_folder
+
+            bunch = load_image_folder(self.data / name)
+            names = bunch.target_names[bunch.target]
+            paths = bunch.paths
+            if self.quick:
+                keep = self.quick_classes()
+                idx = [
+                    i
+                    for c in keep
+                    for i in np.flatnonzero(names == c)[:12]
+                ]
+                paths, names = paths[idx], names[idx]
+            self._memo[key] = (np.asarray(paths), np.asarray(names))
+        return self._memo[key]
+
+    def quick_classes(self) -> list[str]:
+        """Six classes present in every split (quick mode)."""
+        common = sorted(
+            set(os.listdir(self.data / "train"))
+            & set(os.listdir(self.data / "val"))
+            & set(os.listdir(self.data / "test"))
+        )
+        return common[:6]
+
+    def features(self, name: str):
+        """Embeddings of one split through the shared cache: (X, y, n_computed)."""
+        key = ("features", name)
+        if key not in self._memo:
+            from embedclf import ImageEmbedder
+
+            paths, y = self.split(name)
+            emb = self.embedder(cache=self.shared_cache)
+            X = emb.transform(paths)
+            self._memo[key] = (X, y, emb.n_computed_)
+        return self._memo[key]
+
+    def embedder(self, **params):
+        from embedclf import ImageEmbedder
+
+        params.setdefault("batch_size", self.batch_size)
+        params.setdefault("progress", False)
+        return ImageEmbedder(self.model, **params)
+
+
+class Timer:
+    """``with Timer() as t: ...`` then ``t.seconds`` (perf_counter)."""
+
+    def __enter__(self):
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self._start
+        return False
+
+
+def machine_info() -> dict:
+    """CPU, memory and library versions of the machine the run is on."""
+    model_name = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    model_name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem_gb = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal"):
+                    mem_gb = round(int(line.split()[1]) / 1024**2, 1)
+                    break
+    except OSError:
+        pass
+    versions = {}
+    for mod in ("numpy", "sklearn", "tensorflow", "h5py", "PIL", "embedclf"):
+        try:
+            module = __import__(mod)
+            versions[mod] = getattr(module, "__version__", "?")
+        except ImportError:
+            versions[mod] = None
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else None,
+        "cpu_model": model_name,
+        "mem_total_gb": mem_gb,
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "versions": versions,
+    }
+
+
+def dir_size(path: Path) -> tuple[int, int]:
+    """(sum of file sizes, bytes allocated on disk) of every file under path."""
+    apparent = allocated = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            st = os.stat(os.path.join(root, name))
+            apparent += st.st_size
+            allocated += st.st_blocks * 512
+    return apparent, allocated
+
+
+def file_size(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_blocks * 512
+
+
+def temp_dir(ctx: Context, prefix: str) -> Path:
+    (ctx.workdir / "tmp").mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=ctx.workdir / "tmp"))

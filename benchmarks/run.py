@@ -1,0 +1,239 @@
+"""Run the embedclf benchmarks (issue 5) and write a table and JSON.
+
+Usage (from the repository root)::
+
+    python benchmarks/run.py                 # full run, ~10-25 min on 2 cores
+    python benchmarks/run.py --quick         # smoke mode, under a minute
+    python benchmarks/run.py --only 1,2      # selected items
+
+Results go to ``benchmarks/results/latest.json`` and ``latest.md`` (quick
+runs: ``quick.json`` / ``quick.md``) unless ``--output`` says otherwise.
+Grocery embeddings are cached in ``<workdir>/grocery_embeddings.h5`` and
+shared by repeated runs; every "cold" figure uses a fresh cache.
+
+Items
+-----
+1 throughput   ImageEmbedder pipeline vs backbone alone; warm-cache rerun
+2 cache        HDF5 cache load vs retrain.py's one-text-file-per-image cache
+3 warm_rerun   ``embedclf train`` on a warm cache vs cold
+4 tuning       GridSearchCV with the cache vs recomputing embeddings per fold
+5 head         SoftmaxClassifier (lbfgs) vs retrain.py's gradient-descent head
+6 accuracy     grocery_store test accuracy: softmax, SVM, augmented views
+7 scaling      time and peak RSS of embedding 1k, 2k, 4k images
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import json
+import math
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import DEFAULT_DATA, DEFAULT_MODEL, Context, machine_info  # noqa: E402
+
+ITEMS = {
+    1: "bench_throughput",
+    2: "bench_cache",
+    3: "bench_warm_rerun",
+    4: "bench_tuning",
+    5: "bench_head",
+    6: "bench_accuracy",
+    7: "bench_scaling",
+}
+# Item 6 fills the shared grocery cache that item 5 reads, so it runs first.
+ORDER = [6, 5, 1, 2, 4, 3, 7]
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(
+        prog="benchmarks/run.py", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="Smoke mode: tiny sizes, under a minute. Default: the full run.",
+    )
+    parser.add_argument(
+        "--only",
+        default=None,
+        help="Comma-separated item numbers to run, e.g. '1,4'. Default: all.",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("/tmp/embedclf-bench"),
+        help="Directory for caches and scratch files; the grocery embedding "
+        "cache in it is reused across runs. Default: /tmp/embedclf-bench.",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="JSON file to write (a .md table is written beside it). Default: "
+        "benchmarks/results/latest.json, or quick.json with --quick.",
+    )
+    parser.add_argument(
+        "--model",
+        default=str(DEFAULT_MODEL),
+        help=f"Backbone SavedModel directory. Default: {DEFAULT_MODEL}.",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        help=f"Dataset root with train/val/test folders. Default: {DEFAULT_DATA}.",
+    )
+    return parser.parse_args(argv)
+
+
+def _fmt(value):
+    if isinstance(value, bool) or value is None:
+        return {True: "yes", False: "NO", None: "-"}[value]
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if abs(value) >= 100:
+            return f"{value:,.0f}"
+        if abs(value) >= 10:
+            return f"{value:.1f}"
+        return f"{value:.3g}" if abs(value) < 1 else f"{value:.2f}"
+    return str(value)
+
+
+def table_rows(results):
+    rows = []
+    for item in sorted(results, key=int):
+        res = results[item]
+        if "error" in res:
+            rows.append((item, res.get("title", ""), "ERROR", "", "", res["error"]))
+            continue
+        for r in res["ratios"]:
+            rows.append(
+                (
+                    item,
+                    res["title"],
+                    r["name"],
+                    _fmt(r["value"]),
+                    r["target"],
+                    _fmt(r["met"]),
+                )
+            )
+    return rows
+
+
+def markdown(report) -> str:
+    m = report["machine"]
+    lines = [
+        f"# embedclf benchmarks ({'quick' if report['quick'] else 'full'} run)",
+        "",
+        f"Run {report['started']} in {report['total_seconds']:.0f} s on "
+        f"{m['cpu_model']} ({m['cpu_count']} CPUs, {m['mem_total_gb']} GB), "
+        f"Python {m['python']}, TensorFlow {m['versions'].get('tensorflow')}, "
+        f"scikit-learn {m['versions'].get('sklearn')}. Command: "
+        f"`{report['command']}`.",
+        "",
+        "| # | benchmark | ratio | value | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    for item, title, name, value, target, met in table_rows(report["results"]):
+        lines.append(f"| {item} | {title} | {name} | {value} | {target} | {met} |")
+    for item in sorted(report["results"], key=int):
+        extra = report["results"][item].get("markdown")
+        if extra:
+            lines += ["", extra]
+    return "\n".join(lines) + "\n"
+
+
+def print_table(report):
+    rows = [("#", "benchmark", "ratio", "value", "target", "met")]
+    rows += [tuple(str(c) for c in r) for r in table_rows(report["results"])]
+    widths = [min(max(len(r[i]) for r in rows), 58) for i in range(6)]
+    for j, row in enumerate(rows):
+        print("  ".join(c[: widths[i]].ljust(widths[i]) for i, c in enumerate(row)))
+        if j == 0:
+            print("  ".join("-" * w for w in widths))
+    for item in sorted(report["results"], key=int):
+        extra = report["results"][item].get("markdown")
+        if extra:
+            print()
+            print(extra)
+
+
+def main(argv=None) -> int:
+    args = _parse(argv)
+    only = (
+        [int(x) for x in args.only.split(",") if x.strip()] if args.only else None
+    )
+    output = args.output or RESULTS / ("quick.json" if args.quick else "latest.json")
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    ctx = Context(
+        quick=args.quick,
+        model=args.model,
+        data=args.data,
+        workdir=args.workdir,
+        batch_size=32 if args.quick else 64,
+    )
+    started = datetime.datetime.now(datetime.timezone.utc)
+    t0 = time.perf_counter()
+    results = {}
+    for item in ORDER:
+        if only is not None and item not in only:
+            continue
+        name = ITEMS[item]
+        print(f"[{time.perf_counter() - t0:6.0f} s] item {item}: {name} ...", flush=True)
+        t_item = time.perf_counter()
+        try:
+            res = importlib.import_module(name).run(ctx)
+        except Exception as exc:  # report and go on with the other items
+            traceback.print_exc()
+            res = {"title": name, "error": f"{type(exc).__name__}: {exc}"}
+        res["seconds"] = time.perf_counter() - t_item
+        results[str(item)] = res
+        print(f"         done in {res['seconds']:.0f} s", flush=True)
+    report = {
+        "started": started.isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "command": "python benchmarks/run.py" + (" " + " ".join(argv or sys.argv[1:])),
+        "total_seconds": time.perf_counter() - t0,
+        "machine": machine_info(),
+        "settings": {
+            "model": str(args.model),
+            "data": str(args.data),
+            "workdir": str(args.workdir),
+            "batch_size": ctx.batch_size,
+        },
+        "results": results,
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+    output.with_suffix(".md").write_text(markdown(report))
+    print()
+    print_table(report)
+    print(f"\nwrote {output} and {output.with_suffix('.md')}")
+    return 1 if any("error" in r for r in results.values()) else 0
+
+
+def _json_default(obj):
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
