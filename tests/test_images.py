@@ -505,6 +505,22 @@ def test_raise_names_the_bad_file_and_keeps_the_cache(embed, tmp_path, index, ex
     np.testing.assert_allclose(X, ref, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug in _embedder.py: a decode error is recorded only for the first "
+    "path of identical bytes; its copies get a zero/NaN row but are missing "
+    "from failed_paths_ (found by test_property.py)",
+)
+@pytest.mark.parametrize("on_error", ["zero", "nan"])
+def test_copies_of_a_bad_file_are_all_reported(embed, tmp_path, on_error):
+    data = b"\x00 not an image"
+    a = _write(tmp_path / "a.jpg", data)
+    b = _write(tmp_path / "copy of a.jpg", data)
+    good = write_image(tmp_path / "good.png")
+    X, est = embed([a, good, b], on_error=on_error)
+    assert sorted(est.failed_paths_) == sorted([str(a), str(b)])
+
+
 def test_raise_counts_the_other_bad_files(embed, tmp_path):
     bad = _bad_inputs(tmp_path)
     with pytest.raises(ImageDecodeError, match="the file is empty") as info:
