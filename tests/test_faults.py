@@ -532,3 +532,50 @@ def test_disk_full_while_embedding(tiny_model_dir, dataset, small_disk, caplog):
     EmbeddingCache(cache).compact()  # with room again, the journal folds in
     assert not Path(str(cache) + ".journal").exists()
     assert sorted(_main_keys(cache, ns)) == sorted(keys)
+
+
+# -- a backbone replaced under the same path -------------------------------------------
+# The model-directory refusals (a manifest naming another backbone, a newer
+# format version, untrusted types) are tested in test_model_dir.py and
+# test_cli.py; this adds the adversarial case of a backbone retrained in place.
+
+
+def test_backbone_replaced_in_place(tiny_model_dir, dataset, tmp_path):
+    """Same path, same dim, other weights: the cache must not serve the old
+    model's vectors, and a model directory trained on the old one refuses it."""
+    from conftest import build_tiny_savedmodel
+
+    from embedclf import SoftmaxClassifier
+    from embedclf._model_dir import check_backbone, load_model_dir, save_model_dir
+    from embedclf.exceptions import ModelDirError
+
+    paths, _, ref = dataset
+    backbone = tmp_path / "backbone"
+    shutil.copytree(tiny_model_dir, backbone)
+    cache = tmp_path / "cache.h5"
+    X_old = _embedder(backbone, cache).transform(paths)
+    np.testing.assert_allclose(X_old, ref, rtol=1e-5, atol=ATOL)
+    spec = resolve_backbone(str(backbone))
+    y = np.array(["a", "b"] * (len(paths) // 2))
+    head = SoftmaxClassifier().fit(X_old, y)
+    manifest = {"backbone": {"handle": spec.handle, "identity": spec.identity}}
+    manifest["backbone"]["kind"] = spec.kind
+    save_model_dir(tmp_path / "md", head, manifest)
+    assert check_backbone(load_model_dir(tmp_path / "md")) == str(backbone)
+
+    shutil.rmtree(backbone)  # retrained in place: same dim, other weights
+    build_tiny_savedmodel(backbone, dim=16, seed=7)
+    new_ref = _embedder(tmp_path / "backbone").transform(paths)
+    assert not np.allclose(new_ref, ref)
+    est = _embedder(backbone, cache)
+    X_new = est.transform(paths)
+    assert est.n_cached_ == 0
+    np.testing.assert_allclose(X_new, new_ref, rtol=1e-5, atol=ATOL)
+    with pytest.raises(
+        ModelDirError,
+        match=re.escape(
+            f"was trained on backbone {str(backbone)!r}, but the backbone in use, "
+            f"{str(backbone)!r}, is a different model"
+        ),
+    ):
+        check_backbone(load_model_dir(tmp_path / "md"))
