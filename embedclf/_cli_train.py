@@ -30,7 +30,7 @@ def _c_grid(text: str) -> list[float]:
 
 
 def format_train_parser(parser):
-    from embedclf.cli import _add_backbone_args, _add_image_size
+    from embedclf._cli_common import _add_backbone_args, _add_image_size
 
     parser.add_argument(
         "image_dir",
@@ -220,11 +220,11 @@ def run_train(args) -> int:
     import numpy as np
 
     from embedclf._backbones import resolve_backbone
+    from embedclf._cli_common import _embedder, report_failures
     from embedclf._images import PREPROCESSING
     from embedclf._model_dir import save_model_dir
     from embedclf._report import write_report
     from embedclf._train import collect_images, parse_unknown
-    from embedclf.cli import _embedder, report_failures
 
     t0 = time.perf_counter()
     unknown = parse_unknown(args.unknown)

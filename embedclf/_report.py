@@ -157,7 +157,7 @@ def _thumbnail_data_uri(image_path) -> str | None:
 
     try:
         with Image.open(image_path) as img:
-            img.draft("RGB", (_THUMBNAIL * 2, _THUMBNAIL * 2))
+            img.draft("RGB", (_THUMBNAIL, _THUMBNAIL))
             img = ImageOps.exif_transpose(img).convert("RGB")
             img.thumbnail((_THUMBNAIL, _THUMBNAIL))
             buf = io.BytesIO()
