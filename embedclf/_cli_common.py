@@ -22,7 +22,9 @@ DEFAULT_MODEL = "https://tfhub.dev/google/imagenet/inception_v3/feature_vector/5
 PROG = "embedclf"
 
 
-class _Formatter(argparse.HelpFormatter):
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Wraps argument help; keeps the line breaks of descriptions and epilogs."""
+
     def __init__(self, prog):
         super().__init__(prog, max_help_position=32)
 

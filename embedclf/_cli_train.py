@@ -123,8 +123,8 @@ def format_train_parser(parser):
     )
     dist = parser.add_argument_group(
         "distortions",
-        "retrain.py's image distortions, applied to training images only. Each "
-        "training image gets --augment-copies distorted views, embedded once and "
+        "retrain.py's image distortions, applied to training images only. Each\n"
+        "training image gets --augment-copies distorted views, embedded once and\n"
         "kept in the cache, so a second run costs no backbone time.",
     )
     for flag, help_text in [
@@ -320,7 +320,7 @@ def run_train(args) -> int:
         _accuracy(head, X[te], labels[te]),
     )
     if val_acc is not None:
-        _print(f"Validation accuracy = {val_acc:.4f} (N={len(va)})")
+        _print(f"Validation accuracy = {val_acc:.2%} (N={len(va)})")
     metrics = {
         "cv_accuracy": tuning["cv_accuracy"],
         "validation_accuracy": val_acc,
@@ -386,13 +386,13 @@ def run_train(args) -> int:
             f"TensorBoard files written to {args.summaries_dir} "
             f"(tensorboard --logdir {args.summaries_dir})."
         )
-    if test_acc is not None:
-        _print(f"Final test accuracy = {test_acc:.4f} (N={len(te)})")
     _print(
         f"Model written to {out} (head.skops, labels.txt, manifest.json"
         f"{', report/' if len(eval_idx) else ''}) in "
         f"{time.perf_counter() - t0:.1f} s."
     )
+    if test_acc is not None:
+        _print(f"Final test accuracy = {test_acc:.2%} (N={len(te)})")
     return 0
 
 

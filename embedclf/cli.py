@@ -28,6 +28,19 @@ from embedclf._cli_common import (
 
 __all__ = ["main", "build_parser", "list_images"]
 
+EXAMPLES = """\
+examples:
+  embedclf train photos/ --output model/ --cache emb.h5 --model path/to/savedmodel
+  embedclf train grocery_store/train --val-dir grocery_store/val \\
+      --test-dir grocery_store/test --output model/ --cache emb.h5 --model M
+  embedclf train grocery_store/ --output model/ ...  (train/ val/ test/ detected)
+  embedclf predict model/ photo.jpg more_photos/ --top-k 3
+  embedclf evaluate model/ grocery_store/test
+  embedclf export model/ --savedmodel exported/
+  embedclf embed photos/ --cache emb.h5 --model M    (fill the cache ahead of time)
+  embedclf cache info emb.h5
+"""
+
 # Errors a user can fix: printed as one line, exit status 1. Anything else is
 # a bug and keeps its traceback.
 _USER_ERRORS = (OSError, ValueError, TypeError, ImportError)
@@ -152,10 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description=(
-            "Transfer-learning image classification, as TensorFlow's retrain.py: "
-            "a pretrained CNN turns images into cached vectors and a light "
+            "Transfer-learning image classification, as TensorFlow's retrain.py:\n"
+            "a pretrained CNN turns images into cached vectors and a light\n"
             "classifier is trained on them."
         ),
+        epilog=EXAMPLES,
         formatter_class=_Formatter,
     )
     parser.add_argument(
