@@ -82,6 +82,8 @@ def head_arrays(head) -> dict:
 def _build_module(backbone, size, params, labels_path):
     import tensorflow as tf
 
+    from embedclf._tf_images import decode_like_pillow
+
     h, w = int(size[0]), int(size[1])
     fn = backbone._fn
     coef = tf.constant(params["coef"].T)
@@ -139,19 +141,7 @@ def _build_module(backbone, size, params, labels_path):
         return tf.image.resize(images, (h, w), method="bilinear", antialias=True)
 
     def decode_one(data):
-        # Pillow decodes JPEG with the accurate integer DCT; TensorFlow's
-        # default is the fast one, which shifts pixel values slightly.
-        img = tf.cond(
-            tf.io.is_jpeg(data),
-            lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
-            lambda: tf.io.decode_image(data, channels=3, expand_animations=False),
-        )
-        img.set_shape([None, None, 3])
-        img = tf.image.resize(
-            tf.cast(img, tf.float32), (h, w), method="bilinear", antialias=True
-        )
-        # Pillow resizes 8-bit images to 8-bit output: round the same way.
-        return tf.clip_by_value(tf.round(img) / 255.0, 0.0, 1.0)
+        return decode_like_pillow(data, h, w)
 
     class ExportedClassifier(tf.Module):
         def __init__(self):

@@ -134,3 +134,28 @@ def test_export_refuses_other_backbone(session, tmp_path, tiny_model_dir_b, caps
     assert status == 1
     assert "different model" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    "size, mode, fmt, target",
+    [
+        ((40, 30), "RGB", "PNG", (224, 224)),  # upscale
+        ((348, 348), "RGB", "JPEG", (224, 224)),  # downscale, like the grocery photos
+        ((1000, 700), "RGB", "JPEG", (224, 224)),  # JPEG draft mode (DCT 1/2)
+        ((900, 1900), "RGB", "JPEG", (100, 120)),  # draft 1/4, non-square
+        ((64, 48), "L", "PNG", (32, 32)),  # grayscale
+        ((224, 224), "RGB", "BMP", (224, 224)),  # no resize
+    ],
+)
+def test_tf_decoding_matches_pillow_exactly(tmp_path, size, mode, fmt, target):
+    import tensorflow as tf
+    from conftest import write_image
+
+    from embedclf._images import decode_image
+    from embedclf._tf_images import decode_like_pillow
+
+    path = write_image(tmp_path / "img", size=size, mode=mode, fmt=fmt, seed=7)
+    data = path.read_bytes()
+    expected = decode_image(data, target)
+    got = decode_like_pillow(tf.constant(data), *target).numpy()
+    np.testing.assert_array_equal(got, expected)
