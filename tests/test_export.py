@@ -96,15 +96,15 @@ def test_export_keeps_open_set_rule(session, tmp_path, tiny_model_dir, capsys):
     expected = _predict_json(model_dir, paths, capsys)
     data = tf.constant([open(p, "rb").read() for p in paths])
     got = loaded.signatures["serving_default"](image_bytes=data)
-    # Top-1 class from encoded bytes agrees with `embedclf predict` ...
+    # From encoded bytes, the top-1 class and the open-set answer ("unknown"
+    # included) are predict's: the SavedModel decodes exactly as Pillow does.
     labels = loaded.labels_file.asset_path.numpy().decode()
     classes = open(labels).read().split()
     top1 = [classes[i] for i in got["class_index"].numpy()]
     assert top1 == [r["top_k"][0]["label"] for r in expected]
-    # ... and on the same pixels the exported open-set rule gives exactly
-    # predict's labels, "unknown" included. (From bytes, TensorFlow's resize
-    # differs from Pillow's by up to 1/255, which can move an image across the
-    # distance threshold.)
+    assert [s.decode() for s in got["label"].numpy()] == [r["label"] for r in expected]
+    assert "unknown" in [r["label"] for r in expected]  # the rule did reject some
+    # The float-image signature applies the same rule to the same pixels.
     from embedclf._images import decode_image
 
     side = load_backbone(resolve_backbone(tiny_model_dir)).default_image_size
