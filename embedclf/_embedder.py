@@ -271,6 +271,11 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
                 # them into the HDF5 file now keeps later lookups fast.
                 if cache is not None:
                     self._compact_quietly(cache)
+            # Copies of a failed file share its key and its failure.
+            failed = {k: errors[i] for k, i in todo.items() if errors[i] is not None}
+            for i, k in enumerate(keys):
+                if errors[i] is None and k in failed:
+                    errors[i] = failed[k]
         self._raise_first(errors, paths)
 
         dim = len(next(iter(vectors.values()))) if vectors else None

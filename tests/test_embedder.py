@@ -262,3 +262,13 @@ def test_keras_application_backbone_offline_weights_none(folder):
     est = ImageEmbedder(model="keras:MobileNetV2?weights=none", image_size=32)
     X = est.transform(folder.paths[:3])
     assert X.shape == (3, 1280) and np.isfinite(X).all()
+
+
+def test_copies_of_a_bad_file_are_all_reported(tiny_model_dir, folder, tmp_path):
+    bad = [tmp_path / "bad1.jpg", tmp_path / "bad2.jpg"]
+    for p in bad:
+        p.write_bytes(b"same garbage")
+    est = ImageEmbedder(model=str(tiny_model_dir), on_error="nan")
+    X = est.transform([str(bad[0]), folder.paths[0], str(bad[1])])
+    assert sorted(est.failed_paths_.tolist()) == sorted(map(str, bad))
+    assert np.isnan(X[[0, 2]]).all() and np.isfinite(X[1]).all()
