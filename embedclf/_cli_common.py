@@ -1,7 +1,8 @@
 """Helpers shared by the ``embedclf`` subcommands (see :mod:`embedclf.cli`).
 
-Standard library only at module level: importing this never imports
-TensorFlow, h5py or scikit-learn.
+Only the standard library (and ``_backbones``, which imports TensorFlow
+lazily) at module level: importing this never imports TensorFlow, h5py or
+scikit-learn.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+
+from embedclf._backbones import DEFAULT_MODEL
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -18,7 +21,6 @@ __all__ = [
     "report_failures",
 ]
 
-DEFAULT_MODEL = "https://tfhub.dev/google/imagenet/inception_v3/feature_vector/5"
 PROG = "embedclf"
 
 
@@ -35,7 +37,7 @@ def error(message: str) -> None:
     print(f"{PROG}: error: {message}", file=sys.stderr)
 
 
-def _add_backbone_args(parser, *, required_default=True):
+def _add_backbone_args(parser, *, required_default=True, cache_required=False):
     parser.add_argument(
         "--model",
         metavar="M",
@@ -45,7 +47,8 @@ def _add_backbone_args(parser, *, required_default=True):
             "directory with the TF Hub image feature-vector interface, a TF Hub "
             "handle, or keras:<ApplicationName>. "
             + (
-                f"Default: {DEFAULT_MODEL} (Inception V3, needs internet)."
+                "Default: TF Hub's Inception V3 feature vector, version 5, as "
+                "in retrain.py (needs internet)."
                 if required_default
                 else "Default: the backbone recorded in the model directory; "
                 "pass a local copy of it when that path has moved."
@@ -58,7 +61,8 @@ def _add_backbone_args(parser, *, required_default=True):
         default=None,
         help=(
             "HDF5 file caching image vectors, keyed by image content and "
-            "backbone, so a second run skips the backbone. Default: no cache."
+            "backbone, so a second run skips the backbone. "
+            + ("Required." if cache_required else "Default: no cache.")
         ),
     )
     parser.add_argument(

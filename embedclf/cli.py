@@ -53,7 +53,7 @@ def format_embed_parser(parser):
         metavar="IMAGE_DIR",
         help="Folder whose image files (recursively, any layout) are embedded.",
     )
-    _add_backbone_args(parser)
+    _add_backbone_args(parser, cache_required=True)
     _add_image_size(parser)
     parser.set_defaults(handler=run_embed)
 
