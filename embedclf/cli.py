@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         format_export_parser,
         format_predict_parser,
     )
-    from embedclf._cli_train import format_train_parser
+    from embedclf._cli_train_args import format_train_parser
 
     parser = argparse.ArgumentParser(
         prog=PROG,
