@@ -258,3 +258,16 @@ def test_invalid_parameters_are_rejected_by_the_constraints():
         SoftmaxClassifier(C=0).fit(X, y)
     with pytest.raises(InvalidParameterError, match="'unknown_threshold' parameter"):
         SoftmaxClassifier(unknown_threshold=1.5).fit(X, y)
+
+
+def test_fit_limits_blas_threads_only_while_fitting():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    X, y = blobs(3)
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = [
+            p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"
+        ]
+        SoftmaxClassifier().fit(X, y)
+        after = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    assert after == before
