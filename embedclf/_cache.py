@@ -250,9 +250,40 @@ class EmbeddingCache:
         return self._compute_lock
 
     # -- reading ---------------------------------------------------------------
+    def _directory_error(self):
+        return CacheFormatError(
+            f"The cache path {self.path!r} is a directory. Pass the path of a "
+            f"file, e.g. {os.path.join(self.path, 'embeddings.h5')!r}."
+        )
+
+    def _refuse_foreign(self, f) -> None:
+        """Raise if the open HDF5 file ``f`` is not an embedclf cache that this
+        version can rewrite (``repair`` must not turn someone else's file, or a
+        newer cache, into an empty cache)."""
+        try:
+            fmt = _plain(f.attrs.get("format"))
+            version = f.attrs.get("format_version")
+        except (OSError, KeyError, ValueError):
+            return  # damaged root attributes: a damaged cache, repairable
+        if fmt != FORMAT:
+            raise CacheFormatError(
+                f"The file {self.path!r} is an HDF5 file but not an embedclf "
+                "embedding cache (it has no format='embedclf-embedding-cache' "
+                "attribute), so embedclf will not rewrite it. Choose another "
+                "cache path."
+            )
+        if version is not None and int(version) > FORMAT_VERSION:
+            raise CacheFormatError(
+                f"The cache file {self.path!r} has format version {version}, but "
+                f"this embedclf writes version {FORMAT_VERSION}: repairing it "
+                "would lose data. Upgrade embedclf, then repair it."
+            )
+
     def _open_main(self):
         import h5py
 
+        if os.path.isdir(self.path):
+            raise self._directory_error()
         try:
             f = h5py.File(self.path, "r", locking=False)
         except OSError as exc:
@@ -580,17 +611,27 @@ class EmbeddingCache:
         with cache._locked():
             records, _ = read_records(cache.journal_path)
             sources, unreadable, backup = [], [], None
+            if os.path.isdir(cache.path):
+                raise cache._directory_error()
             if _stat_token(cache.path) is not None:
                 backup = f"{cache.path}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
                 shutil.copyfile(cache.path, backup)
                 try:
-                    sources.append(h5py.File(cache.path, "r", locking=False))
+                    src = h5py.File(cache.path, "r", locking=False)
                 except OSError as exc:
                     padded = _open_padded_copy(backup, exc)
                     if padded is None:
                         unreadable.append("<file>")
                     else:
                         sources.append(padded)
+                else:
+                    try:
+                        cache._refuse_foreign(src)
+                    except CacheFormatError:
+                        src.close()
+                        os.remove(backup)
+                        raise
+                    sources.append(src)
             try:
                 report = cache._rewrite(sources, records, skip_bad_rows=True)
             finally:

@@ -388,6 +388,37 @@ def test_flipped_key_is_a_miss_never_a_wrong_vector(tiny_model_dir, dataset, tmp
     np.testing.assert_allclose(X, ref, rtol=1e-5, atol=ATOL)
 
 
+def test_repair_refuses_files_it_must_not_rewrite(tiny_model_dir, dataset, tmp_path):
+    """repair keeps a backup, but still must not turn someone else's HDF5 file
+    or a cache of a newer format into an empty cache of this version."""
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f["x"] = [1, 2, 3]
+    with pytest.raises(CacheFormatError, match="so embedclf will not rewrite it"):
+        EmbeddingCache.repair(foreign)
+    with h5py.File(foreign, "r") as f:
+        assert list(f) == ["x"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "foreign.h5",
+        "foreign.h5.lock",
+    ]
+    cache = _compacted_cache(tiny_model_dir, dataset, tmp_path)
+    with h5py.File(cache, "r+") as f:
+        f.attrs["format_version"] = 99
+    with pytest.raises(CacheFormatError, match="repairing it would lose data"):
+        EmbeddingCache.repair(cache)
+    with h5py.File(cache, "r") as f:
+        assert f.attrs["format_version"] == 99
+
+
+def test_cache_path_that_is_a_directory(tiny_model_dir, dataset, tmp_path):
+    msg = f"The cache path {str(tmp_path)!r} is a directory. Pass the path of a file"
+    with pytest.raises(CacheFormatError, match=re.escape(msg)):
+        _embedder(tiny_model_dir, tmp_path).transform(dataset[0][:2])
+    with pytest.raises(CacheFormatError, match=re.escape(msg)):
+        EmbeddingCache.repair(tmp_path)
+
+
 # -- disk full -----------------------------------------------------------------------
 
 _FSIZE_SCRIPT = textwrap.dedent(
