@@ -91,7 +91,22 @@ def append_record(path: str, record: bytes, *, valid_length: int) -> int:
             raise
     finally:
         os.close(fd)
+    if valid_length == 0:  # a new journal: make its directory entry durable too
+        _fsync_directory(os.path.dirname(os.path.abspath(path)))
     return valid_length + len(record)
+
+
+def _fsync_directory(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some filesystems refuse it
+        pass
+    finally:
+        os.close(fd)
 
 
 def _parse_at(data: bytes, pos: int) -> tuple[JournalRecord, int] | None:
