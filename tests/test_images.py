@@ -278,18 +278,19 @@ def test_greyscale_rgba_and_palette(tmp_path):
 
 def test_modes_give_the_vector_of_their_rgb_pixels(embed, tmp_path):
     """Grey, RGBA (opaque), palette and CMYK inputs embed like the RGB image of
-    what they show."""
+    what they show (for the CMYK JPEG: of its pixels as Pillow decodes them)."""
     pixels = _pixels()
     grey = np.repeat(np.asarray(Image.fromarray(pixels).convert("L"))[..., None], 3, 2)
     pal = Image.fromarray(pixels).quantize(32)
+    cmyk = _encode(Image.fromarray(pixels).convert("CMYK"), "JPEG", quality=95)
     cases = {
-        "grey.png": (Image.fromarray(pixels).convert("L"), grey),
-        "rgba.png": (Image.fromarray(pixels).convert("RGBA"), pixels),
-        "pal.png": (pal, np.asarray(pal.convert("RGB"))),
+        "cmyk.jpg": (cmyk, np.asarray(Image.open(io.BytesIO(cmyk)).convert("RGB"))),
+        "grey.png": (_encode(Image.fromarray(pixels).convert("L"), "PNG"), grey),
+        "rgba.png": (_encode(Image.fromarray(pixels).convert("RGBA"), "PNG"), pixels),
+        "pal.png": (_encode(pal, "PNG"), np.asarray(pal.convert("RGB"))),
     }
-    for name, (img, expected) in cases.items():
-        path = _write(tmp_path / name, _encode(img, "PNG"))
-        X, _ = embed([path])
+    for name, (data, expected) in cases.items():
+        X, _ = embed([_write(tmp_path / name, data)])
         np.testing.assert_allclose(
             X[0], _reference(embed, tmp_path, expected), rtol=1e-5, atol=1e-6
         )
@@ -505,14 +506,10 @@ def test_raise_names_the_bad_file_and_keeps_the_cache(embed, tmp_path, index, ex
     np.testing.assert_allclose(X, ref, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in _embedder.py: a decode error is recorded only for the first "
-    "path of identical bytes; its copies get a zero/NaN row but are missing "
-    "from failed_paths_ (found by test_property.py)",
-)
 @pytest.mark.parametrize("on_error", ["zero", "nan"])
 def test_copies_of_a_bad_file_are_all_reported(embed, tmp_path, on_error):
+    """Identical bytes are decoded once; the failure is reported for every
+    path holding them (found by test_property.py)."""
     data = b"\x00 not an image"
     a = _write(tmp_path / "a.jpg", data)
     b = _write(tmp_path / "copy of a.jpg", data)

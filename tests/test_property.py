@@ -153,14 +153,13 @@ def test_embedder_rows_failures_and_determinism(
         X = est.transform(paths)
         assert X.shape == (len(paths), 16) and X.dtype == np.float32
         failed = set(est.failed_paths_.tolist())
-        # Failure is a property of the bytes. (A copy of a failed file is not
-        # listed in failed_paths_ yet: see test_copies_of_a_bad_file_are_all_
-        # reported in test_images.py, an expected failure until fixed.)
+        # Failure is a property of the bytes, reported for every path.
         bad_bytes = {data for path, (_, data) in zip(paths, items) if path in failed}
         for path, (kind, data), row in zip(paths, items, X):
             if kind == "valid":
                 assert path not in failed
-            if data in bad_bytes:
+            assert (path in failed) == (data in bad_bytes)
+            if path in failed:
                 assert np.isnan(row).all()
             else:
                 assert np.isfinite(row).all()
