@@ -22,9 +22,14 @@ from conftest import write_image
 
 from embedclf import EmbeddingCache, ImageEmbedder
 from embedclf._backbones import backbone_image_count, resolve_backbone
+from embedclf._images import content_key
 from embedclf._journal import read_records
 
 SIZE = 32
+
+
+def _content_keys(paths):
+    return [content_key(Path(p).read_bytes()) for p in paths]
 
 
 def _embedder(model, cache=None, **kw):
@@ -127,3 +132,44 @@ def test_threads_share_one_cache(tiny_model_dir, images, tmp_path):
         not Path(str(cache) + ".journal").exists()
         or not read_records(str(cache) + ".journal")[0]
     )
+
+
+@pytest.mark.slow
+def test_a_writer_killed_mid_run_does_not_block_the_others(
+    tiny_model_dir, images, tmp_path
+):
+    """Locks are released by the kernel when their holder dies (flock), so a
+    writer killed with SIGKILL, even inside the cache or compute lock, never
+    blocks the others; its committed rows are used, nothing is lost."""
+    import os
+    import signal
+    import time
+
+    from _embed_worker import reap
+
+    ref = dict(zip(images, _embedder(tiny_model_dir).transform(images)))
+    cache = tmp_path / "shared.h5"
+    journal = Path(str(cache) + ".journal")
+    victim = start_worker(tmp_path, "victim", tiny_model_dir, cache, images)
+    survivor = start_worker(
+        tmp_path, "survivor", tiny_model_dir, cache, images[::-1], batch_size=3
+    )
+    wait_ready(victim)
+    wait_ready(survivor)
+    go(victim)
+    deadline = time.monotonic() + 120
+    while not (journal.exists() and journal.stat().st_size > 3000):
+        assert victim.poll() is None and time.monotonic() < deadline
+        time.sleep(0.0005)
+    go(survivor)
+    time.sleep(0.002)
+    os.kill(victim.pid, signal.SIGKILL)
+    reap(victim)
+    report, X = finish_worker(survivor, timeout=120)
+    np.testing.assert_allclose(
+        X, np.stack([ref[p] for p in images[::-1]]), rtol=1e-5, atol=1e-5
+    )
+    assert 0 < report["n_cached"] and report["calls"] == report["n_computed"] < 40
+    ns = _embedder(tiny_model_dir)._namespace(resolve_backbone(str(tiny_model_dir)))
+    vectors, found = EmbeddingCache(cache).get(ns, _content_keys(images))
+    assert found.all()
