@@ -134,9 +134,10 @@ def _remove_stale_temps(path: str) -> None:
     the cache).
     """
     directory, base = os.path.split(os.path.abspath(path))
+    pattern = re.compile(re.escape(base) + r"\.tmp-\d+-[0-9a-f]{8}")
     with contextlib.suppress(OSError):
         for name in os.listdir(directory):
-            if name.startswith(base + ".tmp-"):
+            if pattern.fullmatch(name):
                 with contextlib.suppress(OSError):
                     os.remove(os.path.join(directory, name))
 

@@ -105,6 +105,7 @@ inputs = st.one_of(
 )
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning:PIL")  # damaged TIFF metadata
 @settings(max_examples=200, **SETTINGS)
 @given(st.one_of(valid_images(), damaged_images(), st.binary(max_size=600)))
 def test_decode_never_raises_anything_else(data):
