@@ -64,11 +64,7 @@ class Context:
             paths = bunch.paths
             if self.quick:
                 keep = self.quick_classes()
-                idx = [
-                    i
-                    for c in keep
-                    for i in np.flatnonzero(names == c)[:12]
-                ]
+                idx = [i for c in keep for i in np.flatnonzero(names == c)[:12]]
                 paths, names = paths[idx], names[idx]
             self._memo[key] = (np.asarray(paths), np.asarray(names))
         return self._memo[key]
@@ -86,8 +82,6 @@ class Context:
         """Embeddings of one split through the shared cache: (X, y, n_computed)."""
         key = ("features", name)
         if key not in self._memo:
-            from embedclf import ImageEmbedder
-
             paths, y = self.split(name)
             emb = self.embedder(cache=self.shared_cache)
             X = emb.transform(paths)

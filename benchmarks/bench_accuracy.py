@@ -13,7 +13,6 @@ is the only number not measured here and is marked as such.
 from __future__ import annotations
 
 import numpy as np
-
 from _common import Context, Timer
 
 AUGMENT = {

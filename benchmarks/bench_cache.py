@@ -21,7 +21,6 @@ import os
 import statistics
 
 import numpy as np
-
 from _common import Context, Timer, dir_size, file_size
 
 _DIM = 1280

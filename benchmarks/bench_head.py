@@ -24,7 +24,6 @@ folder, embedded with the shared backbone) and are scored on the test folder.
 from __future__ import annotations
 
 import numpy as np
-
 from _common import Context, Timer
 
 LEARNING_RATE = 0.01
@@ -53,9 +52,7 @@ def retrain_head(X, y_idx, n_classes, *, steps, seed=0):
     @tf.function
     def train(steps):
         for _ in tf.range(steps):
-            label = tf.random.uniform(
-                [TRAIN_BATCH_SIZE], 0, n_classes, dtype=tf.int64
-            )
+            label = tf.random.uniform([TRAIN_BATCH_SIZE], 0, n_classes, dtype=tf.int64)
             within = tf.random.uniform([TRAIN_BATCH_SIZE], 0, 2**62, dtype=tf.int64)
             rows = tf.gather(
                 order_t,

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
 from _common import Context
 
 CHILD = Path(__file__).resolve().parent / "_scaling_child.py"

@@ -18,7 +18,6 @@ from __future__ import annotations
 import statistics
 
 import numpy as np
-
 from _common import Context, Timer
 
 

@@ -12,7 +12,6 @@ the cached search under 30 s with exactly 500 backbone images.
 from __future__ import annotations
 
 import numpy as np
-
 from _common import Context, Timer
 
 C_GRID = [0.01, 0.1, 1.0, 10.0, 100.0]
@@ -84,7 +83,8 @@ def run(ctx: Context) -> dict:
             },
             {
                 "name": "backbone images, recomputing / cached",
-                "value": uncached["backbone_images"] / max(cached["backbone_images"], 1),
+                "value": uncached["backbone_images"]
+                / max(cached["backbone_images"], 1),
                 "target": "report",
                 "met": None,
             },

@@ -171,9 +171,7 @@ def print_table(report):
 
 def main(argv=None) -> int:
     args = _parse(argv)
-    only = (
-        [int(x) for x in args.only.split(",") if x.strip()] if args.only else None
-    )
+    only = [int(x) for x in args.only.split(",") if x.strip()] if args.only else None
     output = args.output or RESULTS / ("quick.json" if args.quick else "latest.json")
     args.workdir.mkdir(parents=True, exist_ok=True)
     ctx = Context(
@@ -190,7 +188,9 @@ def main(argv=None) -> int:
         if only is not None and item not in only:
             continue
         name = ITEMS[item]
-        print(f"[{time.perf_counter() - t0:6.0f} s] item {item}: {name} ...", flush=True)
+        print(
+            f"[{time.perf_counter() - t0:6.0f} s] item {item}: {name} ...", flush=True
+        )
         t_item = time.perf_counter()
         try:
             res = importlib.import_module(name).run(ctx)
