@@ -82,7 +82,13 @@ def load_image_folder(root, *, extensions=None):
     paths, target, names, skipped, empty = [], [], [], [], []
     for class_dir in class_dirs:
         files = []
+        visited = set()  # (st_dev, st_ino) of walked folders: symlink loops end
         for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+            st = os.stat(dirpath)
+            if (st.st_dev, st.st_ino) in visited:
+                dirnames[:] = []
+                continue
+            visited.add((st.st_dev, st.st_ino))
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
                 if name.startswith("."):
