@@ -145,6 +145,10 @@ def test_export_refuses_other_backbone(session, tmp_path, tiny_model_dir_b, caps
         ((900, 1900), "RGB", "JPEG", (100, 120)),  # draft 1/4, non-square
         ((64, 48), "L", "PNG", (32, 32)),  # grayscale
         ((224, 224), "RGB", "BMP", (224, 224)),  # no resize
+        ((348, 464), "RGB", "JPEG", (224, 224)),  # portrait grocery photo
+        ((300, 400), "RGB", "PNG", (224, 224)),  # Pillow's vertical pass first
+        ((250, 300), "RGB", "PNG", (100, 120)),  # ... and horizontal first
+        ((100, 700), "RGB", "PNG", (120, 100)),  # mixed up- and downscaling
     ],
 )
 def test_tf_decoding_matches_pillow_exactly(tmp_path, size, mode, fmt, target):
