@@ -4,6 +4,11 @@ A scikit-learn upgrade that moves them touches this file alone.
 """
 
 from sklearn.base import _fit_context
-from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
+from sklearn.utils._param_validation import (
+    HasMethods,
+    Interval,
+    RealNotInt,
+    StrOptions,
+)
 
-__all__ = ["Interval", "RealNotInt", "StrOptions", "_fit_context"]
+__all__ = ["HasMethods", "Interval", "RealNotInt", "StrOptions", "_fit_context"]

@@ -255,17 +255,14 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
             found_vecs, found = cache.get(ns, unique)
             for j in np.flatnonzero(found):
                 vectors[unique[j]] = found_vecs[j]
-        n_cached = sum(1 for k in keys if k in vectors)
         todo = {}  # key -> first path index with that key
         for i, k in enumerate(keys):
             if k is not None and k not in vectors:
                 todo.setdefault(k, i)
-        n_computed = 0
+        computed = set()
         if todo:
             try:
-                n_computed = self._compute(
-                    paths, todo, spec, ns, cache, vectors, errors
-                )
+                computed = self._compute(paths, todo, spec, ns, cache, vectors, errors)
             finally:
                 # Committed rows are safe in the journal either way; folding
                 # them into the HDF5 file now keeps later lookups fast.
@@ -289,6 +286,13 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         self.failed_paths_ = np.array(
             [p for p, e in zip(paths, errors) if e is not None], dtype=str
         )
+        # Rows another process committed while we waited count as cached.
+        n_cached = sum(
+            1
+            for k, e in zip(keys, errors)
+            if e is None and k in vectors and k not in computed
+        )
+        n_computed = len(computed)
         self.n_computed_ = n_computed
         self.n_cached_ = n_cached
         logger.info(
@@ -353,7 +357,10 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         return (backbone.default_image_size, backbone.default_image_size)
 
     def _compute(self, paths, todo, spec, ns, cache, vectors, errors):
-        """Decode (in threads, one batch ahead) and embed the keys in ``todo``."""
+        """Decode (in threads, one batch ahead) and embed the keys in ``todo``.
+
+        Returns the set of keys this call ran through the backbone.
+        """
         requested = _normalize_size(self.image_size)
         backbone = load_backbone(spec, requested[0] if requested else None)
         size = self._resolved_size(backbone)
@@ -379,21 +386,21 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(items), unit="img", desc="embedding", leave=False)
-        n_computed = 0
+        computed = set()
         with ThreadPoolExecutor(self.n_decode_threads) as pool:
             pending = [pool.submit(decode, i) for _, i in batches[0]] if batches else []
             for b, batch in enumerate(batches):
                 results = [f.result() for f in pending]
                 if b + 1 < len(batches):  # decode the next batch during inference
                     pending = [pool.submit(decode, i) for _, i in batches[b + 1]]
-                n_computed += self._embed_batch(
+                computed |= self._embed_batch(
                     batch, results, backbone, ns, cache, vectors, errors, paths
                 )
                 if bar is not None:
                     bar.update(len(batch))
         if bar is not None:
             bar.close()
-        return n_computed
+        return computed
 
     def _embed_batch(
         self, batch, results, backbone, ns, cache, vectors, errors, paths_of
@@ -419,11 +426,11 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
             keys.append(key)
             images.append(arr)
         if not images:
-            return 0
+            return set()
         if cache is None:
             out = backbone(np.stack(images))
             vectors.update(zip(keys, out))
-            return len(keys)
+            return set(keys)
         # Re-check under the compute lock: another process may have computed
         # some of these since our lookup, and must not compute them twice.
         with cache.compute_lock():
@@ -432,10 +439,10 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
                 vectors[keys[j]] = found_vecs[j]
             todo = [j for j in range(len(keys)) if not found[j]]
             if not todo:
-                return 0
+                return set()
             out = backbone(np.stack([images[j] for j in todo]))
             todo_keys = [keys[j] for j in todo]
             cache.put(ns, todo_keys, out)
         cache.compact_if_due()
         vectors.update(zip(todo_keys, out.astype(ns.dtype).astype(np.float32)))
-        return len(todo)
+        return set(todo_keys)

@@ -272,3 +272,19 @@ def test_copies_of_a_bad_file_are_all_reported(tiny_model_dir, folder, tmp_path)
     X = est.transform([str(bad[0]), folder.paths[0], str(bad[1])])
     assert sorted(est.failed_paths_.tolist()) == sorted(map(str, bad))
     assert np.isnan(X[[0, 2]]).all() and np.isfinite(X[1]).all()
+
+
+def test_counts_add_up_when_threads_share_a_cache(tiny_model_dir, folder, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    cache = str(tmp_path / "c.h5")
+    ests = [
+        ImageEmbedder(model=str(tiny_model_dir), cache=cache, batch_size=2)
+        for _ in range(2)
+    ]
+    with ThreadPoolExecutor(2) as pool:
+        outs = list(pool.map(lambda e: e.transform(folder.paths), ests))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    n = len(folder.paths)
+    assert sum(e.n_computed_ for e in ests) == n  # each image computed once
+    assert all(e.n_computed_ + e.n_cached_ == n for e in ests)
