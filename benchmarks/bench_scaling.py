@@ -22,7 +22,7 @@ CHILD = Path(__file__).resolve().parent / "_scaling_child.py"
 
 
 def run(ctx: Context) -> dict:
-    sizes = [32, 64, 128] if ctx.quick else [1000, 2000, 4000]
+    sizes = [16, 32, 64] if ctx.quick else [1000, 2000, 4000]
     train, _ = ctx.split("train")
     test, _ = ctx.split("test")
     pool = np.concatenate([train, test])

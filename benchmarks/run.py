@@ -139,8 +139,9 @@ def markdown(report) -> str:
         f"Run {report['started']} in {report['total_seconds']:.0f} s on "
         f"{m['cpu_model']} ({m['cpu_count']} CPUs, {m['mem_total_gb']} GB), "
         f"Python {m['python']}, TensorFlow {m['versions'].get('tensorflow')}, "
-        f"scikit-learn {m['versions'].get('sklearn')}. Command: "
-        f"`{report['command']}`.",
+        f"scikit-learn {m['versions'].get('sklearn')}; load average at start "
+        f"{report['loadavg_at_start'][0]:.1f} (other processes share the "
+        f"machine). Command: `{report['command']}`.",
         "",
         "| # | benchmark | ratio | value | target | met |",
         "|---|---|---|---|---|---|",
@@ -182,6 +183,7 @@ def main(argv=None) -> int:
         batch_size=32 if args.quick else 64,
     )
     started = datetime.datetime.now(datetime.timezone.utc)
+    load_before = list(os.getloadavg())
     t0 = time.perf_counter()
     results = {}
     for item in ORDER:
@@ -198,6 +200,7 @@ def main(argv=None) -> int:
             traceback.print_exc()
             res = {"title": name, "error": f"{type(exc).__name__}: {exc}"}
         res["seconds"] = time.perf_counter() - t_item
+        res["loadavg_after"] = list(os.getloadavg())
         results[str(item)] = res
         print(f"         done in {res['seconds']:.0f} s", flush=True)
     report = {
@@ -206,6 +209,7 @@ def main(argv=None) -> int:
         "command": "python benchmarks/run.py" + (" " + " ".join(argv or sys.argv[1:])),
         "total_seconds": time.perf_counter() - t0,
         "machine": machine_info(),
+        "loadavg_at_start": load_before,
         "settings": {
             "model": str(args.model),
             "data": str(args.data),
