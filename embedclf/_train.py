@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +22,11 @@ __all__ = [
     "LabelledImages",
     "collect_images",
     "cross_entropy_score",
+    "cv_splits",
     "make_head",
+    "parse_unknown",
     "tune_head",
+    "wrap_open_set",
 ]
 
 logger = logging.getLogger("embedclf")
@@ -330,13 +332,3 @@ def parse_unknown(value: str) -> str:
             f"0 and 1; got {value!r}."
         )
     return str(number)
-
-
-def relpath(path) -> str:
-    """``path`` relative to the working directory when shorter."""
-    path = os.fspath(path)
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:  # pragma: no cover - other drive on Windows
-        return path
-    return rel if len(rel) < len(path) else path

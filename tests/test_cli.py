@@ -482,3 +482,19 @@ def test_list_images(tmp_path):
         str(tmp_path / "a" / "b" / "y.jpg"),
         "loose.jpg",
     ]
+
+
+def test_train_reuses_the_fit_memo(session, tmp_path, tiny_model_dir, capsys):
+    from embedclf._model_dir import load_model_dir
+
+    argv = ["train", str(session["data"]), "--output", str(tmp_path / "m"),
+            "--model", str(tiny_model_dir), "--cache", str(session["cache"]),
+            "--C", "0.1,1", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0  # the session's own settings: a memo hit
+    out = capsys.readouterr().out
+    assert "Reusing the head fitted on exactly these vectors" in out
+    assert "Tuning C" not in out
+    a, b = load_model_dir(tmp_path / "m"), load_model_dir(session["output"])
+    np.testing.assert_array_equal(a.head.coef_, b.head.coef_)
+    assert main([*argv[:-3], "--C", "0.3,1", "--no-progress"]) == 0  # other grid
+    assert "Tuning C over [0.3, 1]" in capsys.readouterr().out
