@@ -140,3 +140,19 @@ def test_augment_copies_need_a_distortion(tmp_path, capsys):
     )
     assert status == 1
     assert "needs at least one distortion" in capsys.readouterr().err
+
+
+def test_cv_folds_keep_views_of_one_image_together():
+    from embedclf._train import cv_splits
+
+    n_images, copies = 30, 3
+    y_images = np.array(["a", "b", "c"] * 10)
+    groups = np.concatenate(
+        [np.arange(n_images), np.repeat(np.arange(n_images), copies)]
+    )
+    y = y_images[groups]
+    splits = cv_splits(y, groups)
+    assert len(splits) == 3
+    for train, test in splits:
+        assert not set(groups[train]) & set(groups[test])
+        assert set(y[test]) == {"a", "b", "c"}  # still stratified
