@@ -133,7 +133,7 @@ def run_train(args) -> int:
     _print(f"Best C = {tuning['best_C']:g}{cv_text}.")
     if unknown != "off":
         _print(
-            f"Open set: unknown below top probability {head.probability_threshold_}"
+            f"Open set: unknown below top probability {head.probability_threshold_:.4g}"
             + (
                 f" or beyond distance {head.distance_threshold_:.4g}"
                 if head.distance_threshold_ is not None
