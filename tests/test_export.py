@@ -163,3 +163,38 @@ def test_tf_decoding_matches_pillow_exactly(tmp_path, size, mode, fmt, target):
     expected = decode_image(data, target)
     got = decode_like_pillow(tf.constant(data), *target).numpy()
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_real_backbone_export_agrees_on_grocery_photos(tmp_path, capsys):
+    """EfficientNet-Lite0 and real photos (landscape and portrait JPEGs)."""
+    import shutil
+
+    import tensorflow as tf
+    from conftest import SHARED_DATA, SHARED_MODEL
+
+    if not (SHARED_MODEL.exists() and SHARED_DATA.exists()):
+        pytest.skip("../shared is not present")
+    data = tmp_path / "grocery"
+    for split, n in (("train", 6), ("test", 3)):
+        for name in ("Carrots", "Conference", "Lemon", "Yellow-Onion"):
+            files = sorted((SHARED_DATA / split / name).glob("*.jpg"))[:n]
+            (data / split / name).mkdir(parents=True)
+            for f in files:
+                shutil.copy(f, data / split / name / f.name)
+    model_dir = tmp_path / "model"
+    assert main(["train", str(data), "-o", str(model_dir), "--model",
+                 str(SHARED_MODEL), "--C", "1", "--no-progress"]) == 0  # fmt: skip
+    paths = list_images([str(data / "test")])
+    expected = _predict_json(model_dir, paths, capsys)
+    _, loaded = _exported(tmp_path, model_dir, capsys)
+    got = loaded.signatures["serving_default"](
+        image_bytes=tf.constant([open(p, "rb").read() for p in paths])
+    )
+    assert [s.decode() for s in got["label"].numpy()] == [r["label"] for r in expected]
+    np.testing.assert_allclose(
+        got["probabilities"].numpy().max(axis=1),
+        [r["top_k"][0]["score"] for r in expected],
+        rtol=1e-4,
+    )
