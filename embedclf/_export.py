@@ -6,11 +6,17 @@ code: it holds the backbone, the head as a dense layer built from ``coef_`` and
 as an asset. Two signatures:
 
 ``serving_default(image_bytes)``
-    ``tf.string [batch]`` of encoded JPEG/PNG/GIF/BMP files.
+    ``tf.string [batch]`` of encoded JPEG/PNG/GIF/BMP files, decoded and
+    resized bit for bit as ``embedclf predict`` does with Pillow (see
+    ``_tf_images.py``; EXIF orientation and transparency are not applied).
 ``predict_images(images)``
-    ``tf.float32 [batch, H, W, 3]`` in [0, 1], any H and W.
+    ``tf.float32 [batch, H, W, 3]`` in [0, 1]; images of another size than
+    ``image_size`` are resized with ``tf.image.resize`` (bilinear,
+    antialiased).
 
-Both return ``probabilities`` (``[batch, n_classes]``, columns in the order
+The module's ``image_size`` variable holds the (height, width) that images
+are resized to before the backbone, as in ``embedclf predict``. Both
+signatures return ``probabilities`` (``[batch, n_classes]``, columns in the order
 of labels.txt), ``class_index`` (argmax), ``label`` (the class name, or the
 unknown label when the open-set rule rejects the image) and ``known``.
 """
@@ -148,7 +154,7 @@ def _build_module(backbone, size, params, labels_path):
             super().__init__(name="embedclf_classifier")
             self.backbone = backbone._owner
             self.labels_file = tf.saved_model.Asset(str(labels_path))
-            self.image_size = tf.constant([h, w])
+            self.image_size = tf.Variable([h, w], trainable=False, name="image_size")
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
         def predict_bytes(self, image_bytes):

@@ -59,6 +59,7 @@ def test_export_agrees_with_predict(session, tmp_path, tiny_model_dir, capsys):
 
     side = load_backbone(resolve_backbone(tiny_model_dir)).default_image_size
     images = [decode_image(open(p, "rb").read(), (side, side)) for p in paths]
+    assert loaded.image_size.numpy().tolist() == [side, side]
     images = np.stack(images)
     got_f = loaded.signatures["predict_images"](images=tf.constant(images))
     assert got_f["probabilities"].shape == (len(paths), 3)
