@@ -11,13 +11,20 @@ Pillow 13 picks), its JPEG draft mode (DCT scaling by
 1/2, 1/4 or 1/8 when the image is at least twice the target size) and its
 accurate integer DCT.
 
-Not reproduced: EXIF orientation and compositing transparent pixels on white
-(TensorFlow drops the alpha channel).
+JPEG EXIF orientation is applied as ``ImageOps.exif_transpose`` does. Not
+reproduced: the orientation of non-JPEG files, and compositing transparent
+pixels on white (TensorFlow drops the alpha channel).
 """
 
 from __future__ import annotations
 
-__all__ = ["pillow_bilinear_weights", "pillow_resize", "decode_like_pillow"]
+__all__ = [
+    "apply_orientation",
+    "decode_like_pillow",
+    "exif_orientation",
+    "pillow_bilinear_weights",
+    "pillow_resize",
+]
 
 _PRECISION_BITS = 32 - 8 - 2  # Pillow's PRECISION_BITS for 8-bit images
 _JPEG_DRAFT_FACTOR = 2  # as in _images.py
@@ -115,6 +122,80 @@ def _decode_jpeg(data, height: int, width: int):
     return tf.switch_case(index, branches)
 
 
+_EXIF_MARKER = b"Exif\x00\x00"
+_ORIENTATION_TAG = 0x0112
+_MAX_IFD_ENTRIES = 128
+
+
+def exif_orientation(data):
+    """The EXIF orientation (1-8) of JPEG bytes; 1 when absent or unreadable.
+
+    Reads the first ``Exif`` APP1 segment as Pillow's ``getexif`` does: the
+    TIFF header's byte order, IFD0, and tag 0x0112. Every read is clamped to
+    the data, so damaged EXIF gives 1 rather than an error.
+
+    Parameters
+    ----------
+    data : scalar tf.string tensor
+
+    Returns
+    -------
+    tf.Tensor of int32, scalar
+    """
+    import tensorflow as tf
+
+    parts = tf.strings.split(data, sep=_EXIF_MARKER, maxsplit=1)
+    found = tf.size(parts) > 1
+    start = tf.strings.length(parts[0]) + len(_EXIF_MARKER)
+    rest = tf.strings.length(data) - start
+    tiff = tf.cond(
+        found,
+        lambda: tf.strings.substr(data, start, tf.maximum(rest, 0)),
+        lambda: tf.constant(b""),
+    )
+    tiff = tf.strings.join([tiff, tf.constant(b"\x00" * 8)])  # room for reads
+    size = tf.strings.length(tiff)
+    little = tf.equal(tf.strings.substr(tiff, 0, 2), b"II")
+
+    def read(pos, n):
+        pos = tf.clip_by_value(tf.cast(pos, tf.int32), 0, size - n)
+        raw = tf.io.decode_raw(tf.strings.substr(tiff, pos, n), tf.uint8)
+        raw = tf.cast(raw, tf.int64)
+        le = tf.constant([256**i for i in range(n)], tf.int64)
+        return tf.where(little, tf.reduce_sum(raw * le), tf.reduce_sum(raw * le[::-1]))
+
+    ifd = read(4, 4)
+    count = tf.minimum(read(ifd, 2), _MAX_IFD_ENTRIES)
+    entries = ifd + 2 + 12 * tf.range(count, dtype=tf.int64)
+    tags = tf.map_fn(lambda e: read(e, 2), entries)
+    values = tf.map_fn(lambda e: read(e + 8, 2), entries)
+    hit = tf.equal(tags, _ORIENTATION_TAG)
+    value = tf.cond(
+        tf.reduce_any(hit),
+        lambda: tf.boolean_mask(values, hit)[0],
+        lambda: tf.constant(1, tf.int64),
+    )
+    valid = found & (value >= 1) & (value <= 8)
+    return tf.cast(tf.where(valid, value, 1), tf.int32)
+
+
+def apply_orientation(image, orientation):
+    """Transpose ``[H, W, C]`` as Pillow's ``ImageOps.exif_transpose``."""
+    import tensorflow as tf
+
+    branches = [
+        lambda: image,  # 1
+        lambda: image[:, ::-1],  # 2: FLIP_LEFT_RIGHT
+        lambda: image[::-1, ::-1],  # 3: ROTATE_180
+        lambda: image[::-1],  # 4: FLIP_TOP_BOTTOM
+        lambda: tf.transpose(image, [1, 0, 2]),  # 5: TRANSPOSE
+        lambda: tf.image.rot90(image, k=3),  # 6: ROTATE_270
+        lambda: tf.transpose(image[::-1, ::-1], [1, 0, 2]),  # 7: TRANSVERSE
+        lambda: tf.image.rot90(image, k=1),  # 8: ROTATE_90
+    ]
+    return tf.switch_case(orientation - 1, branches)
+
+
 def decode_like_pillow(data, height: int, width: int):
     """Encoded image bytes -> ``[height, width, 3]`` float32 in [0, 1].
 
@@ -131,7 +212,9 @@ def decode_like_pillow(data, height: int, width: int):
 
     img = tf.cond(
         tf.io.is_jpeg(data),
-        lambda: _decode_jpeg(data, height, width),
+        lambda: apply_orientation(
+            _decode_jpeg(data, height, width), exif_orientation(data)
+        ),
         lambda: tf.io.decode_image(data, channels=3, expand_animations=False),
     )
     img.set_shape([None, None, 3])

@@ -199,3 +199,40 @@ def test_real_backbone_export_agrees_on_grocery_photos(tmp_path, capsys):
         [r["top_k"][0]["score"] for r in expected],
         rtol=1e-4,
     )
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("byte_order", ["<", ">"])
+def test_tf_decoding_applies_exif_orientation(orientation, byte_order):
+    import io
+
+    import tensorflow as tf
+    from PIL import Image
+
+    from embedclf._images import decode_image
+    from embedclf._tf_images import decode_like_pillow, exif_orientation
+
+    rng = np.random.default_rng(orientation)
+    img = Image.fromarray((rng.random((60, 90, 3)) * 255).astype(np.uint8))
+    exif = Image.Exif()
+    exif.endian = byte_order  # Pillow writes "II" (<) or "MM" (>) TIFF headers
+    exif[0x010F] = "camera"
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", exif=exif.tobytes())
+    data = buf.getvalue()
+    assert (b"Exif\x00\x00MM" in data) == (byte_order == ">")
+    assert int(exif_orientation(tf.constant(data))) == orientation
+    expected = decode_image(data, (40, 50))
+    np.testing.assert_array_equal(
+        decode_like_pillow(tf.constant(data), 40, 50), expected
+    )
+
+
+def test_exif_orientation_of_damaged_or_missing_exif():
+    import tensorflow as tf
+
+    from embedclf._tf_images import exif_orientation
+
+    for data in [b"\xff\xd8 no exif here", b"Exif\x00\x00MM\x00*\xff\xff\xff\xff", b""]:
+        assert int(exif_orientation(tf.constant(data))) == 1
