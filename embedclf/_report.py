@@ -8,7 +8,7 @@
     misclassified.html  every misclassified image as a thumbnail, with its true
                         and predicted labels and the predicted scores
 
-The PNG needs matplotlib (``pip install "embedclf[report]"``); it is imported
+The PNG needs matplotlib (a dependency of embedclf); it is imported
 only when the figure is drawn.
 """
 
@@ -45,7 +45,7 @@ def _import_pyplot():
     except ImportError:
         raise ImportError(
             "The confusion-matrix figure needs matplotlib, which is not "
-            'installed. Run: pip install "embedclf[report]"'
+            "installed (it is a dependency of embedclf). Run: pip install matplotlib"
         ) from None
     return plt
 
