@@ -64,9 +64,9 @@ def test_confusion_matrix_png(tmp_path):
         assert img.format == "PNG" and img.size[0] >= 300
 
 
-def test_missing_matplotlib_names_the_extra(tmp_path, monkeypatch):
+def test_missing_matplotlib_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    msg = 'Run: pip install "embedclf[report]"'
+    msg = "Run: pip install matplotlib"
     with pytest.raises(ImportError, match=re.escape(msg)):
         plot_confusion_matrix(["a"], ["a"], ["a"], tmp_path / "cm.png")
 
