@@ -206,7 +206,9 @@ def main(argv=None) -> int:
     report = {
         "started": started.isoformat(timespec="seconds"),
         "quick": args.quick,
-        "command": "python benchmarks/run.py" + (" " + " ".join(argv or sys.argv[1:])),
+        "command": " ".join(
+            ["python benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)]
+        ),
         "total_seconds": time.perf_counter() - t0,
         "machine": machine_info(),
         "loadavg_at_start": load_before,
