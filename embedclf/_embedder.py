@@ -373,7 +373,10 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         def decode(index):
             try:
                 return load_image(
-                    paths[index], size, max_image_pixels=self.max_image_pixels
+                    paths[index],
+                    size,
+                    max_image_pixels=self.max_image_pixels,
+                    as_uint8=True,  # scaled to [0, 1] inside the backbone call
                 )
             except _IMAGE_ERRORS as exc:
                 return None, exc
