@@ -353,10 +353,12 @@ class EmbeddingCache:
                 stored = group["keys"][...]
                 index = {k.decode("ascii"): i for i, k in enumerate(stored)}
                 self._main_index[fp] = index
-            pos = [(i, index[k]) for i, k in enumerate(keys) if k in index]
-            if not pos:
+            lookup = np.array([index.get(k, -1) for k in keys], dtype=np.int64)
+            hit = np.flatnonzero(lookup >= 0)
+            if not len(hit):
                 return None
-            rows = np.array(sorted({r for _, r in pos}), dtype=np.int64)
+            # h5py reads need increasing, unique rows; `inverse` maps back.
+            rows, inverse = np.unique(lookup[hit], return_inverse=True)
             vectors_ds = group["vectors"]
             if len(rows) > 0.25 * vectors_ds.shape[0]:
                 block = vectors_ds[...][rows]
@@ -376,11 +378,9 @@ class EmbeddingCache:
                 f"The cache file {self.path!r} is damaged: {len(bad)} stored "
                 "vector(s) fail their checksum. " + _fix_hint(self.path)
             )
-        where = {r: j for j, r in enumerate(rows.tolist())}
         out = np.full((len(keys), dim), np.nan, dtype=np.float32)
-        for i, r in pos:
-            out[i] = block[where[r]]
-            found[i] = True
+        out[hit] = block[inverse.ravel()]
+        found[hit] = True
         return out
 
     # -- writing ---------------------------------------------------------------
