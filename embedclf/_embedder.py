@@ -410,18 +410,14 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
     ):
         keys, images = [], []
         for (key, index), (got_key, arr) in zip(batch, results):
-            if arr is None or isinstance(arr, BaseException):
-                errors[index] = arr
-                if self.on_error == "raise":
-                    raise arr
-                continue
-            if got_key != key:
+            if not isinstance(arr, BaseException) and got_key != key:
                 # The file was edited between hashing and decoding: its vector
                 # belongs to neither key, so it is reported, never stored.
                 arr = ImageDecodeError(
                     paths_of[index],
                     "the file changed while it was being embedded. Run again.",
                 )
+            if isinstance(arr, BaseException):  # decode() returns (None, error)
                 errors[index] = arr
                 if self.on_error == "raise":
                     raise arr
