@@ -216,7 +216,9 @@ def decode_image(
                     "trust this file.",
                 )
             img.load()
-            img = ImageOps.exif_transpose(img)
+            # In place: without an orientation tag this is a no-op rather
+            # than a full copy of the decoded image (~0.3 ms per photo).
+            ImageOps.exif_transpose(img, in_place=True)
             img = _to_rgb(img, path)
             if img.size != (target.width, target.height):
                 img = img.resize((target.width, target.height), Image.BILINEAR)
