@@ -19,13 +19,15 @@ _CHUNK_ROWS = 1024
 _ATTRS = ("handle", "identity", "image_size", "preprocessing", "dtype")
 
 
-def row_crcs(vectors: np.ndarray) -> np.ndarray:
-    """CRC32 of each row's bytes."""
+def row_crcs(vectors: np.ndarray, rows=None) -> np.ndarray:
+    """CRC32 of the bytes of each row (of each of ``rows``, if given)."""
     vectors = np.ascontiguousarray(vectors)
+    if rows is None:
+        rows = range(len(vectors))
     return np.fromiter(
-        (zlib.crc32(row.data) for row in vectors),  # no per-row copy
+        (zlib.crc32(vectors[r].data) for r in rows),  # rows are views: no copy
         dtype=np.uint32,
-        count=len(vectors),
+        count=len(rows),
     )
 
 

@@ -43,6 +43,38 @@ def test_put_get_before_and_after_compact(tmp_path):
     np.testing.assert_array_equal(got2, v[::-1])
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        list(range(40)),  # every row in stored order
+        list(range(40))[::-1],  # every row, permuted
+        [3, 99, 3, 17, 98],  # a few rows (point selection), misses, repeats
+        list(range(0, 40, 2)) + [97, 0],  # many rows (whole read), misses, repeats
+    ],
+    ids=["all-in-order", "all-reversed", "few", "many-with-misses"],
+)
+def test_get_from_the_hdf5_file_matches_what_was_put(tmp_path, dtype, query):
+    ns = CacheNamespace("m", "m", "default", "v1", dtype=dtype)
+    path = tmp_path / "c.h5"
+    v = vecs(40, dim=6)
+    stored = v.astype(dtype).astype(np.float32)
+    cache = EmbeddingCache(path)
+    cache.put(ns, keys(40), v)
+    cache.compact()
+    got, found = EmbeddingCache(path).get(ns, [f"{i:064x}" for i in query])
+    assert got.dtype == np.float32 and got.shape == (len(query), 6)
+    for row, i in enumerate(query):
+        if i < 40:
+            assert found[row]
+            np.testing.assert_array_equal(got[row], stored[i])
+        else:
+            assert not found[row] and np.isnan(got[row]).all()
+    got[:] = 0  # the caller owns the array: the next lookup is unaffected
+    again, _ = EmbeddingCache(path).get(ns, keys(40))
+    np.testing.assert_array_equal(again, stored)
+
+
 def test_namespaces_are_separate_and_stamped(tmp_path):
     path = tmp_path / "c.h5"
     cache = EmbeddingCache(path)
