@@ -17,6 +17,11 @@ the journal into a new file that atomically replaces the old one, the same
 write-then-rename pattern as joblib's ``concurrency_safe_write``. Every access
 holds an inter-process file lock (``<file>.lock``, from ``filelock``), so
 several processes can share one cache file.
+
+Helpers, each with one job: ``_journal.py`` (record format),
+``_journal_view.py`` (this process's incremental view of the journal),
+``_cache_rewrite.py`` (streaming rows into a new file), ``_cache_repair.py``
+(``repair``) and ``_cache_files.py`` (fsync, space reservation, temp files).
 """
 
 from __future__ import annotations
@@ -25,25 +30,23 @@ import contextlib
 import hashlib
 import json
 import os
-import re
-import shutil
-import time
 import uuid
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from filelock import FileLock, Timeout
 
-from embedclf._cache_files import TAIL_BYTES as _TAIL_BYTES
 from embedclf._cache_files import fsync_path as _fsync_path
-from embedclf._cache_files import read_tail as _read_tail
 from embedclf._cache_files import remove_stale_temps as _remove_stale_temps
 from embedclf._cache_files import reserve_space as _reserve_space
 from embedclf._cache_files import stat_token as _stat_token
+from embedclf._cache_repair import repair as _repair
 from embedclf._cache_rewrite import plain as _plain
 from embedclf._cache_rewrite import row_crcs as _row_crcs
+from embedclf._cache_rewrite import size_bound as _size_bound
 from embedclf._cache_rewrite import write_namespaces as _write_namespaces
-from embedclf._journal import KEY_BYTES, append_record, encode_record, read_records
+from embedclf._journal import encode_record, read_records
+from embedclf._journal_view import JournalView
 from embedclf.exceptions import CacheFormatError, CacheMismatchError
 
 __all__ = ["EmbeddingCache", "CacheNamespace", "FORMAT", "FORMAT_VERSION"]
@@ -95,31 +98,11 @@ class CacheNamespace:
         return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
-_PADDED_SUFFIX = ".padded-for-repair"
-
-
-def _open_padded_copy(path: str, exc: OSError):
-    """Open a copy of a truncated HDF5 file, zero-filled back to its stored size.
-
-    HDF5 refuses a file shorter than the end-of-file address recorded in its
-    superblock. Zero-filling the lost tail lets ``repair`` read the intact
-    part: rows that lay in the lost tail fail their CRC32 (or their datasets
-    fail to read) and are dropped. Returns None if ``exc`` is another error.
-    """
+def _open_hdf5(path: str):
+    """Open an HDF5 file read-only (our own file lock guards access)."""
     import h5py
 
-    match = re.search(r"truncated file: eof = \d+.*stored_eof = (\d+)", str(exc))
-    if match is None:
-        return None
-    copy = path + _PADDED_SUFFIX
-    try:
-        shutil.copyfile(path, copy)
-        os.truncate(copy, int(match.group(1)))
-        return h5py.File(copy, "r", locking=False)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.remove(copy)
-        return None
+    return h5py.File(path, "r", locking=False)
 
 
 class EmbeddingCache:
@@ -160,11 +143,7 @@ class EmbeddingCache:
         self._compute_lock = FileLock(self.path + ".compute.lock", timeout=-1)
         self._main_token = None
         self._main_index: dict[str, dict[str, int]] = {}
-        self._journal_token = None
-        self._journal_end = 0
-        self._journal_tail = b""  # the bytes just before _journal_end
-        self._journal_rows: dict[str, dict[str, np.ndarray]] = {}
-        self._journal_meta: dict[str, dict] = {}
+        self._journal = JournalView(self.journal_path)
 
     # -- locking ---------------------------------------------------------------
     @contextlib.contextmanager
@@ -194,29 +173,6 @@ class EmbeddingCache:
             f"The cache path {self.path!r} is a directory. Pass the path of a "
             f"file, e.g. {os.path.join(self.path, 'embeddings.h5')!r}."
         )
-
-    def _refuse_foreign(self, f) -> None:
-        """Raise if the open HDF5 file ``f`` is not an embedclf cache that this
-        version can rewrite (``repair`` must not turn someone else's file, or a
-        newer cache, into an empty cache)."""
-        try:
-            fmt = _plain(f.attrs.get("format"))
-            version = f.attrs.get("format_version")
-        except (OSError, KeyError, ValueError):
-            return  # damaged root attributes: a damaged cache, repairable
-        if fmt != FORMAT:
-            raise CacheFormatError(
-                f"The file {self.path!r} is an HDF5 file but not an embedclf "
-                "embedding cache (it has no format='embedclf-embedding-cache' "
-                "attribute), so embedclf will not rewrite it. Choose another "
-                "cache path."
-            )
-        if version is not None and int(version) > FORMAT_VERSION:
-            raise CacheFormatError(
-                f"The cache file {self.path!r} has format version {version}, but "
-                f"this embedclf writes version {FORMAT_VERSION}: repairing it "
-                "would lose data. Upgrade embedclf, then repair it."
-            )
 
     def _open_main(self):
         import h5py
@@ -251,44 +207,6 @@ class EmbeddingCache:
             )
         return f
 
-    def _refresh_journal(self):
-        token = _stat_token(self.journal_path)
-        if (
-            token is None
-            or self._journal_token is None
-            or token[0] != self._journal_token[0]
-            or token[2] < self._journal_end
-            or not self._journal_continues()
-        ):
-            self._journal_rows, self._journal_meta, self._journal_end = {}, {}, 0
-            self._journal_tail = b""
-        self._journal_token = token
-        if token is None:
-            return
-        end = self._journal_end
-        records, self._journal_end = read_records(self.journal_path, end)
-        if self._journal_end != end:
-            self._journal_tail = _read_tail(self.journal_path, self._journal_end)
-        for rec in records:
-            fp = rec.meta["fingerprint"]
-            self._journal_meta[fp] = rec.meta
-            rows = self._journal_rows.setdefault(fp, {})
-            for key, vec in zip(rec.keys, rec.vectors):
-                rows.setdefault(key, vec)
-
-    def _journal_continues(self) -> bool:
-        """Whether the journal on disk still holds, just before ``_journal_end``,
-        the bytes this object last read or wrote there.
-
-        Another process may have compacted (deleted) the journal and started a
-        new one that reuses the inode number and is already longer; offsets
-        into the old file mean nothing in the new one, and appending at a stale
-        offset would cut off the other process's committed records.
-        """
-        if self._journal_end == 0:
-            return True
-        return _read_tail(self.journal_path, self._journal_end) == self._journal_tail
-
     def _check_namespace_attrs(self, attrs, ns: CacheNamespace, dim=None):
         stored_dtype = str(attrs["dtype"])
         stored_dim = int(attrs["dim"])
@@ -322,16 +240,16 @@ class EmbeddingCache:
         out = None
         fp = ns.fingerprint
         with self._locked():
-            self._refresh_journal()
+            self._journal.refresh()
             token = _stat_token(self.path)
             if token != self._main_token:
                 self._main_index, self._main_token = {}, token
             if token is not None:
                 with self._open_main() as f:
                     out = self._get_main(f, ns, keys, found)
-            jrows = self._journal_rows.get(fp, {})
+            jrows = self._journal.rows.get(fp, {})
             if jrows:
-                meta = self._journal_meta[fp]
+                meta = self._journal.meta[fp]
                 self._check_namespace_attrs(meta, ns)
                 for i, key in enumerate(keys):
                     if not found[i] and key in jrows:
@@ -414,16 +332,14 @@ class EmbeddingCache:
         meta = dict(asdict(ns), fingerprint=ns.fingerprint, dim=int(vectors.shape[1]))
         record = encode_record(meta, keys, vectors)
         with self._locked():
-            self._refresh_journal()
+            self._journal.refresh()
             self._check_against_main(ns, vectors.shape[1])
-            if ns.fingerprint in self._journal_meta:
+            if ns.fingerprint in self._journal.meta:
                 self._check_namespace_attrs(
-                    self._journal_meta[ns.fingerprint], ns, vectors.shape[1]
+                    self._journal.meta[ns.fingerprint], ns, vectors.shape[1]
                 )
             try:
-                self._journal_end = append_record(
-                    self.journal_path, record, valid_length=self._journal_end
-                )
+                self._journal.append(record, meta, keys, vectors)
             except OSError as exc:
                 raise OSError(
                     exc.errno,
@@ -432,12 +348,6 @@ class EmbeddingCache:
                     "kept; free some disk space or choose another cache path, then "
                     "run again to compute the rest.",
                 ) from exc
-            self._journal_token = _stat_token(self.journal_path)
-            self._journal_tail = record[-_TAIL_BYTES:]
-            self._journal_meta[ns.fingerprint] = meta
-            rows = self._journal_rows.setdefault(ns.fingerprint, {})
-            for key, vec in zip(keys, vectors):
-                rows.setdefault(key, vec)
 
     def _check_against_main(self, ns, dim):
         if _stat_token(self.path) is None:
@@ -479,21 +389,7 @@ class EmbeddingCache:
                 for f in sources:
                     f.close()
             os.remove(self.journal_path)
-            self._journal_rows, self._journal_meta = {}, {}
-            self._journal_end, self._journal_token = 0, None
-
-    def _rewrite_size_bound(self, records) -> int:
-        """An upper bound on the size of the rewritten file, in bytes."""
-        main = _stat_token(self.path)
-        total = (main[2] if main else 0) + (1 << 16)
-        touched = {}
-        for rec in records:
-            n, dim = rec.vectors.shape
-            total += n * (KEY_BYTES + 4 + dim * rec.vectors.dtype.itemsize)
-            touched[rec.meta["fingerprint"]] = dim * rec.vectors.dtype.itemsize
-        # Each namespace written may start one more chunk per dataset
-        # (4096 keys and CRCs, 1024 vectors; see _cache_rewrite).
-        return total + sum(4096 * (KEY_BYTES + 4) + 1024 * b for b in touched.values())
+            self._journal.reset()
 
     def _rewrite(self, sources, records, *, skip_bad_rows=False):
         """Write main-file rows plus journal rows to a temp file, then rename."""
@@ -502,7 +398,8 @@ class EmbeddingCache:
         _remove_stale_temps(self.path)
         tmp = f"{self.path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
-            _reserve_space(tmp, self._rewrite_size_bound(records))
+            main = _stat_token(self.path)
+            _reserve_space(tmp, _size_bound(main[2] if main else 0, records))
             with h5py.File(tmp, "w", locking=False) as dst:
                 dst.attrs["format"] = FORMAT
                 dst.attrs["format_version"] = FORMAT_VERSION
@@ -559,44 +456,4 @@ class EmbeddingCache:
             ``unreadable`` (namespaces, or ``"<file>"``, that could not be read
             at all) and ``backup`` (path of the damaged file, or None).
         """
-        import h5py
-
-        cache = cls(path)
-        with cache._locked():
-            records, _ = read_records(cache.journal_path)
-            sources, unreadable, backup = [], [], None
-            if os.path.isdir(cache.path):
-                raise cache._directory_error()
-            if _stat_token(cache.path) is not None:
-                backup = f"{cache.path}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
-                shutil.copyfile(cache.path, backup)
-                try:
-                    src = h5py.File(cache.path, "r", locking=False)
-                except OSError as exc:
-                    padded = _open_padded_copy(backup, exc)
-                    if padded is None:
-                        unreadable.append("<file>")
-                    else:
-                        sources.append(padded)
-                else:
-                    try:
-                        cache._refuse_foreign(src)
-                    except CacheFormatError:
-                        src.close()
-                        os.remove(backup)
-                        raise
-                    sources.append(src)
-            try:
-                report = cache._rewrite(sources, records, skip_bad_rows=True)
-            finally:
-                for f in sources:
-                    name = f.filename
-                    f.close()
-                    if name.endswith(_PADDED_SUFFIX):
-                        with contextlib.suppress(OSError):
-                            os.remove(name)
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(cache.journal_path)
-        report["unreadable"] = unreadable + report["unreadable"]
-        report["backup"] = backup
-        return report
+        return _repair(cls(path), _open_hdf5, FORMAT, FORMAT_VERSION)

@@ -12,7 +12,9 @@ import zlib
 
 import numpy as np
 
-__all__ = ["write_namespaces", "row_crcs", "plain"]
+from embedclf._journal import KEY_BYTES
+
+__all__ = ["write_namespaces", "row_crcs", "plain", "size_bound"]
 
 BLOCK_ROWS = 8192
 _CHUNK_ROWS = 1024
@@ -28,6 +30,21 @@ def row_crcs(vectors: np.ndarray, rows=None) -> np.ndarray:
         (zlib.crc32(vectors[r].data) for r in rows),  # rows are views: no copy
         dtype=np.uint32,
         count=len(rows),
+    )
+
+
+def size_bound(main_bytes: int, records) -> int:
+    """An upper bound on the size in bytes of a file rewritten from a main file
+    of ``main_bytes`` plus journal ``records`` (space is reserved up front)."""
+    total = main_bytes + (1 << 16)
+    touched = {}
+    for rec in records:
+        n, dim = rec.vectors.shape
+        total += n * (KEY_BYTES + 4 + dim * rec.vectors.dtype.itemsize)
+        touched[rec.meta["fingerprint"]] = dim * rec.vectors.dtype.itemsize
+    # Each namespace written may start one more chunk per dataset.
+    return total + sum(
+        4 * _CHUNK_ROWS * (KEY_BYTES + 4) + _CHUNK_ROWS * b for b in touched.values()
     )
 
 
