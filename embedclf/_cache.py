@@ -143,6 +143,7 @@ class EmbeddingCache:
         self._compute_lock = FileLock(self.path + ".compute.lock", timeout=-1)
         self._main_token = None
         self._main_index: dict[str, dict[str, int]] = {}
+        self._main_checked = None  # what put() last checked against the file
         self._journal = JournalView(self.journal_path)
 
     # -- locking ---------------------------------------------------------------
@@ -350,11 +351,16 @@ class EmbeddingCache:
                 ) from exc
 
     def _check_against_main(self, ns, dim):
-        if _stat_token(self.path) is None:
+        token = _stat_token(self.path)
+        if token is None:
             return
+        checked = (token, ns.fingerprint, ns.dtype, dim)
+        if checked == self._main_checked:
+            return  # same file as last time: skip reopening it every batch
         with self._open_main() as f:
             if ns.fingerprint in f:
                 self._check_namespace_attrs(f[ns.fingerprint].attrs, ns, dim)
+        self._main_checked = checked
 
     def compact_if_due(self) -> bool:
         """Compact when the journal outgrows a quarter of the HDF5 file (and 64 MB).

@@ -114,6 +114,9 @@ def test_dim_mismatch_is_refused(tmp_path):
     cache.compact()
     with pytest.raises(CacheMismatchError, match="holds 5-d vectors"):
         cache.put(NS, keys(2, 5), vecs(2, dim=6))
+    cache.put(NS, keys(1, 7), vecs(1, dim=5))  # checked once against the file...
+    with pytest.raises(CacheMismatchError, match="holds 5-d vectors"):
+        cache.put(NS, keys(2, 5), vecs(2, dim=6))  # ...but not for another dim
 
 
 def test_not_a_cache_files_are_refused_clearly(tmp_path):
