@@ -18,6 +18,10 @@ def _record(keys, vectors, fp="ns-a"):
     return encode_record(_meta(fp, vectors.shape[1]), keys, vectors)
 
 
+def _append(view, keys, vectors, fp="ns-a"):
+    view.append(_record(keys, vectors, fp), _meta(fp), keys, vectors)
+
+
 def _key(i):
     return f"{i:064x}"
 
@@ -33,11 +37,11 @@ def test_a_view_sees_what_another_view_appended(tmp_path):
     assert reader.rows == {}  # no file yet
     v1, v2 = _vecs(2, 0), _vecs(1, 1)
     writer.refresh()
-    writer.append(_record([_key(0), _key(1)], v1), _meta(), [_key(0), _key(1)], v1)
+    _append(writer, [_key(0), _key(1)], v1)
     reader.refresh()
     np.testing.assert_array_equal(reader.rows["ns-a"][_key(1)], v1[1])
     writer.refresh()
-    writer.append(_record([_key(2)], v2, "ns-b"), _meta("ns-b"), [_key(2)], v2)
+    _append(writer, [_key(2)], v2, "ns-b")
     reader.refresh()  # reads only the new record, keeps the old rows
     assert set(reader.rows) == {"ns-a", "ns-b"}
     assert set(reader.rows["ns-a"]) == {_key(0), _key(1)}
@@ -49,8 +53,8 @@ def test_the_first_record_of_a_key_wins(tmp_path):
     view = JournalView(path)
     first, second = _vecs(1, 0), _vecs(1, 1)
     view.refresh()
-    view.append(_record([_key(0)], first), _meta(), [_key(0)], first)
-    view.append(_record([_key(0)], second), _meta(), [_key(0)], second)
+    _append(view, [_key(0)], first)
+    _append(view, [_key(0)], second)
     fresh = JournalView(path)
     fresh.refresh()
     for v in (view, fresh):
@@ -64,17 +68,17 @@ def test_a_replaced_journal_is_reread_from_the_start(tmp_path):
     stale = JournalView(path)
     old = _vecs(1, 0)
     stale.refresh()
-    stale.append(_record([_key(0)], old), _meta(), [_key(0)], old)
+    _append(stale, [_key(0)], old)
     os.remove(path)
     other = JournalView(path)
     new = _vecs(3, 1)
     keys = [_key(5), _key(6), _key(7)]
     other.refresh()
-    other.append(_record(keys, new), _meta(), keys, new)
+    _append(other, keys, new)
     stale.refresh()
     assert set(stale.rows["ns-a"]) == set(keys)  # the compacted row is gone
     extra = _vecs(1, 2)
-    stale.append(_record([_key(9)], extra), _meta(), [_key(9)], extra)
+    _append(stale, [_key(9)], extra)
     other.refresh()  # nothing of the other process's record was cut off
     assert set(other.rows["ns-a"]) == set(keys) | {_key(9)}
 
@@ -84,7 +88,7 @@ def test_reset_forgets_everything(tmp_path):
     view = JournalView(path)
     v = _vecs(1, 0)
     view.refresh()
-    view.append(_record([_key(0)], v), _meta(), [_key(0)], v)
+    _append(view, [_key(0)], v)
     view.reset()
     assert view.rows == {} and view.meta == {}
     view.refresh()  # the file is still there: read again from the start
