@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from embedclf._compat import Interval, StrOptions, _fit_context
-from embedclf._open_set import _known_rows, _open_set_decision
+from embedclf._open_set_rules import _known_rows, _open_set_decision
 from embedclf._validation import (
     _check_class_labels,
     _check_n_classes,
@@ -97,7 +97,7 @@ class SoftmaxClassifier(ClassifierMixin, BaseEstimator):
     ``predict_proba`` is the softmax of ``decision_function`` (the logistic
     sigmoid in the binary case), and ``predict`` is its argmax, so all three
     agree. With ``unknown_label`` set, ``predict`` follows the rule in
-    ``embedclf._open_set._open_set_decision``: a sample is known when
+    ``embedclf._open_set_rules._open_set_decision``: a sample is known when
     its max probability is at least ``unknown_threshold``.
 
     ``fit`` runs BLAS on one thread (scoped to the call, as scikit-learn's

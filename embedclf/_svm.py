@@ -13,7 +13,7 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.validation import check_is_fitted
 
 from embedclf._compat import Interval, StrOptions, _fit_context
-from embedclf._open_set import _known_rows, _open_set_decision
+from embedclf._open_set_rules import _known_rows, _open_set_decision
 from embedclf._validation import (
     _check_class_counts,
     _check_class_labels,

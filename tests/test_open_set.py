@@ -18,7 +18,7 @@ import pytest
 from sklearn.model_selection import KFold
 
 from embedclf import OpenSetClassifier, SoftmaxClassifier, SVMClassifier
-from embedclf._open_set import _open_set_decision, _tune_thresholds
+from embedclf._open_set_rules import _open_set_decision, _tune_thresholds
 
 DIM = 32
 
