@@ -25,7 +25,9 @@ from __future__ import annotations
 import statistics
 
 import numpy as np
-from _common import Context, CpuTimer, Timer
+from _common import SHARED, Context, CpuTimer, Timer
+
+LITE2 = SHARED / "models" / "efficientnet_lite2_feature_vector"
 
 
 def _paths(ctx: Context, n: int) -> np.ndarray:
@@ -37,25 +39,19 @@ def _paths(ctx: Context, n: int) -> np.ndarray:
     return pool[::step][:n]
 
 
-def run(ctx: Context) -> dict:
+def _pipeline_vs_backbone(ctx: Context, model, paths, rounds, *, one_thread=True):
+    """Part A for one backbone: per-round ratios, rates and CPU per image."""
     import tensorflow as tf
 
-    from embedclf._backbones import (
-        backbone_image_count,
-        load_backbone,
-        resolve_backbone,
-    )
+    from embedclf import ImageEmbedder
+    from embedclf._backbones import load_backbone, resolve_backbone
     from embedclf._images import load_image
 
-    n = 32 if ctx.quick else 256
-    rounds = 2 if ctx.quick else 12
-    bs = ctx.batch_size
-    paths = _paths(ctx, n)
-
+    n, bs = len(paths), ctx.batch_size
     # The backbone alone: the raw SavedModel, called on pre-decoded tensors
     # (decoded with the embedder's own decoder, so the inputs are identical).
-    raw = tf.saved_model.load(str(ctx.model))
-    side = load_backbone(resolve_backbone(ctx.model)).default_image_size
+    raw = tf.saved_model.load(str(model))
+    side = load_backbone(resolve_backbone(model)).default_image_size
     size = (side, side)
     images = np.stack([load_image(p, size)[1] for p in paths])
     with CpuTimer() as t_decode:  # what the pipeline's decode threads do
@@ -67,12 +63,13 @@ def run(ctx: Context) -> dict:
         for batch in batches:
             raw(batch).numpy()
 
-    embedder = ctx.embedder(cache=None)
-    embedder_1 = ctx.embedder(cache=None, n_decode_threads=1)
+    def embedder(**params):
+        return ImageEmbedder(model, batch_size=bs, progress=False, **params)
 
+    pipe, pipe_1 = embedder(), embedder(n_decode_threads=1)
     # Warm-up: traces the functions and loads the embedder's backbone.
     raw(batches[0]).numpy()
-    ctx.embedder(cache=None).transform(paths[:bs])
+    pipe.transform(paths[:bs])
 
     # Backbone, pipeline, backbone, 1-thread pipeline, backbone, ...: every
     # pipeline run is compared with the mean of the backbone runs on either
@@ -80,32 +77,73 @@ def run(ctx: Context) -> dict:
     # which cancels slow drifts in machine speed better than a ratio of medians.
     # Process CPU time (all threads) is recorded too: on a saturated 2-core
     # machine the ratio is bounded by backbone CPU / pipeline CPU per image.
-    def time_backbone():
+    rates = {"pipeline": [], "pipeline_1": [], "backbone": []}
+    cpu = {"pipeline": [], "backbone": []}
+    ratios = {"pipeline": [], "pipeline_1": []}
+
+    def timed(name, fn):
         with Timer() as t, CpuTimer() as c:
-            backbone_alone()
-        bb_rates.append(n / t.seconds)
-        bb_cpu.append((1000 * c.seconds / n, c.seconds / t.seconds))
+            fn()
+        rates[name].append(n / t.seconds)
+        if name in cpu:
+            cpu[name].append((1000 * c.seconds / n, c.seconds / t.seconds))
         return n / t.seconds
 
-    pipe_rates, pipe1_rates, bb_rates = [], [], []
-    pipe_cpu, bb_cpu = [], []
-    round_ratios, round_ratios_1 = [], []
-    before = time_backbone()
+    before = timed("backbone", backbone_alone)
     for _ in range(rounds):
-        with Timer() as t, CpuTimer() as c:
-            embedder.transform(paths)
-        pipe_rates.append(n / t.seconds)
-        pipe_cpu.append((1000 * c.seconds / n, c.seconds / t.seconds))
-        after = time_backbone()
-        round_ratios.append(pipe_rates[-1] / ((before + after) / 2))
-        with Timer() as t:
-            embedder_1.transform(paths)
-        pipe1_rates.append(n / t.seconds)
-        before = time_backbone()
-        round_ratios_1.append(pipe1_rates[-1] / ((after + before) / 2))
-    ratio = statistics.median(round_ratios)
-    decode_cpu_ms = 1000 * t_decode.seconds / n
-    backbone_cpu_ms = statistics.median(x[0] for x in bb_cpu)
+        variants = [("pipeline", pipe)] + (
+            [("pipeline_1", pipe_1)] if one_thread else []
+        )
+        for name, emb in variants:
+            rate = timed(name, lambda emb=emb: emb.transform(paths))
+            after = timed("backbone", backbone_alone)
+            ratios[name].append(rate / ((before + after) / 2))
+            before = after
+    decode_ms = 1000 * t_decode.seconds / n
+    backbone_ms = statistics.median(x[0] for x in cpu["backbone"])
+    pipeline_ms = statistics.median(x[0] for x in cpu["pipeline"])
+    out = {
+        "model": str(model),
+        "image_size": side,
+        "n_images": n,
+        "batch_size": bs,
+        "rounds": rounds,
+        "ratio": statistics.median(ratios["pipeline"]),
+        "round_ratios": ratios["pipeline"],
+        "pipeline_img_per_s": statistics.median(rates["pipeline"]),
+        "backbone_img_per_s": statistics.median(rates["backbone"]),
+        "pipeline_img_per_s_rounds": rates["pipeline"],
+        "backbone_img_per_s_rounds": rates["backbone"],
+        "decode_only_cpu_ms_per_image": decode_ms,
+        "pipeline_cpu_ms_per_image": pipeline_ms,
+        "backbone_cpu_ms_per_image": backbone_ms,
+        "pipeline_cores_busy": statistics.median(x[1] for x in cpu["pipeline"]),
+        "backbone_cores_busy": statistics.median(x[1] for x in cpu["backbone"]),
+        "cpu_bound_ratio": backbone_ms / pipeline_ms,
+        # The best a CPU-saturated machine allows: decode work cannot hide.
+        "cpu_ceiling": backbone_ms / (backbone_ms + decode_ms),
+    }
+    if one_thread:
+        out["ratio_1_decode_thread"] = statistics.median(ratios["pipeline_1"])
+        out["round_ratios_1_decode_thread"] = ratios["pipeline_1"]
+        out["pipeline_1_decode_thread_img_per_s"] = statistics.median(
+            rates["pipeline_1"]
+        )
+    return out
+
+
+def run(ctx: Context) -> dict:
+    from embedclf._backbones import backbone_image_count
+
+    n = 32 if ctx.quick else 256
+    paths = _paths(ctx, n)
+    a = _pipeline_vs_backbone(ctx, ctx.model, paths, 2 if ctx.quick else 12)
+    ratio = a["ratio"]
+    # The same comparison with the heavier shared backbone (EfficientNet-Lite2,
+    # 260x260, 2-3x Lite0's cost): the same decoding is a smaller share.
+    heavy = None
+    if not ctx.quick and LITE2.is_dir():
+        heavy = _pipeline_vs_backbone(ctx, LITE2, paths, 5, one_thread=False)
 
     # Part B: 500 paths twice through a fresh cache.
     n_warm = 24 if ctx.quick else 500
@@ -134,10 +172,25 @@ def run(ctx: Context) -> dict:
             {
                 "name": "CPU ceiling of that ratio: backbone CPU / (backbone + "
                 "decode CPU) per image",
-                "value": backbone_cpu_ms / (backbone_cpu_ms + decode_cpu_ms),
+                "value": a["cpu_ceiling"],
                 "target": "report",
                 "met": None,
             },
+        ]
+        + (
+            []
+            if heavy is None
+            else [
+                {
+                    "name": "pipeline / backbone images/s, EfficientNet-Lite2 "
+                    "(heavier backbone)",
+                    "value": heavy["ratio"],
+                    "target": "report",
+                    "met": None,
+                },
+            ]
+        )
+        + [
             {
                 "name": f"cold / warm-cache time, {n_warm} paths",
                 "value": warm_speedup,
@@ -146,27 +199,8 @@ def run(ctx: Context) -> dict:
             },
         ],
         "metrics": {
-            "n_images": n,
-            "batch_size": bs,
-            "rounds": rounds,
-            "pipeline_img_per_s": statistics.median(pipe_rates),
-            "backbone_img_per_s": statistics.median(bb_rates),
-            "pipeline_1_decode_thread_img_per_s": statistics.median(pipe1_rates),
-            "round_ratios": round_ratios,
-            "pipeline_img_per_s_rounds": pipe_rates,
-            "backbone_img_per_s_rounds": bb_rates,
-            "pipeline_1_decode_thread_img_per_s_rounds": pipe1_rates,
-            "ratio_1_decode_thread": statistics.median(round_ratios_1),
-            "round_ratios_1_decode_thread": round_ratios_1,
-            "decode_only_cpu_ms_per_image": decode_cpu_ms,
-            "pipeline_cpu_ms_per_image": statistics.median(x[0] for x in pipe_cpu),
-            "backbone_cpu_ms_per_image": backbone_cpu_ms,
-            "pipeline_cores_busy": statistics.median(x[1] for x in pipe_cpu),
-            "backbone_cores_busy": statistics.median(x[1] for x in bb_cpu),
-            "cpu_bound_ratio": statistics.median(x[0] for x in bb_cpu)
-            / statistics.median(x[0] for x in pipe_cpu),
-            # The best a CPU-saturated machine allows: decode work cannot hide.
-            "cpu_ceiling": backbone_cpu_ms / (backbone_cpu_ms + decode_cpu_ms),
+            **{k: v for k, v in a.items() if k != "ratio"},
+            **({} if heavy is None else {"lite2": heavy}),
             "warm_n_paths": n_warm,
             "warm_first_s": t_first.seconds,
             "warm_second_s": t_second.seconds,
