@@ -176,12 +176,10 @@ class EmbeddingCache:
         )
 
     def _open_main(self):
-        import h5py
-
         if os.path.isdir(self.path):
             raise self._directory_error()
         try:
-            f = h5py.File(self.path, "r", locking=False)
+            f = _open_hdf5(self.path)
         except OSError as exc:
             raise CacheFormatError(
                 f"The cache file {self.path!r} is not a readable HDF5 file ({exc}). "
