@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from embedclf._compat import Interval, StrOptions, _fit_context
-from embedclf._open_set_rules import _known_rows, _open_set_decision
+from embedclf._open_set_rules import _known_rows, _UnknownThresholdMixin
 from embedclf._validation import (
     _check_class_labels,
     _check_n_classes,
@@ -23,7 +23,7 @@ from embedclf._validation import (
 __all__ = ["SoftmaxClassifier"]
 
 
-class SoftmaxClassifier(ClassifierMixin, BaseEstimator):
+class SoftmaxClassifier(_UnknownThresholdMixin, ClassifierMixin, BaseEstimator):
     """Multinomial logistic regression on embeddings, as retrain.py's final layer.
 
     Features are standardised, then scikit-learn's
@@ -258,25 +258,3 @@ class SoftmaxClassifier(ClassifierMixin, BaseEstimator):
         if scores.ndim == 1:
             scores = np.column_stack([np.zeros_like(scores), scores])
         return log_softmax(scores, axis=1)
-
-    def predict(self, X):
-        """Predict class labels (argmax of ``predict_proba``).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Embeddings.
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,)
-            Labels from ``classes_``, or ``unknown_label`` where the max
-            probability is below ``unknown_threshold`` (when set).
-        """
-        proba = self.predict_proba(X)
-        return _open_set_decision(
-            self.classes_,
-            proba,
-            self.unknown_label,
-            probability_threshold=self.unknown_threshold,
-        )

@@ -4,7 +4,8 @@ The rule (:func:`_open_set_decision`) is shared by every classifier of the
 package: SoftmaxClassifier and SVMClassifier apply it with a fixed probability
 threshold when given ``unknown_label``, and OpenSetClassifier with the
 thresholds that :func:`_tune_thresholds` picks from out-of-fold scores.
-:func:`_known_rows` and :func:`_label_dtype` check and hold the labels.
+:func:`_known_rows` and :func:`_label_dtype` check and hold the labels;
+:class:`_UnknownThresholdMixin` is the ``predict`` of the first two.
 """
 
 from __future__ import annotations
@@ -147,3 +148,33 @@ def _tune_thresholds(
     thresholds = np.array([scores[ranks[:, j] >= q, j].min() for j in range(k)])
     recall = float(np.mean(accepted & (scores >= thresholds).all(axis=1)))
     return thresholds, recall
+
+
+class _UnknownThresholdMixin:
+    """``predict`` of a classifier with ``unknown_label`` and ``unknown_threshold``.
+
+    Shared by SoftmaxClassifier and SVMClassifier, which differ only in how
+    they compute ``predict_proba``.
+    """
+
+    def predict(self, X):
+        """Predict class labels (argmax of ``predict_proba``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Labels from ``classes_``, or ``unknown_label`` where the max
+            probability is below ``unknown_threshold`` (when set).
+        """
+        proba = self.predict_proba(X)
+        return _open_set_decision(
+            self.classes_,
+            proba,
+            self.unknown_label,
+            probability_threshold=self.unknown_threshold,
+        )

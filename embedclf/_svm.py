@@ -13,7 +13,7 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.validation import check_is_fitted
 
 from embedclf._compat import Interval, StrOptions, _fit_context
-from embedclf._open_set_rules import _known_rows, _open_set_decision
+from embedclf._open_set_rules import _known_rows, _UnknownThresholdMixin
 from embedclf._validation import (
     _check_class_counts,
     _check_class_labels,
@@ -26,7 +26,7 @@ __all__ = ["SVMClassifier"]
 _EPS = 1e-15  # probability floor before taking logs
 
 
-class SVMClassifier(ClassifierMixin, BaseEstimator):
+class SVMClassifier(_UnknownThresholdMixin, ClassifierMixin, BaseEstimator):
     """Support vector machine on embeddings, for comparison with the softmax head.
 
     A :class:`~sklearn.svm.SVC` (linear or RBF kernel) on standardised
@@ -250,25 +250,3 @@ class SVMClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         X = _validate_embeddings(self, X, reset=False, action="predict")
         return X if self.scaler_ is None else self.scaler_.transform(X)
-
-    def predict(self, X):
-        """Predict class labels (argmax of ``predict_proba``).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Embeddings.
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,)
-            Labels from ``classes_``, or ``unknown_label`` where the max
-            probability is below ``unknown_threshold`` (when set).
-        """
-        proba = self.predict_proba(X)
-        return _open_set_decision(
-            self.classes_,
-            proba,
-            self.unknown_label,
-            probability_threshold=self.unknown_threshold,
-        )
