@@ -9,7 +9,6 @@ from scipy.special import expit, log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from embedclf._compat import Interval, StrOptions, _fit_context
@@ -18,6 +17,7 @@ from embedclf._validation import (
     _check_class_labels,
     _check_n_classes,
     _validate_embeddings,
+    _validate_for_predict,
 )
 
 __all__ = ["SoftmaxClassifier"]
@@ -217,8 +217,7 @@ class SoftmaxClassifier(_UnknownThresholdMixin, ClassifierMixin, BaseEstimator):
         scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
             Logits; 1-d for a binary problem (positive means ``classes_[1]``).
         """
-        check_is_fitted(self)
-        X = _validate_embeddings(self, X, reset=False, action="predict")
+        X = _validate_for_predict(self, X)
         scores = X @ self.coef_.T + self.intercept_
         return scores.ravel() if scores.shape[1] == 1 else scores
 

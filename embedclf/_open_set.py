@@ -16,7 +16,6 @@ from sklearn.metrics import pairwise_distances
 from sklearn.model_selection import cross_val_predict
 from sklearn.neighbors import NearestCentroid, NearestNeighbors
 from sklearn.utils import Bunch
-from sklearn.utils.validation import check_is_fitted
 
 from embedclf._compat import Interval, StrOptions, _fit_context
 from embedclf._open_set_rules import (
@@ -29,6 +28,7 @@ from embedclf._validation import (
     _check_cv_splits,
     _check_n_classes,
     _validate_embeddings,
+    _validate_for_predict,
 )
 
 __all__ = ["OpenSetClassifier"]
@@ -345,8 +345,7 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         y_pred : ndarray of shape (n_samples,)
             Labels from ``classes_`` or ``unknown_label``.
         """
-        check_is_fitted(self)
-        X = _validate_embeddings(self, X, reset=False, action="predict")
+        X = _validate_for_predict(self, X)
         return self._decide(X)
 
     def predict_proba(self, X):
@@ -362,8 +361,7 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         proba : ndarray of shape (n_samples, n_classes)
             Columns in the order of ``classes_``; no "unknown" column.
         """
-        check_is_fitted(self)
-        X = _validate_embeddings(self, X, reset=False, action="predict")
+        X = _validate_for_predict(self, X)
         return self.estimator_.predict_proba(X)
 
     def open_set_scores(self, X):
@@ -380,7 +378,6 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             ``max_proba`` (ndarray of shape (n_samples,)) and ``distance``
             (ndarray of shape (n_samples,), or None when not used).
         """
-        check_is_fitted(self)
-        X = _validate_embeddings(self, X, reset=False, action="predict")
+        X = _validate_for_predict(self, X)
         proba, dist = self._proba_and_distance(X)
         return Bunch(max_proba=proba.max(axis=1), distance=dist)

@@ -10,7 +10,6 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.utils.class_weight import compute_sample_weight
-from sklearn.utils.validation import check_is_fitted
 
 from embedclf._compat import Interval, StrOptions, _fit_context
 from embedclf._open_set_rules import _known_rows, _UnknownThresholdMixin
@@ -19,6 +18,7 @@ from embedclf._validation import (
     _check_class_labels,
     _check_n_classes,
     _validate_embeddings,
+    _validate_for_predict,
 )
 
 __all__ = ["SVMClassifier"]
@@ -247,6 +247,5 @@ class SVMClassifier(_UnknownThresholdMixin, ClassifierMixin, BaseEstimator):
         return self.estimator_.predict_proba(X)
 
     def _transform(self, X):
-        check_is_fitted(self)
-        X = _validate_embeddings(self, X, reset=False, action="predict")
+        X = _validate_for_predict(self, X)
         return X if self.scaler_ is None else self.scaler_.transform(X)

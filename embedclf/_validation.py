@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.model_selection import check_cv
 from sklearn.utils import assert_all_finite
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils.validation import validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 __all__ = [
     "_check_class_counts",
@@ -103,6 +103,12 @@ def _validate_embeddings(estimator, X, y="no_validation", *, reset, action="fit"
     _check_nan_rows(X_checked, name, action)
     assert_all_finite(X_checked, input_name="X", estimator_name=name)
     return out
+
+
+def _validate_for_predict(estimator, X):
+    """``check_is_fitted`` then :func:`_validate_embeddings` at predict time."""
+    check_is_fitted(estimator)
+    return _validate_embeddings(estimator, X, reset=False, action="predict")
 
 
 def _check_class_labels(y: np.ndarray, estimator_name: str) -> np.ndarray:
