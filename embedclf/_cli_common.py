@@ -83,6 +83,14 @@ def _add_backbone_args(parser, *, required_default=True, cache_required=False):
     )
 
 
+def _add_model_dir(parser):
+    parser.add_argument(
+        "model_dir",
+        metavar="MODEL_DIR",
+        help="Model directory written by `embedclf train`.",
+    )
+
+
 def _add_image_size(parser):
     parser.add_argument(
         "--image-size",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from embedclf._cli_common import (
     _add_backbone_args,
+    _add_model_dir,
     _embedder,
     _failure_reason,
     error,
@@ -23,11 +24,7 @@ __all__ = [
 
 # -- predict ---------------------------------------------------------------------
 def format_predict_parser(parser):
-    parser.add_argument(
-        "model_dir",
-        metavar="MODEL_DIR",
-        help="Model directory written by `embedclf train`.",
-    )
+    _add_model_dir(parser)
     parser.add_argument(
         "images",
         nargs="+",
@@ -124,11 +121,7 @@ def run_predict(args) -> int:
 
 # -- evaluate ----------------------------------------------------------------------
 def format_evaluate_parser(parser):
-    parser.add_argument(
-        "model_dir",
-        metavar="MODEL_DIR",
-        help="Model directory written by `embedclf train`.",
-    )
+    _add_model_dir(parser)
     parser.add_argument(
         "image_dir",
         metavar="IMAGE_DIR",
@@ -183,11 +176,7 @@ def run_evaluate(args) -> int:
 
 # -- export --------------------------------------------------------------------------
 def format_export_parser(parser):
-    parser.add_argument(
-        "model_dir",
-        metavar="MODEL_DIR",
-        help="Model directory written by `embedclf train`.",
-    )
+    _add_model_dir(parser)
     parser.add_argument(
         "--savedmodel",
         required=True,
