@@ -141,10 +141,23 @@ class EmbeddingCache:
         self.lock_timeout = lock_timeout
         self._lock = FileLock(self.path + ".lock", timeout=lock_timeout)
         self._compute_lock = FileLock(self.path + ".compute.lock", timeout=-1)
-        self._main_token = None
-        self._main_index: dict[str, dict[str, int]] = {}
-        self._main_checked = None  # what put() last checked against the file
+        self._forget_main()
         self._journal = JournalView(self.journal_path)
+
+    # -- what this object learnt from the HDF5 file ------------------------------
+    def _forget_main(self) -> None:
+        self._main_token = None  # stat token of the file the memos below are of
+        self._main_index: dict[str, dict[str, int]] = {}  # fp -> key -> row
+        self._main_checked: set = set()  # (fp, dtype, dim) that put() checked
+
+    def _main_file_token(self):
+        """The HDF5 file's stat token (None if absent); the memos of an older
+        version of the file (replaced by a compaction) are forgotten."""
+        token = _stat_token(self.path)
+        if token != self._main_token:
+            self._forget_main()
+            self._main_token = token
+        return token
 
     # -- locking ---------------------------------------------------------------
     @contextlib.contextmanager
@@ -240,9 +253,7 @@ class EmbeddingCache:
         fp = ns.fingerprint
         with self._locked():
             self._journal.refresh()
-            token = _stat_token(self.path)
-            if token != self._main_token:
-                self._main_index, self._main_token = {}, token
+            token = self._main_file_token()
             if token is not None:
                 with self._open_main() as f:
                     out = self._get_main(f, ns, keys, found)
@@ -349,16 +360,15 @@ class EmbeddingCache:
                 ) from exc
 
     def _check_against_main(self, ns, dim):
-        token = _stat_token(self.path)
-        if token is None:
+        if self._main_file_token() is None:
             return
-        checked = (token, ns.fingerprint, ns.dtype, dim)
-        if checked == self._main_checked:
+        checked = (ns.fingerprint, ns.dtype, dim)
+        if checked in self._main_checked:
             return  # same file as last time: skip reopening it every batch
         with self._open_main() as f:
             if ns.fingerprint in f:
                 self._check_namespace_attrs(f[ns.fingerprint].attrs, ns, dim)
-        self._main_checked = checked
+        self._main_checked.add(checked)
 
     def compact_if_due(self) -> bool:
         """Compact when the journal outgrows a quarter of the HDF5 file (and 64 MB).
@@ -427,7 +437,7 @@ class EmbeddingCache:
                     "free some disk space and run again.",
                 ) from exc
             raise
-        self._main_token, self._main_index = None, {}
+        self._forget_main()
         return counts
 
     # -- inspection and recovery -------------------------------------------------
