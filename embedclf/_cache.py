@@ -198,10 +198,8 @@ class EmbeddingCache:
                 f"The cache file {self.path!r} is not a readable HDF5 file ({exc}). "
                 + _fix_hint(self.path)
             ) from None
-        fmt = f.attrs.get("format")
+        fmt = _plain(f.attrs.get("format"))
         version = f.attrs.get("format_version")
-        if isinstance(fmt, bytes):
-            fmt = fmt.decode()
         if fmt != FORMAT:
             f.close()
             raise CacheFormatError(
