@@ -3,7 +3,7 @@
 Official folders: fit on train/, report val/ and test/ accuracy. Heads use
 their default hyperparameters (no tuning on test). "+ K views" adds K
 retrain.py-style distorted views of every training image (random crop,
-scale, brightness 10 % each and left-right flips; ``embedclf._augment``, the
+scale, brightness 10 % each and left-right flips; ``embedclf.embedding._augment``, the
 code behind ``embedclf train --augment-copies K``), embedded once and kept in
 the shared cache. The retrain tutorial's own figure (90-95 % on its flower
 photos with Inception V3) is quoted in the table as text for comparison; it
@@ -81,9 +81,9 @@ def run(ctx: Context) -> dict:
     k = 1 if ctx.quick else 2
     aug = {"copies": k, **AUGMENT}
     try:
-        from embedclf._augment import Distortions, embed_views
+        from embedclf.embedding._augment import Distortions, embed_views
     except ImportError as exc:  # the augmentation module has not landed
-        aug["skipped"] = f"embedclf._augment unavailable: {exc}"
+        aug["skipped"] = f"embedclf.embedding._augment unavailable: {exc}"
     else:
         paths_tr, _ = ctx.split("train")
         with Timer() as t_views:

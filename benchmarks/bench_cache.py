@@ -52,7 +52,7 @@ def _load_retrain(root, labels, names):
 
 def run(ctx: Context) -> dict:
     from embedclf import EmbeddingCache
-    from embedclf._cache import CacheNamespace
+    from embedclf.cache._store import CacheNamespace
 
     n = 300 if ctx.quick else 5000
     repeats = 3

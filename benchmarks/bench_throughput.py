@@ -47,8 +47,8 @@ def _pipeline_vs_backbone(ctx: Context, model, paths, rounds):
     import tensorflow as tf
 
     from embedclf import ImageEmbedder
-    from embedclf._backbones import load_backbone, resolve_backbone
-    from embedclf._images import load_image
+    from embedclf.embedding._backbones import load_backbone, resolve_backbone
+    from embedclf.embedding._images import load_image
 
     n, bs = len(paths), ctx.batch_size
     # The backbone alone: the raw SavedModel, called on pre-decoded tensors
@@ -122,7 +122,7 @@ def _pipeline_vs_backbone(ctx: Context, model, paths, rounds):
 
 
 def run(ctx: Context) -> dict:
-    from embedclf._backbones import backbone_image_count
+    from embedclf.embedding._backbones import backbone_image_count
 
     n = 32 if ctx.quick else 256
     paths = _paths(ctx, n)

@@ -30,7 +30,7 @@ def _search(ctx, cache, paths, y, folds, grid):
     from sklearn.pipeline import Pipeline
 
     from embedclf import SoftmaxClassifier
-    from embedclf._backbones import backbone_image_count
+    from embedclf.embedding._backbones import backbone_image_count
 
     pipe = Pipeline(
         [("embed", ctx.embedder(cache=cache)), ("clf", SoftmaxClassifier())]

@@ -14,28 +14,22 @@ __version__ = "0.1.0"
 # ``embedclf --help`` stay fast; each module imports its heavy dependency only
 # when it is used.
 _EXPORTS = {
-    "ImageEmbedder": "embedclf._embedder",
-    "EmbeddingCache": "embedclf._cache",
-    "load_image_folder": "embedclf._datasets",
-    "SoftmaxClassifier": "embedclf._linear",
-    "SVMClassifier": "embedclf._svm",
-    "OpenSetClassifier": "embedclf._open_set",
-    "HashSplit": "embedclf._split",
-    "retrain_split": "embedclf._split",
+    "ImageEmbedder": "embedclf.embedding",
+    "EmbeddingCache": "embedclf.cache",
+    "load_image_folder": "embedclf.workflow",
+    "SoftmaxClassifier": "embedclf.heads",
+    "SVMClassifier": "embedclf.heads",
+    "OpenSetClassifier": "embedclf.heads",
+    "HashSplit": "embedclf.model_selection",
+    "retrain_split": "embedclf.model_selection",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
+from embedclf._lazy import lazy_exports  # noqa: E402
+from embedclf._legacy_paths import install as _install_legacy_paths  # noqa: E402
 
-def __getattr__(name):
-    if name in _EXPORTS:
-        import importlib
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'embedclf' has no attribute {name!r}")
-
-
-def __dir__():
-    return __all__
+# Files written by 0.1.0 name the flat module paths of that release.
+_install_legacy_paths()

@@ -97,7 +97,7 @@ def main(config_path):
     import numpy as np
 
     from embedclf import ImageEmbedder
-    from embedclf._backbones import (
+    from embedclf.embedding._backbones import (
         backbone_image_count,
         load_backbone,
         resolve_backbone,

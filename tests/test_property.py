@@ -23,7 +23,7 @@ from hypothesis import strategies as st  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from embedclf import ImageEmbedder  # noqa: E402
-from embedclf._images import decode_image  # noqa: E402
+from embedclf.embedding._images import decode_image  # noqa: E402
 from embedclf.exceptions import ImageDecodeError  # noqa: E402
 
 #: What ``transform`` may raise for a bad file with on_error="raise".

@@ -1,0 +1,19 @@
+"""The embedding cache: one content-addressed, crash-safe HDF5 file.
+
+Owns: ``EmbeddingCache`` (the store: get, put, compact), its journal of
+fsynced, CRC'd records and the incremental view of it, the atomic rewrite of
+the HDF5 file, repair, locks and temp files. The only package that imports
+h5py (lazily).
+
+May import: the top-level ``exceptions`` (and ``__version__``). Nothing
+else of embedclf: the cache knows vectors and keys, not images or models.
+"""
+
+from embedclf._lazy import lazy_exports
+
+_EXPORTS = {
+    "CacheNamespace": "embedclf.cache._store",
+    "EmbeddingCache": "embedclf.cache._store",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,0 +1,157 @@
+"""Helpers shared by the ``embedclf`` subcommands (see :mod:`embedclf.cli`).
+
+Only the standard library (and ``_backbones``, which imports TensorFlow
+lazily) at module level: importing this never imports TensorFlow, h5py or
+scikit-learn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from embedclf.embedding._backbones import DEFAULT_MODEL
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "PROG",
+    "error",
+    "list_images",
+    "report_failures",
+]
+
+PROG = "embedclf"
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Wraps argument help; keeps the line breaks of descriptions and epilogs."""
+
+    def __init__(self, prog):
+        super().__init__(prog, max_help_position=32)
+
+
+def error(message: str) -> None:
+    """Print one ``embedclf: error: ...`` line on stderr."""
+    message = " ".join(str(message).split())
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def _add_backbone_args(parser, *, required_default=True, cache_required=False):
+    parser.add_argument(
+        "--model",
+        metavar="M",
+        default=DEFAULT_MODEL if required_default else None,
+        help=(
+            "Backbone that turns images into vectors: a local SavedModel "
+            "directory with the TF Hub image feature-vector interface, a TF Hub "
+            "handle, or keras:<ApplicationName>. "
+            + (
+                "Default: TF Hub's Inception V3 feature vector, version 5, as "
+                "in retrain.py (needs internet)."
+                if required_default
+                else "Default: the backbone recorded in the model directory; "
+                "pass a local copy of it when that path has moved."
+            )
+        ),
+    )
+    parser.add_argument(
+        "--cache",
+        metavar="F",
+        default=None,
+        help=(
+            "HDF5 file caching image vectors, keyed by image content and "
+            "backbone, so a second run skips the backbone. "
+            + ("Required." if cache_required else "Default: no cache.")
+        ),
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=32,
+        metavar="N",
+        help="Images per backbone call. Default: 32.",
+    )
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=(
+            "Show a progress bar (images/s, ETA) on stderr while the backbone "
+            "runs. Default: shown when many images need the backbone."
+        ),
+    )
+
+
+def _add_model_dir(parser):
+    parser.add_argument(
+        "model_dir",
+        metavar="MODEL_DIR",
+        help="Model directory written by `embedclf train`.",
+    )
+
+
+def _add_image_size(parser):
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        metavar="PIXELS",
+        help=(
+            "Side in pixels that images are resized to before the backbone. "
+            "Default: the backbone's own input size."
+        ),
+    )
+
+
+def _progress(args):
+    return "auto" if args.progress is None else args.progress
+
+
+def _embedder(args, model, *, on_error="nan", image_size=None):
+    from embedclf.embedding._embedder import ImageEmbedder
+
+    return ImageEmbedder(
+        model=model,
+        cache=args.cache,
+        batch_size=args.batch_size,
+        image_size=image_size,
+        on_error=on_error,
+        progress=_progress(args),
+    )
+
+
+def _failure_reason(path: str) -> str:
+    """The error message for a file the embedder could not read."""
+    from embedclf.embedding._images import load_image
+
+    try:
+        load_image(path, (8, 8))
+    except (OSError, ValueError) as exc:
+        return str(exc)
+    return f"Could not embed {path!r}."
+
+
+def report_failures(paths) -> int:
+    """One stderr line per unreadable file; returns how many."""
+    for path in paths:
+        error(_failure_reason(str(path)))
+    return len(paths)
+
+
+def list_images(inputs) -> list[str]:
+    """Files given directly, plus every image file under given folders."""
+    from embedclf.embedding._images import IMAGE_EXTENSIONS
+
+    out = []
+    for item in inputs:
+        if os.path.isdir(item):
+            for dirpath, dirnames, filenames in os.walk(item, followlinks=True):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for name in sorted(filenames):
+                    ext = os.path.splitext(name)[1].lower()
+                    if not name.startswith(".") and ext in IMAGE_EXTENSIONS:
+                        out.append(os.path.join(dirpath, name))
+        else:
+            out.append(item)
+    return out

@@ -1,0 +1,249 @@
+"""The ``embedclf`` command: retrain.py's workflow on the command line.
+
+Subcommands: ``train``, ``predict``, ``evaluate``, ``embed``, ``export`` and
+``cache info`` / ``cache repair``. ``main(argv)`` parses a list of arguments,
+so tests call it directly; it returns the exit status (0 success, 1 a user
+error reported as one line on stderr, 2 bad arguments from argparse).
+
+Only argparse and the standard library are imported at module level, so
+``embedclf --help`` never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from embedclf.cli._common import (
+    PROG,
+    _add_backbone_args,
+    _add_image_size,
+    _embedder,
+    _Formatter,
+    error,
+    list_images,
+    report_failures,
+)
+
+__all__ = ["main", "build_parser", "list_images"]
+
+EXAMPLES = """\
+examples:
+  embedclf train photos/ --output model/ --cache emb.h5 --model path/to/savedmodel
+  embedclf train grocery_store/train --val-dir grocery_store/val \\
+      --test-dir grocery_store/test --output model/ --cache emb.h5 --model M
+  embedclf train grocery_store/ --output model/ ...  (train/ val/ test/ detected)
+  embedclf predict model/ photo.jpg more_photos/ --top-k 3
+  embedclf evaluate model/ grocery_store/test
+  embedclf export model/ --savedmodel exported/
+  embedclf embed photos/ --cache emb.h5 --model M    (fill the cache ahead of time)
+  embedclf cache info emb.h5
+"""
+
+# Errors a user can fix: printed as one line, exit status 1. Anything else is
+# a bug and keeps its traceback.
+_USER_ERRORS = (OSError, ValueError, TypeError, ImportError)
+
+
+# -- embed ---------------------------------------------------------------------------
+def format_embed_parser(parser):
+    parser.add_argument(
+        "image_dir",
+        metavar="IMAGE_DIR",
+        help="Folder whose image files (recursively, any layout) are embedded.",
+    )
+    _add_backbone_args(parser, cache_required=True)
+    _add_image_size(parser)
+    parser.set_defaults(handler=run_embed)
+
+
+def run_embed(args) -> int:
+    import time
+
+    if args.cache is None:
+        error("embed needs --cache F: the file that the vectors are stored in.")
+        return 2
+    if not os.path.isdir(args.image_dir):
+        error(f"Image folder {args.image_dir!r} does not exist or is not a folder.")
+        return 1
+    paths = list_images([args.image_dir])
+    if not paths:
+        error(f"No image files found in {args.image_dir!r}.")
+        return 1
+    embedder = _embedder(args, args.model, image_size=args.image_size)
+    start = time.perf_counter()
+    try:
+        embedder.transform(paths)
+    except KeyboardInterrupt:
+        error(
+            "Interrupted. Every finished batch is kept in the cache; run the same "
+            "command again to embed the rest."
+        )
+        return 130
+    seconds = time.perf_counter() - start
+    n_failed = report_failures(embedder.failed_paths_.tolist())
+    print(
+        f"Embedded {len(paths)} images in {seconds:.1f} s: "
+        f"{embedder.n_computed_} computed by the backbone, {embedder.n_cached_} "
+        f"from the cache, {n_failed} failed. Cache: {args.cache}"
+    )
+    return 1 if n_failed else 0
+
+
+# -- cache ---------------------------------------------------------------------------
+def format_cache_parser(parser):
+    sub = parser.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    info = sub.add_parser(
+        "info",
+        help="List the backbones and vector counts stored in a cache file.",
+        formatter_class=_Formatter,
+    )
+    info.add_argument("path", metavar="F", help="The HDF5 cache file.")
+    info.set_defaults(handler=run_cache_info)
+    repair = sub.add_parser(
+        "repair",
+        help=(
+            "Rebuild a damaged cache file from every readable row; the damaged "
+            "file is kept as F.corrupt-<time>."
+        ),
+        formatter_class=_Formatter,
+    )
+    repair.add_argument("path", metavar="F", help="The HDF5 cache file.")
+    repair.set_defaults(handler=run_cache_repair)
+
+
+def run_cache_info(args) -> int:
+    from embedclf.cache._store import EmbeddingCache
+
+    if not os.path.exists(args.path) and not os.path.exists(args.path + ".journal"):
+        error(f"Cache file {args.path!r} does not exist.")
+        return 1
+    entries = EmbeddingCache(args.path).info()
+    size = os.path.getsize(args.path) if os.path.exists(args.path) else 0
+    print(f"{args.path}: {len(entries)} namespace(s), {size / 1e6:.1f} MB")
+    for e in entries:
+        print(
+            f"  {e.get('fingerprint', '?')}  {e.get('n_rows', 0)} vectors  "
+            f"dim={e.get('dim')}  dtype={e.get('dtype')}  "
+            f"image_size={e.get('image_size')}"
+        )
+        print(f"      model: {e.get('handle')}")
+        print(f"      preprocessing: {e.get('preprocessing')}")
+    return 0
+
+
+def run_cache_repair(args) -> int:
+    from embedclf.cache._store import EmbeddingCache
+
+    if not os.path.exists(args.path) and not os.path.exists(args.path + ".journal"):
+        error(f"Cache file {args.path!r} does not exist.")
+        return 1
+    report = EmbeddingCache.repair(args.path)
+    print(
+        f"Repaired {args.path}: kept {report['kept']} vectors, dropped "
+        f"{report['dropped']} failing their checksum"
+        + (f", unreadable: {report['unreadable']}" if report["unreadable"] else "")
+        + "."
+    )
+    if report["backup"]:
+        print(f"The damaged file is kept as {report['backup']}.")
+    return 0
+
+
+# -- main ----------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``embedclf`` command."""
+    from embedclf import __version__
+    from embedclf.cli._predict import (
+        format_evaluate_parser,
+        format_export_parser,
+        format_predict_parser,
+    )
+    from embedclf.cli._train_args import format_train_parser
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Transfer-learning image classification, as TensorFlow's retrain.py:\n"
+            "a pretrained CNN turns images into cached vectors and a light\n"
+            "classifier is trained on them."
+        ),
+        epilog=EXAMPLES,
+        formatter_class=_Formatter,
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="Log more (-v: progress messages, -vv: debug and full tracebacks).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = [
+        (
+            "train",
+            format_train_parser,
+            "Train a classifier on a folder of class subfolders.",
+        ),
+        (
+            "predict",
+            format_predict_parser,
+            "Print the top labels of images, like label_image.",
+        ),
+        (
+            "evaluate",
+            format_evaluate_parser,
+            "Score a model on a labelled folder and write a report.",
+        ),
+        (
+            "embed",
+            format_embed_parser,
+            "Fill an embedding cache ahead of time (resumable).",
+        ),
+        (
+            "export",
+            format_export_parser,
+            "Export a model directory as one TensorFlow SavedModel.",
+        ),
+        ("cache", format_cache_parser, "Inspect or repair an embedding cache file."),
+    ]
+    for name, fmt, help_text in commands:
+        p = sub.add_parser(
+            name, help=help_text, description=help_text, formatter_class=_Formatter
+        )
+        fmt(p)
+    return parser
+
+
+def _log_level(verbose: int) -> int:
+    return {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+
+
+def main(argv=None) -> int:
+    """Run the ``embedclf`` command with ``argv`` (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    status : int
+        0 on success, 1 on a user error (one line on stderr), 130 when
+        interrupted. Bad arguments exit with status 2 (argparse).
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(format="%(name)s: %(message)s")
+    logging.getLogger("embedclf").setLevel(_log_level(args.verbose))
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        error("Interrupted.")
+        return 130
+    except _USER_ERRORS as exc:
+        if args.verbose >= 2:
+            raise
+        error(str(exc))
+        return 1

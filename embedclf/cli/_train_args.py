@@ -1,0 +1,182 @@
+"""``embedclf train``: its arguments (the handler is in ``_cli_train.py``)."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["format_train_parser"]
+
+DEFAULT_C_GRID = "0.01,0.1,1"
+
+
+def _percentage(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 100:
+        raise argparse.ArgumentTypeError(f"must be in [0, 100); got {text!r}")
+    return value
+
+
+def _c_grid(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"must be positive numbers separated by commas; got {text!r}"
+        )
+    return sorted(set(values))
+
+
+def format_train_parser(parser):
+    from embedclf.cli._common import _add_backbone_args, _add_image_size
+
+    parser.add_argument(
+        "image_dir",
+        metavar="IMAGE_DIR",
+        help=(
+            "Training images, one subfolder per class. If it holds only train/ "
+            "and val/ and/or test/ subfolders (official splits, e.g. the Grocery "
+            "Store dataset), those are used as the three parts."
+        ),
+    )
+    parser.add_argument(
+        "--output",
+        "-o",
+        required=True,
+        metavar="MODEL_DIR",
+        help="Directory to write the trained model and its report to. Required.",
+    )
+    parser.add_argument(
+        "--val-dir",
+        default=None,
+        metavar="DIR",
+        help=(
+            "Validation images (one subfolder per class); then IMAGE_DIR is all "
+            "training data. Default: split off from IMAGE_DIR."
+        ),
+    )
+    parser.add_argument(
+        "--test-dir",
+        default=None,
+        metavar="DIR",
+        help=(
+            "Testing images (one subfolder per class) for the final test "
+            "accuracy. Default: split off from IMAGE_DIR."
+        ),
+    )
+    for flag, default, what in [
+        ("--validation-percentage", 10, "validation"),
+        ("--testing-percentage", 10, "testing"),
+    ]:
+        parser.add_argument(
+            flag,
+            flag.replace("-", "_").replace("__", "--"),
+            type=_percentage,
+            default=default,
+            metavar="PCT",
+            help=(
+                f"Percentage of IMAGE_DIR put in the {what} part by retrain.py's "
+                "stable hash of file names (ignored with --val-dir/--test-dir "
+                f"or official subfolders). Default: {default}."
+            ),
+        )
+    parser.add_argument(
+        "--classifier",
+        choices=["softmax", "svm"],
+        default="softmax",
+        help=(
+            "The head: 'softmax' (multinomial logistic regression, as retrain.py, "
+            "exportable) or 'svm' (SVC with calibrated probabilities). "
+            "Default: softmax."
+        ),
+    )
+    parser.add_argument(
+        "--C",
+        dest="C_grid",
+        type=_c_grid,
+        default=_c_grid(DEFAULT_C_GRID),
+        metavar="VALUES",
+        help=(
+            "Inverse regularisation strengths to try, comma-separated; the best "
+            "by cross-validation on the training part is kept, and a single "
+            f"value skips the search. Default: {DEFAULT_C_GRID}."
+        ),
+    )
+    parser.add_argument(
+        "--class-weight",
+        choices=["balanced", "none"],
+        default="none",
+        help="'balanced' weights classes inversely to their size. Default: none.",
+    )
+    parser.add_argument(
+        "--unknown",
+        default="off",
+        metavar="auto|THRESHOLD|off",
+        help=(
+            "Answer 'unknown' for images unlike every class: 'auto' tunes a "
+            "probability and an embedding-distance threshold by "
+            "cross-validation, a number in [0, 1] is the lowest accepted top "
+            "probability, 'off' always answers a class. Default: off."
+        ),
+    )
+    dist = parser.add_argument_group(
+        "distortions",
+        "retrain.py's image distortions, applied to training images only. Each\n"
+        "training image gets --augment-copies distorted views, embedded once and\n"
+        "kept in the cache, so a second run costs no backbone time.",
+    )
+    for flag, help_text in [
+        ("--random-crop", "Percentage of margin to randomly crop off. Default: 0."),
+        ("--random-scale", "Percentage of random enlargement. Default: 0."),
+        (
+            "--random-brightness",
+            "Percentage of random brightness change (up or down). Default: 0.",
+        ),
+    ]:
+        dist.add_argument(
+            flag,
+            flag.replace("-", "_").replace("__", "--"),
+            type=float,
+            default=0.0,
+            metavar="PCT",
+            help=help_text,
+        )
+    dist.add_argument(
+        "--flip-left-right",
+        "--flip_left_right",
+        action="store_true",
+        help="Mirror half of the views horizontally. Default: off.",
+    )
+    dist.add_argument(
+        "--augment-copies",
+        type=int,
+        default=None,
+        metavar="K",
+        help=(
+            "Distorted views per training image. Default: 4 when a distortion "
+            "is set, else 0."
+        ),
+    )
+    parser.add_argument(
+        "--summaries-dir",
+        default=None,
+        metavar="DIR",
+        help=(
+            "Write TensorBoard files here: train/validation accuracy and "
+            "cross-entropy over the C grid, and the embeddings for the "
+            "Embedding Projector (tensorboard --logdir DIR). Default: none."
+        ),
+    )
+    parser.add_argument(
+        "--n-jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Parallel jobs for cross-validation. Default: 1.",
+    )
+    _add_backbone_args(parser)
+    _add_image_size(parser)
+    from embedclf.cli._train import run_train
+
+    parser.set_defaults(handler=run_train)

@@ -1,0 +1,456 @@
+"""ImageEmbedder: image file paths -> bottleneck vectors of a pretrained CNN."""
+
+from __future__ import annotations
+
+import logging
+import numbers
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from embedclf._compat import Interval, StrOptions, _fit_context
+from embedclf.cache._store import CacheNamespace, EmbeddingCache
+from embedclf.embedding._backbones import DEFAULT_MODEL, load_backbone, resolve_backbone
+from embedclf.embedding._compute_once import embed_missing
+from embedclf.embedding._images import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    PREPROCESSING,
+    content_key,
+    load_image,
+    read_image_bytes,
+)
+from embedclf.embedding._prefetch import prefetched_batches
+from embedclf.exceptions import ImageDecodeError
+
+__all__ = ["ImageEmbedder"]
+
+logger = logging.getLogger("embedclf")
+
+#: Errors that ``on_error="zero"/"nan"`` turn into a filled row.
+_IMAGE_ERRORS = (
+    ImageDecodeError,
+    FileNotFoundError,
+    IsADirectoryError,
+    PermissionError,
+)
+_PROGRESS_AUTO_MIN = 256
+
+
+def _check_paths(X) -> np.ndarray:
+    """Validate a 1-D array-like of image paths; returns an object ndarray of str."""
+    if isinstance(X, (str, bytes, os.PathLike)):
+        raise TypeError(
+            f"ImageEmbedder expects a 1-D array-like of image paths, got a single "
+            f"path {X!r}. Wrap it in a list: [path]."
+        )
+    arr = np.asarray(X, dtype=object)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise ValueError(
+            "ImageEmbedder expects a 1-D array-like of image paths; got an array "
+            f"of shape {arr.shape}. Pass one path per sample."
+        )
+    out = np.empty(len(arr), dtype=object)
+    for i, p in enumerate(arr):
+        if not isinstance(p, (str, os.PathLike)):
+            raise TypeError(
+                f"ImageEmbedder expects image paths (str or os.PathLike); element "
+                f"{i} is {p!r} of type {type(p).__name__}."
+            )
+        out[i] = os.fspath(p)
+    return out
+
+
+def _normalize_size(image_size):
+    if image_size is None:
+        return None
+    if isinstance(image_size, (int, np.integer)):
+        return (int(image_size), int(image_size))
+    h, w = image_size
+    return (int(h), int(w))
+
+
+class ImageEmbedder(TransformerMixin, BaseEstimator):
+    """Turn image files into bottleneck vectors of a pretrained CNN, cached.
+
+    The backbone (TF Hub handle, local SavedModel or Keras application) loads
+    lazily at the first ``transform`` and is shared by all clones in the
+    process; the estimator itself only stores the handle, so ``clone``,
+    ``get_params``, ``repr`` and pickling never load a model. Vectors are cached
+    in a content-addressed HDF5 file keyed by (backbone, image size,
+    preprocessing) and the SHA-256 of each file's bytes: renamed or moved files
+    hit the cache, edited files miss it.
+
+    Parameters
+    ----------
+    model : str or os.PathLike, default=DEFAULT_MODEL
+        TF Hub handle or URL (default: Inception V3 feature vector, 2048-d), a
+        local SavedModel directory with the TF Hub image feature-vector
+        interface (float32 images in [0, 1], ``[batch, H, W, 3]`` ->
+        ``[batch, d]``), or ``"keras:<ApplicationName>"`` (e.g.
+        ``"keras:InceptionV3"``, average pooling, ``?weights=none`` for random
+        weights).
+    cache : str, os.PathLike or None, default=None
+        HDF5 file to cache vectors in; None caches nothing and touches no file.
+    batch_size : int, default=32
+        Images per backbone call (the first calls ramp up, 4, 8, 16, ...
+        images, so that inference starts without waiting for a whole batch to
+        be decoded). Memory is bounded by the batch, not by the number of
+        images.
+    image_size : int, tuple of (height, width) or None, default=None
+        Size images are resized to. None uses the model's default (from its
+        input signature, known handles, or 224).
+    on_error : {"raise", "zero", "nan"}, default="raise"
+        What to do with files that cannot be read or decoded: raise an error
+        naming the file, or return a row of zeros / NaN for it. Failed paths
+        are recorded in ``failed_paths_`` either way.
+    progress : bool or "auto", default="auto"
+        Show a tqdm progress bar (images/s, ETA) while computing vectors.
+        "auto" shows it when at least 256 images need the backbone.
+    cache_dtype : {"float32", "float16"}, default="float32"
+        Storage dtype in the cache; ``transform`` always returns float32.
+    n_decode_threads : int, default=2
+        Threads that read and decode images while the backbone runs.
+    max_image_pixels : int or None, default=89478485
+        Refuse images larger than this (decompression-bomb guard; JPEGs are
+        first decoded at reduced size). None disables the check.
+
+    Attributes
+    ----------
+    failed_paths_ : ndarray of str
+        Paths that failed in the most recent ``transform`` (with
+        ``on_error="zero"`` or ``"nan"``).
+    n_computed_ : int
+        Images passed through the backbone by the most recent ``transform``.
+    n_cached_ : int
+        Images of the most recent ``transform`` served from the cache.
+
+    See Also
+    --------
+    EmbeddingCache : The HDF5 store behind ``cache``.
+
+    Notes
+    -----
+    Decoding honours EXIF orientation; grayscale, palette, CMYK and 16-bit
+    images are converted to RGB and transparent pixels are composited on
+    white; the format is detected from the content, not the extension.
+    Identical files (same bytes) are embedded once per call.
+
+    The "fitted" attributes above are set by ``transform`` because the
+    embedder is stateless (``fit`` learns nothing).
+
+    Examples
+    --------
+    >>> from embedclf import ImageEmbedder
+    >>> embedder = ImageEmbedder(model="path/to/saved_model", cache="emb.h5")
+    >>> embedder  # no model is loaded until transform
+    ImageEmbedder(cache='emb.h5', model='path/to/saved_model')
+    """
+
+    _parameter_constraints: dict = {
+        "model": [str, os.PathLike],
+        "cache": [str, os.PathLike, None],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "image_size": [
+            Interval(numbers.Integral, 1, None, closed="left"),
+            tuple,
+            list,
+            None,
+        ],
+        "on_error": [StrOptions({"raise", "zero", "nan"})],
+        "progress": ["boolean", StrOptions({"auto"})],
+        "cache_dtype": [StrOptions({"float32", "float16"})],
+        "n_decode_threads": [Interval(numbers.Integral, 1, None, closed="left")],
+        "max_image_pixels": [Interval(numbers.Integral, 1, None, closed="left"), None],
+    }
+
+    def __init__(
+        self,
+        model=DEFAULT_MODEL,
+        *,
+        cache=None,
+        batch_size=32,
+        image_size=None,
+        on_error="raise",
+        progress="auto",
+        cache_dtype="float32",
+        n_decode_threads=2,
+        max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
+    ):
+        self.model = model
+        self.cache = cache
+        self.batch_size = batch_size
+        self.image_size = image_size
+        self.on_error = on_error
+        self.progress = progress
+        self.cache_dtype = cache_dtype
+        self.n_decode_threads = n_decode_threads
+        self.max_image_pixels = max_image_pixels
+
+    def __sklearn_is_fitted__(self):
+        return True
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        tags.requires_fit = False
+        tags.transformer_tags.preserves_dtype = []
+        return tags
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X=None, y=None):
+        """Validate parameters; nothing is learned.
+
+        Parameters
+        ----------
+        X : Ignored
+        y : Ignored
+
+        Returns
+        -------
+        self : object
+        """
+        return self
+
+    def _namespace(self, spec):
+        size = _normalize_size(self.image_size)
+        return CacheNamespace(
+            handle=spec.handle,
+            identity=spec.identity,
+            image_size="default" if size is None else f"{size[0]}x{size[1]}",
+            preprocessing=PREPROCESSING,
+            dtype=self.cache_dtype,
+        )
+
+    def transform(self, X):
+        """Embed image files.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples,)
+            Image file paths (str or os.PathLike).
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_samples, embedding_dim), float32
+            One row per input path, in input order.
+
+        Raises
+        ------
+        FileNotFoundError, IsADirectoryError, PermissionError, ImageDecodeError
+            With ``on_error="raise"``, for the first bad file (the message
+            names it and counts the others).
+        """
+        self._validate_params()
+        paths = _check_paths(X)
+        spec = resolve_backbone(self.model)
+        ns = self._namespace(spec)
+        cache = EmbeddingCache(self.cache) if self.cache is not None else None
+
+        keys, errors = self._hash_all(paths)
+        self._raise_first(errors, paths)
+        vectors = {}  # key -> float32 vector
+        unique = list(dict.fromkeys(k for k in keys if k is not None))
+        if cache is not None and unique:
+            found_vecs, found = cache.get(ns, unique)
+            for j in np.flatnonzero(found):
+                vectors[unique[j]] = found_vecs[j]
+        todo = {}  # key -> first path index with that key
+        for i, k in enumerate(keys):
+            if k is not None and k not in vectors:
+                todo.setdefault(k, i)
+        computed = set()
+        if todo:
+            try:
+                computed = self._compute(paths, todo, spec, ns, cache, vectors, errors)
+            finally:
+                # Committed rows are safe in the journal either way; folding
+                # them into the HDF5 file now keeps later lookups fast.
+                if cache is not None:
+                    self._compact_quietly(cache)
+            # Copies of a failed file share its key and its failure.
+            failed = {k: errors[i] for k, i in todo.items() if errors[i] is not None}
+            for i, k in enumerate(keys):
+                if errors[i] is None and k in failed:
+                    errors[i] = failed[k]
+        self._raise_first(errors, paths)
+
+        dim = len(next(iter(vectors.values()))) if vectors else None
+        if dim is None:
+            dim = self._dim_without_images(spec)
+        fill = 0.0 if self.on_error == "zero" else np.nan
+        out = np.full((len(paths), dim), fill, dtype=np.float32)
+        for i, k in enumerate(keys):
+            if errors[i] is None and k in vectors:
+                out[i] = vectors[k]
+        self.failed_paths_ = np.array(
+            [p for p, e in zip(paths, errors) if e is not None], dtype=str
+        )
+        # Rows another process committed while we waited count as cached.
+        n_cached = sum(
+            1
+            for k, e in zip(keys, errors)
+            if e is None and k in vectors and k not in computed
+        )
+        n_computed = len(computed)
+        self.n_computed_ = n_computed
+        self.n_cached_ = n_cached
+        logger.info(
+            "embedclf: %d images: %d computed by the backbone, %d from cache, "
+            "%d failed",
+            len(paths),
+            n_computed,
+            n_cached,
+            len(self.failed_paths_),
+        )
+        return out
+
+    @staticmethod
+    def _compact_quietly(cache):
+        try:
+            cache.compact()
+        except OSError as exc:  # e.g. disk full: rows stay in the journal
+            logger.warning("embedclf: %s", exc)
+
+    def _dim_without_images(self, spec):
+        """Embedding dim when no row was produced (empty input or all failed)."""
+        requested = _normalize_size(self.image_size)
+        backbone = load_backbone(spec, requested[0] if requested else None)
+        if backbone.dim is None:
+            size = self._resolved_size(backbone)
+            backbone(np.zeros((1, *size, 3), dtype=np.float32))
+        return backbone.dim
+
+    def _hash_all(self, paths):
+        """Read and hash every file (threads); errors are collected per index.
+
+        Each thread takes a contiguous chunk of paths: one task per file costs
+        more in scheduling than reading and hashing a small photo does.
+        """
+
+        def chunk(indices):
+            out = []
+            for i in indices:
+                try:
+                    out.append((content_key(read_image_bytes(paths[i])), None))
+                except _IMAGE_ERRORS as exc:
+                    out.append((None, exc))
+            return out
+
+        n_chunks = min(len(paths), 4 * self.n_decode_threads)
+        chunks = np.array_split(np.arange(len(paths)), max(n_chunks, 1))
+        with ThreadPoolExecutor(self.n_decode_threads) as pool:
+            results = [r for part in pool.map(chunk, chunks) for r in part]
+        return [r[0] for r in results], [r[1] for r in results]
+
+    def _raise_first(self, errors, paths):
+        if self.on_error != "raise":
+            return
+        bad = [e for e in errors if e is not None]
+        if bad:
+            if len(bad) > 1:
+                others = [str(p) for p, e in zip(paths, errors) if e is not None][1:6]
+                bad[0].add_note(
+                    f"{len(bad) - 1} more file(s) failed, e.g. {others}. Pass "
+                    "on_error='zero' or 'nan' to embed the rest and list failures "
+                    "in failed_paths_."
+                )
+            raise bad[0]
+
+    def _resolved_size(self, backbone):
+        size = _normalize_size(self.image_size)
+        if size is not None:
+            return size
+        if backbone is None:
+            return (None, None)
+        return (backbone.default_image_size, backbone.default_image_size)
+
+    def _compute(self, paths, todo, spec, ns, cache, vectors, errors):
+        """Decode (in threads, one batch ahead) and embed the keys in ``todo``.
+
+        Returns the set of keys this call ran through the backbone.
+        """
+        requested = _normalize_size(self.image_size)
+        backbone = load_backbone(spec, requested[0] if requested else None)
+        height, width = self._resolved_size(backbone)
+        items = list(todo.items())
+
+        def decode(item, out):
+            """Decode the file of ``item`` (key, index) into ``out``.
+
+            Returns (the key of the bytes decoded, None) or (None, error).
+            """
+            _, index = item
+            try:
+                key, arr = load_image(
+                    paths[index],
+                    (height, width),
+                    max_image_pixels=self.max_image_pixels,
+                    as_uint8=True,  # scaled to [0, 1] inside the backbone call
+                )
+            except _IMAGE_ERRORS as exc:
+                return None, exc
+            out[...] = arr  # in this thread, not between backbone calls
+            return key, None
+
+        from tqdm.auto import tqdm
+
+        show = self.progress is True or (
+            self.progress == "auto" and len(items) >= _PROGRESS_AUTO_MIN
+        )
+        computed = set()
+        with (
+            tqdm(
+                total=len(items),
+                unit="img",
+                desc="embedding",
+                leave=False,
+                disable=not show,
+            ) as bar,  # closed on errors too
+            prefetched_batches(
+                items,
+                decode,
+                batch_size=self.batch_size,
+                shape=(height, width, 3),
+                dtype=np.uint8,
+                n_threads=self.n_decode_threads,
+            ) as batches,
+        ):
+            for batch, images, results in batches:
+                computed |= self._embed_batch(
+                    batch, results, images, backbone, ns, cache, vectors, errors, paths
+                )
+                bar.update(len(batch))
+        return computed
+
+    def _embed_batch(
+        self, batch, results, images, backbone, ns, cache, vectors, errors, paths_of
+    ):
+        """Embed one decoded batch: ``images[row]`` holds the row-th image."""
+        keys, rows = [], []
+        for row, ((key, index), (got_key, error)) in enumerate(zip(batch, results)):
+            if error is None and got_key != key:
+                # The file was edited between hashing and decoding: its vector
+                # belongs to neither key, so it is reported, never stored.
+                error = ImageDecodeError(
+                    paths_of[index],
+                    "the file changed while it was being embedded. Run again.",
+                )
+            if error is not None:
+                errors[index] = error
+                if self.on_error == "raise":
+                    raise error
+                continue
+            keys.append(key)
+            rows.append(row)
+        if len(rows) < len(images):
+            images = images[rows]  # a copy without the failed rows
+        if not keys:
+            return set()
+        got, computed = embed_missing(cache, ns, keys, images, backbone)
+        vectors.update(got)
+        return set(computed)

@@ -1,0 +1,226 @@
+"""Export a model directory as one TensorFlow SavedModel (backbone + head).
+
+The SavedModel maps images to class probabilities with no Python embedclf
+code: it holds the backbone, the head as a dense layer built from ``coef_`` and
+``intercept_``, the open-set rule when the head has one, and ``labels.txt``
+as an asset. Two signatures:
+
+``serving_default(image_bytes)``
+    ``tf.string [batch]`` of encoded JPEG/PNG/GIF/BMP files, decoded and
+    resized bit for bit as ``embedclf predict`` does with Pillow (see
+    ``_tf_images.py``; EXIF orientation and transparency are not applied).
+``predict_images(images)``
+    ``tf.float32 [batch, H, W, 3]`` in [0, 1]; images of another size than
+    ``image_size`` are resized with ``tf.image.resize`` (bilinear,
+    antialiased).
+
+The module's ``image_size`` variable holds the (height, width) that images
+are resized to before the backbone, as in ``embedclf predict``. Both
+signatures return ``probabilities`` (``[batch, n_classes]``, columns in the order
+of labels.txt), ``class_index`` (argmax), ``label`` (the class name, or the
+unknown label when the open-set rule rejects the image) and ``known``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from embedclf.exceptions import ModelDirError
+
+__all__ = ["export_savedmodel", "head_arrays"]
+
+logger = logging.getLogger("embedclf")
+
+
+def head_arrays(head) -> dict:
+    """The exportable parameters of a fitted head, or a clear error.
+
+    Returns
+    -------
+    params : dict
+        ``coef`` (n_out, d), ``intercept`` (n_out,), ``classes``, and for an
+        open-set head ``unknown_label``, ``probability_threshold``,
+        ``centroids``, ``metric`` and ``distance_threshold`` (None when unused).
+    """
+    params = {
+        "unknown_label": None,
+        "probability_threshold": None,
+        "centroids": None,
+        "metric": "euclidean",
+        "distance_threshold": None,
+    }
+    inner = head
+    if hasattr(head, "estimator_") and hasattr(head, "probability_threshold_"):
+        inner = head.estimator_
+        params["unknown_label"] = str(head.unknown_label)
+        params["probability_threshold"] = head.probability_threshold_
+        if head.distance_model_ is not None:
+            if not hasattr(head.distance_model_, "centroids_"):
+                raise ModelDirError(
+                    "The open-set rule of this model uses the 'knn' distance, "
+                    "which cannot be exported to a SavedModel. Train with the "
+                    "default centroid distance to export it."
+                )
+            params["centroids"] = np.asarray(head.distance_model_.centroids_)
+            params["metric"] = head.metric
+            params["distance_threshold"] = head.distance_threshold_
+    elif getattr(head, "unknown_label", None) is not None:
+        params["unknown_label"] = str(head.unknown_label)
+        params["probability_threshold"] = head.unknown_threshold
+    if not hasattr(inner, "coef_"):
+        raise ModelDirError(
+            f"Only linear heads can be exported as a dense layer; this model's "
+            f"head is {type(inner).__name__}. Train with --classifier softmax to "
+            "export it."
+        )
+    params["coef"] = np.asarray(inner.coef_, dtype=np.float32)
+    params["intercept"] = np.asarray(inner.intercept_, dtype=np.float32)
+    params["classes"] = [str(c) for c in head.classes_]
+    return params
+
+
+def _build_module(backbone, size, params, labels_path):
+    import tensorflow as tf
+
+    from embedclf.embedding._tf_images import decode_like_pillow
+
+    h, w = int(size[0]), int(size[1])
+    fn = backbone._fn
+    coef = tf.constant(params["coef"].T)
+    intercept = tf.constant(params["intercept"])
+    binary = params["coef"].shape[0] == 1
+    class_names = tf.constant(params["classes"])
+    unknown = params["unknown_label"]
+    p_thr = params["probability_threshold"]
+    centroids = params["centroids"]
+    d_thr = params["distance_threshold"]
+    cosine = params["metric"] == "cosine"
+
+    def embed(images):
+        out = fn(images)
+        if isinstance(out, dict):
+            out = out["default"] if "default" in out else next(iter(out.values()))
+        return tf.cast(out, tf.float32)
+
+    def head(features):
+        logits = tf.matmul(features, coef) + intercept
+        if binary:
+            p = tf.sigmoid(logits)
+            proba = tf.concat([1.0 - p, p], axis=1)
+        else:
+            proba = tf.nn.softmax(logits, axis=1)
+        index = tf.argmax(proba, axis=1, output_type=tf.int32)
+        label = tf.gather(class_names, index)
+        known = tf.ones_like(index, dtype=tf.bool)
+        if unknown is not None:
+            if p_thr is not None:
+                known &= tf.reduce_max(proba, axis=1) >= p_thr
+            if centroids is not None:
+                cent = tf.constant(centroids, tf.float32)
+                if cosine:
+                    a = tf.math.l2_normalize(features, axis=1)
+                    b = tf.math.l2_normalize(cent, axis=1)
+                    dist = 1.0 - tf.matmul(a, b, transpose_b=True)
+                else:
+                    sq = (
+                        tf.reduce_sum(features**2, axis=1, keepdims=True)
+                        - 2.0 * tf.matmul(features, cent, transpose_b=True)
+                        + tf.reduce_sum(cent**2, axis=1)[None, :]
+                    )
+                    dist = tf.sqrt(tf.maximum(sq, 0.0))
+                known &= tf.reduce_min(dist, axis=1) <= d_thr
+            label = tf.where(known, label, tf.constant(unknown))
+        return {
+            "probabilities": proba,
+            "class_index": index,
+            "label": label,
+            "known": known,
+        }
+
+    def resize(images):
+        return tf.image.resize(images, (h, w), method="bilinear", antialias=True)
+
+    def decode_one(data):
+        return decode_like_pillow(data, h, w)
+
+    class ExportedClassifier(tf.Module):
+        def __init__(self):
+            super().__init__(name="embedclf_classifier")
+            self.backbone = backbone._owner
+            self.labels_file = tf.saved_model.Asset(str(labels_path))
+            self.image_size = tf.Variable([h, w], trainable=False, name="image_size")
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def predict_bytes(self, image_bytes):
+            images = tf.map_fn(
+                decode_one,
+                image_bytes,
+                fn_output_signature=tf.TensorSpec([h, w, 3], tf.float32),
+            )
+            return head(embed(images))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+        def predict_images(self, images):
+            return head(embed(resize(images)))
+
+    return ExportedClassifier()
+
+
+def export_savedmodel(model_dir, out_dir, *, model=None) -> Path:
+    """Write the SavedModel for a model directory.
+
+    Parameters
+    ----------
+    model_dir : ModelDir
+        A loaded model directory (see ``embedclf.workflow._model_dir.load_model_dir``).
+    out_dir : str or os.PathLike
+        Where to write the SavedModel; replaced atomically if it exists.
+    model : str or None
+        Backbone handle to load instead of the manifest's (must be the same
+        backbone).
+
+    Returns
+    -------
+    out_dir : pathlib.Path
+    """
+    import tensorflow as tf
+
+    from embedclf.embedding._backbones import load_backbone, resolve_backbone
+    from embedclf.workflow._model_dir import check_backbone
+
+    params = head_arrays(model_dir.head)
+    handle = check_backbone(model_dir, model)
+    spec = resolve_backbone(handle)
+    image_size = model_dir.manifest.get("image_size")
+    backbone = load_backbone(spec, image_size[0] if image_size else None)
+    size = tuple(image_size) if image_size else (backbone.default_image_size,) * 2
+    out_dir = Path(out_dir)
+    parent = out_dir.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=parent))
+    try:
+        labels_path = tmp / "labels.txt"
+        labels_path.write_text("".join(c + "\n" for c in params["classes"]))
+        module = _build_module(backbone, size, params, labels_path)
+        export_dir = tmp / "savedmodel"
+        tf.saved_model.save(
+            module,
+            str(export_dir),
+            signatures={
+                "serving_default": module.predict_bytes,
+                "predict_images": module.predict_images,
+            },
+        )
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(export_dir, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("embedclf: exported %s to %s", model_dir.path, out_dir)
+    return out_dir

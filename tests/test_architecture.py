@@ -1,0 +1,132 @@
+"""The package layout's import rules, read from the code's own imports.
+
+Each subpackage may import only the packages below it (see the docstring of
+its ``__init__.py`` and docs/architecture.md). A new import that points up or
+sideways fails here, with the file and the line.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "embedclf"
+
+#: package -> the embedclf packages its modules may import. The top-level
+#: modules (exceptions, _compat, _legacy_paths, __init__ for __version__) are
+#: importable from everywhere and listed as "embedclf".
+ALLOWED = {
+    "cli": {"workflow", "embedding", "cache", "heads", "model_selection"},
+    "workflow": {"embedding", "cache", "heads", "model_selection"},
+    "embedding": {"cache"},
+    "cache": set(),
+    "heads": {"model_selection"},
+    "model_selection": set(),
+}
+TOP_LEVEL = {"exceptions", "_compat", "_lazy", "_legacy_paths", "__main__"}
+
+#: third-party library -> the modules allowed to import it (path prefixes).
+OWNERS = {
+    "tensorflow": ("embedding/", "workflow/_export.py", "workflow/_summaries.py"),
+    "tensorflow_hub": ("embedding/_backbones.py",),
+    "keras": ("embedding/_backbones.py",),
+    "h5py": ("cache/",),
+}
+
+
+def _imports(path: Path):
+    """(line, imported module) for every import in ``path``."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.lineno, node.module
+            if node.module == "embedclf":  # from embedclf import heads
+                for alias in node.names:
+                    yield node.lineno, f"embedclf.{alias.name}"
+
+
+def _modules():
+    return sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def _package_of(path: Path) -> str | None:
+    rel = path.relative_to(PACKAGE)
+    return rel.parts[0] if len(rel.parts) > 1 else None
+
+
+def test_every_module_lives_in_a_known_package():
+    flat = {p.stem for p in _modules() if _package_of(p) is None}
+    assert flat <= TOP_LEVEL | {"__init__"}, (
+        f"modules outside a subpackage: {sorted(flat - TOP_LEVEL)}; put each "
+        "in the package of its concern"
+    )
+    packages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    assert packages == set(ALLOWED)
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_package_docstring_states_its_rules(package):
+    doc = ast.get_docstring(ast.parse((PACKAGE / package / "__init__.py").read_text()))
+    assert doc and "Owns:" in doc and "May import:" in doc
+
+
+def test_imports_point_down():
+    wrong = []
+    for path in _modules():
+        src = _package_of(path)
+        for line, module in _imports(path):
+            parts = module.split(".")
+            if parts[0] != "embedclf" or len(parts) < 2:
+                continue
+            dst = parts[1]
+            if dst in TOP_LEVEL or dst == src or dst.startswith("__"):
+                continue
+            if src is None:  # top-level modules import no subpackage eagerly
+                if path.name == "__main__.py" and dst == "cli":
+                    continue
+                wrong.append(f"{path.relative_to(PACKAGE)}:{line} imports {module}")
+            elif dst not in ALLOWED[src]:
+                wrong.append(f"{path.relative_to(PACKAGE)}:{line} imports {module}")
+    assert not wrong, "imports that point up or sideways:\n" + "\n".join(wrong)
+
+
+def test_heavy_libraries_have_one_owner():
+    wrong = []
+    for path in _modules():
+        rel = path.relative_to(PACKAGE).as_posix()
+        for line, module in _imports(path):
+            lib = module.split(".")[0]
+            if lib in OWNERS and not rel.startswith(OWNERS[lib]):
+                wrong.append(f"{rel}:{line} imports {module}")
+    assert not wrong, "heavy imports outside their owner:\n" + "\n".join(wrong)
+
+
+def test_the_checks_can_fail(tmp_path, monkeypatch):
+    # A module in cache/ that imports the embedding package must be caught.
+    fake = tmp_path / "embedclf"
+    (fake / "cache").mkdir(parents=True)
+    (fake / "cache" / "_bad.py").write_text("from embedclf.embedding import x\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
+    with pytest.raises(AssertionError, match="cache/_bad.py:1 imports"):
+        test_imports_point_down()
+
+
+def test_import_embedclf_stays_light():
+    code = (
+        "import sys, embedclf\n"
+        "from embedclf import ImageEmbedder, SoftmaxClassifier, load_image_folder\n"
+        "heavy = [m for m in ('tensorflow', 'h5py', 'tensorflow_hub') "
+        "if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == ""

@@ -1,0 +1,99 @@
+"""MODEL_DIR: save and load the head, labels and manifest; refuse mismatches."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from embedclf import SoftmaxClassifier
+from embedclf.exceptions import ModelDirError
+from embedclf.workflow._model_dir import (
+    check_backbone,
+    load_model_dir,
+    read_manifest,
+    save_model_dir,
+)
+
+
+@pytest.fixture
+def head():
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(0, 1, (20, 4)), rng.normal(3, 1, (20, 4))]
+    return SoftmaxClassifier().fit(X, np.array(["cat"] * 20 + ["dog"] * 20)), X
+
+
+def _manifest(handle="m", identity="savedmodel:abc", kind="savedmodel"):
+    backbone = {"handle": handle, "identity": identity, "kind": kind}
+    return {"backbone": backbone, "metrics": {}}
+
+
+def test_round_trip(tmp_path, head):
+    clf, X = head
+    save_model_dir(tmp_path / "md", clf, _manifest())
+    md = load_model_dir(tmp_path / "md")
+    assert md.labels == ["cat", "dog"]
+    assert (tmp_path / "md" / "labels.txt").read_text() == "cat\ndog\n"
+    np.testing.assert_allclose(md.head.predict_proba(X), clf.predict_proba(X))
+    assert md.manifest["format_version"] == 1
+    assert md.manifest["library_versions"]["numpy"] == np.__version__
+    assert md.backbone_identity == "savedmodel:abc"
+
+
+def test_newer_format_version_is_refused(tmp_path, head):
+    save_model_dir(tmp_path / "md", head[0], _manifest())
+    path = tmp_path / "md" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["format_version"] = 2
+    path.write_text(json.dumps(manifest))
+    msg = "has format version 2, but this embedclf reads versions up to 1."
+    with pytest.raises(ModelDirError, match=re.escape(msg)):
+        load_model_dir(tmp_path / "md")
+
+
+def test_not_a_model_dir(tmp_path):
+    with pytest.raises(ModelDirError, match="does not exist"):
+        read_manifest(tmp_path / "none")
+    with pytest.raises(ModelDirError, match="has no manifest.json"):
+        read_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(ModelDirError, match="is not valid JSON"):
+        read_manifest(tmp_path)
+
+
+def test_edited_labels_are_refused(tmp_path, head):
+    save_model_dir(tmp_path / "md", head[0], _manifest())
+    path = tmp_path / "md" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["labels"] = ["dog", "cat"]
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(ModelDirError, match="do not match the classes"):
+        load_model_dir(tmp_path / "md")
+
+
+def test_untrusted_types_are_refused(tmp_path, head):
+    from fractions import Fraction
+
+    clf = head[0]
+    clf.extra_ = Fraction(1, 3)  # a type outside the trusted libraries
+    save_model_dir(tmp_path / "md", clf, _manifest())
+    with pytest.raises(ModelDirError, match="contains types embedclf does not trust"):
+        load_model_dir(tmp_path / "md")
+
+
+@pytest.mark.tf
+def test_check_backbone(tmp_path, head, tiny_model_dir, tiny_model_dir_b):
+    from embedclf.embedding._backbones import resolve_backbone
+
+    spec = resolve_backbone(tiny_model_dir)
+    save_model_dir(tmp_path / "md", head[0], _manifest(spec.handle, spec.identity))
+    md = load_model_dir(tmp_path / "md")
+    assert check_backbone(md) == spec.handle
+    assert check_backbone(md, str(tiny_model_dir)) == spec.handle
+    with pytest.raises(ModelDirError, match="is a different model"):
+        check_backbone(md, str(tiny_model_dir_b))
+    md.manifest["backbone"]["handle"] = str(tmp_path / "moved")
+    with pytest.raises(ModelDirError, match="Pass --model with the path of a copy"):
+        check_backbone(md)
