@@ -7,7 +7,10 @@ files written with Pillow.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +122,19 @@ def make_image_folder(root, classes=("red", "green"), n_per_class=10, seed=0):
 def image_folder(tmp_path):
     """A two-class folder (red, green) of 10 images each."""
     return make_image_folder(tmp_path / "images")
+
+
+def heavy_modules_loaded(code: str, modules=("tensorflow", "h5py")):
+    """Run ``code`` in a new interpreter.
+
+    Returns the names in ``modules`` that it imported, and what it printed.
+    """
+    check = (
+        f"\nimport json, sys\nheavy = [m for m in {list(modules)!r} if m in sys.modules]\n"
+        "print('HEAVY', json.dumps(heavy))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code + check], capture_output=True, text=True, check=True
+    ).stdout
+    printed, _, heavy = out.rpartition("HEAVY ")
+    return json.loads(heavy), printed

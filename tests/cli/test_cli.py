@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from _cli_helpers import CLASSES, grocery_like, trained
-from conftest import make_image_folder, write_image
+from conftest import heavy_modules_loaded, make_image_folder, write_image
 
 from embedclf.cli import list_images, main
 
@@ -29,7 +27,6 @@ def _err_lines(capsys):
 # -- help -----------------------------------------------------------------------
 def test_help_does_not_import_tensorflow():
     code = (
-        "import sys\n"
         "from embedclf.cli import main\n"
         "for argv in (['--help'], ['train', '--help'], ['predict', '--help'],\n"
         "             ['export', '--help'], ['cache', 'info', '--help']):\n"
@@ -37,14 +34,11 @@ def test_help_does_not_import_tensorflow():
         "        main(argv)\n"
         "    except SystemExit as exc:\n"
         "        assert exc.code == 0, exc.code\n"
-        "heavy = [m for m in ('tensorflow', 'h5py', 'sklearn', 'matplotlib')\n"
-        "         if m in sys.modules]\n"
-        "print('HEAVY', heavy)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert "HEAVY []" in out
+    heavy, out = heavy_modules_loaded(
+        code, ("tensorflow", "h5py", "sklearn", "matplotlib")
+    )
+    assert heavy == []
     assert "Default: softmax." in out  # help text states its defaults
 
 
