@@ -130,7 +130,8 @@ def heavy_modules_loaded(code: str, modules=("tensorflow", "h5py")):
     Returns the names in ``modules`` that it imported, and what it printed.
     """
     check = (
-        f"\nimport json, sys\nheavy = [m for m in {list(modules)!r} if m in sys.modules]\n"
+        f"\nimport json, sys\nheavy = [m for m in {list(modules)!r}"
+        " if m in sys.modules]\n"
         "print('HEAVY', json.dumps(heavy))\n"
     )
     out = subprocess.run(
