@@ -6,11 +6,10 @@ import json
 import os
 import shutil
 
-import numpy as np
 import pytest
 from conftest import SHARED_MODEL
+from test_model_dir import head  # noqa: F401  (the fixture: a fitted head, X)
 
-from embedclf import SoftmaxClassifier
 from embedclf.exceptions import ModelDirError
 from embedclf.workflow._model_dir import (
     check_backbone,
@@ -22,14 +21,7 @@ from embedclf.workflow._model_dir_locations import remembered_cache
 
 
 @pytest.fixture
-def head():
-    rng = np.random.default_rng(0)
-    X = np.r_[rng.normal(0, 1, (10, 4)), rng.normal(3, 1, (10, 4))]
-    return SoftmaxClassifier().fit(X, np.array(["cat"] * 10 + ["dog"] * 10))
-
-
-@pytest.fixture
-def project(tmp_path, tiny_model_dir, head, monkeypatch):
+def project(tmp_path, tiny_model_dir, head, monkeypatch):  # noqa: F811
     """tmp/work/{backbones/tiny, models/md, emb.h5}, trained with relative paths."""
     from embedclf.embedding._backbones import resolve_backbone
 
@@ -39,7 +31,7 @@ def project(tmp_path, tiny_model_dir, head, monkeypatch):
     monkeypatch.chdir(work)
     spec = resolve_backbone("backbones/tiny")
     backbone = {"handle": spec.handle, "identity": spec.identity, "kind": spec.kind}
-    save_model_dir("models/md", head, {"backbone": backbone, "cache": "emb.h5"})
+    save_model_dir("models/md", head[0], {"backbone": backbone, "cache": "emb.h5"})
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
@@ -93,7 +85,10 @@ def test_other_model_at_the_recorded_path_is_not_used(project, tiny_model_dir_b)
 
 @pytest.mark.tf
 def test_0_1_0_manifest_resolves_from_where_it_was_written(
-    tmp_path, tiny_model_dir, head, monkeypatch
+    tmp_path,
+    tiny_model_dir,
+    head,
+    monkeypatch,  # noqa: F811
 ):
     """Version 1 recorded only the handle as typed (relative to the cwd)."""
     from embedclf.embedding._backbones import resolve_backbone
@@ -101,7 +96,7 @@ def test_0_1_0_manifest_resolves_from_where_it_was_written(
     shutil.copytree(tiny_model_dir, tmp_path / "tiny")
     monkeypatch.chdir(tmp_path)
     spec = resolve_backbone("tiny")
-    md = save_model_dir("md", head, {"backbone": {"handle": "tiny",
+    md = save_model_dir("md", head[0], {"backbone": {"handle": "tiny",
                         "identity": spec.identity, "kind": "savedmodel"}})  # fmt: skip
     manifest = json.loads((md / "manifest.json").read_text())
     for key in ("path", "relative_path"):
@@ -122,7 +117,8 @@ def test_0_1_0_fixture_finds_its_recorded_backbone():
     assert remembered_cache(md) is None  # 0.1.0 did not record its cache
 
 
-def test_check_output_dir(tmp_path, head):
+def test_check_output_dir(tmp_path, head):  # noqa: F811
+    head = head[0]
     check_output_dir(tmp_path / "new")  # missing: fine
     user = tmp_path / "user"
     user.mkdir()
