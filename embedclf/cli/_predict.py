@@ -64,8 +64,7 @@ def _load_for_predict(args):
         args.cache = remembered_cache(model_dir)
         if args.cache is not None:
             logging.getLogger("embedclf").info(
-                "embedclf: using the cache %s that %s was trained with (--cache "
-                "overrides it)",
+                "using the cache %s that %s was trained with (--cache overrides it)",
                 args.cache,
                 args.model_dir,
             )

@@ -87,8 +87,8 @@ def test_other_model_at_the_recorded_path_is_not_used(project, tiny_model_dir_b)
 def test_0_1_0_manifest_resolves_from_where_it_was_written(
     tmp_path,
     tiny_model_dir,
-    head,
-    monkeypatch,  # noqa: F811
+    head,  # noqa: F811
+    monkeypatch,
 ):
     """Version 1 recorded only the handle as typed (relative to the cwd)."""
     from embedclf.embedding._backbones import resolve_backbone
