@@ -179,3 +179,23 @@ def test_predict_refuses_a_head_that_would_run_code(tmp_path):
     assert proc.returncode == 1
     assert "does not trust" in proc.stderr and "builtins.eval" in proc.stderr
     assert not marker.exists()
+
+
+def test_readme_synopsis_flags_exist():
+    """Every flag the README's command-line synopsis shows is a real option."""
+    import re
+
+    from embedclf.cli._entrypoint import build_parser
+
+    readme = (_WORKTREE / "README.md").read_text()
+    block = readme.split("## Command line", 1)[1].split("```")[1]
+    verbs = build_parser()._subparsers._group_actions[0].choices
+    verb = None
+    for line in block.splitlines():
+        if line.startswith("embedclf "):
+            verb = line.split()[1]
+        if verb is None:
+            continue
+        options = verbs[verb]._option_string_actions
+        for flag in re.findall(r"(--[a-z][a-z-]*)", line.split("#")[0]):
+            assert flag in options, (verb, flag)
