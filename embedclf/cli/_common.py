@@ -50,8 +50,10 @@ def _add_backbone_args(parser, *, required_default=True, cache_required=False):
                 "Default: TF Hub's Inception V3 feature vector, version 5, as "
                 "in retrain.py (needs internet)."
                 if required_default
-                else "Default: the backbone recorded in the model directory; "
-                "pass a local copy of it when that path has moved."
+                else "Default: the backbone recorded in the model directory "
+                "(found by its absolute path or its path relative to MODEL_DIR); "
+                "pass its new folder when it has moved (its identity is still "
+                "checked)."
             )
         ),
     )
@@ -62,7 +64,14 @@ def _add_backbone_args(parser, *, required_default=True, cache_required=False):
         help=(
             "HDF5 file caching image vectors, keyed by image content and "
             "backbone, so a second run skips the backbone. "
-            + ("Required." if cache_required else "Default: no cache.")
+            + (
+                "Required."
+                if cache_required
+                else "Default: no cache."
+                if required_default
+                else "Default: the cache the model was trained with, when it "
+                "still exists; otherwise none."
+            )
         ),
     )
     parser.add_argument(

@@ -245,5 +245,5 @@ def main(argv=None) -> int:
     except _USER_ERRORS as exc:
         if args.verbose >= 2:
             raise
-        error(str(exc))
+        error(getattr(exc, "cli_message", None) or str(exc))
         return 1

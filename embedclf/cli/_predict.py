@@ -48,11 +48,27 @@ def format_predict_parser(parser):
 
 
 def _load_for_predict(args):
-    """Load and check MODEL_DIR; returns (model_dir, backbone handle)."""
-    from embedclf.workflow._model_dir import check_backbone, load_model_dir
+    """Load and check MODEL_DIR; returns (model_dir, backbone handle).
+
+    Without ``--cache``, the cache the model was trained with is used when it
+    still exists (``args.cache`` is set to it).
+    """
+    import logging
+
+    from embedclf.workflow._model_dir import load_model_dir
+    from embedclf.workflow._model_dir_locations import check_backbone, remembered_cache
 
     model_dir = load_model_dir(args.model_dir)
-    return model_dir, check_backbone(model_dir, args.model)
+    handle = check_backbone(model_dir, args.model)
+    if args.cache is None:
+        args.cache = remembered_cache(model_dir)
+        if args.cache is not None:
+            logging.getLogger("embedclf").info(
+                "using the cache %s that %s was trained with (--cache overrides it)",
+                args.cache,
+                args.model_dir,
+            )
+    return model_dir, handle
 
 
 def _embed_for_model_dir(args, model_dir, handle, paths):
@@ -192,7 +208,9 @@ def format_export_parser(parser):
         metavar="M",
         help=(
             "Backbone to include. Default: the one recorded in the model "
-            "directory; pass a local copy of it when that path has moved."
+            "directory (found by its absolute path or its path relative to "
+            "MODEL_DIR); pass its new folder when it has moved (its identity "
+            "is still checked)."
         ),
     )
     parser.set_defaults(handler=run_export)

@@ -48,11 +48,16 @@ def run_train(args) -> int:
     from embedclf.cli._common import _embedder, report_failures
     from embedclf.embedding._backbones import resolve_backbone
     from embedclf.embedding._images import PREPROCESSING
-    from embedclf.workflow._model_dir import save_model_dir
+    from embedclf.workflow._model_dir import (
+        check_output_dir,
+        manifest_c_grid,
+        save_model_dir,
+    )
     from embedclf.workflow._report import write_report
     from embedclf.workflow._train import collect_images, parse_unknown
 
     t0 = time.perf_counter()
+    check_output_dir(args.output, force=args.force)  # before any slow step
     unknown = parse_unknown(args.unknown)
     settings, copies = _distortions(args)
     spec = resolve_backbone(args.model)
@@ -126,7 +131,10 @@ def run_train(args) -> int:
             f"cross-validated accuracy {row['validation_accuracy']:.4f}"
         )
     cv_text = (
-        f" (cross-validated accuracy {tuning['cv_accuracy']:.4f})"
+        f" (cross-validated accuracy {tuning['cv_accuracy']:.4f}: the mean over "
+        "held-out folds of the training part, which C was picked by; "
+        "near-duplicate photos across folds can inflate it, so judge the model "
+        "by the validation and test accuracy)"
         if tuning["cv_accuracy"] is not None
         else ""
     )
@@ -155,7 +163,7 @@ def run_train(args) -> int:
         "n_validation": int(len(va)),
         "n_testing": int(len(te)),
         "n_augmented_views": int(len(X_fit) - len(tr)),
-        "c_grid": tuning["grid"],
+        "c_grid": manifest_c_grid(tuning["grid"]),
     }
     manifest = {
         "backbone": {
@@ -186,10 +194,11 @@ def run_train(args) -> int:
             "sources": data.sources,
             "unreadable": sorted(failed),
         },
+        "cache": args.cache,
         "metrics": metrics,
         "timings": {"embed_s": t_embed, "fit_s": t_fit},
     }
-    out = save_model_dir(args.output, head, manifest)
+    out = save_model_dir(args.output, head, manifest, force=args.force)
     eval_idx, eval_name = (te, "testing") if len(te) else (va, "validation")
     if len(eval_idx):
         eval_acc = _accuracy(head, X[eval_idx], labels[eval_idx])
@@ -213,7 +222,7 @@ def run_train(args) -> int:
             f"(tensorboard --logdir {args.summaries_dir})."
         )
     _print(
-        f"Model written to {out} (head.skops, labels.txt, manifest.json"
+        f"Model written to {out} (manifest.json and the head and labels it names"
         f"{', report/' if len(eval_idx) else ''}) in "
         f"{time.perf_counter() - t0:.1f} s."
     )

@@ -45,7 +45,19 @@ def format_train_parser(parser):
         "-o",
         required=True,
         metavar="MODEL_DIR",
-        help="Directory to write the trained model and its report to. Required.",
+        help=(
+            "Directory to write the trained model and its report to: new, empty, "
+            "or a model directory to replace (the old model stays whole until "
+            "the new one is complete). Required."
+        ),
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help=(
+            "Write into an --output folder that holds other files and is not a "
+            "model directory. Default: refuse it."
+        ),
     )
     parser.add_argument(
         "--val-dir",

@@ -242,12 +242,16 @@ def _load_hub(spec: BackboneSpec):
     try:
         obj = hub.load(spec.handle)
     except Exception as exc:
-        raise BackboneLoadError(
+        message = (
             f"Could not load the TF Hub model {spec.handle!r} ({exc}). If this "
             "machine is offline, download the model where you have internet, "
-            "unpack it and pass its directory as model=..., or set "
+            "unpack it and pass its directory as {how}, or set "
             "TFHUB_CACHE_DIR to a cache that already holds it."
-        ) from exc
+        )
+        error = BackboneLoadError(message.replace("{how}", "model=DIR"))
+        # The command line's wording (it prints ``cli_message`` when set).
+        error.cli_message = message.replace("{how}", "--model DIR")
+        raise error from exc
     return obj, _restored_callable(obj, spec.handle)
 
 

@@ -1,14 +1,30 @@
 """Saving and loading a trained model directory (MODEL_DIR).
 
-Layout::
+Layout (format version 2)::
 
     MODEL_DIR/
-      head.skops      the fitted classifier, written with skops.io (no pickle)
-      labels.txt      one class label per line, in the order of the
+      manifest.json   format and version, backbone (handle, absolute and
+                      relative path, identity), image size, preprocessing,
+                      labels, open-set threshold, the training cache, library
+                      versions, metrics (each explained under ``notes``), and
+                      the files of the current model with their SHA-256
+      model-<UTC time>-<random>/
+        head.skops    the fitted classifier, written with skops.io (no pickle)
+        labels.txt    one class label per line, in the order of the
                       classifier's ``classes_`` (the probability columns)
-      manifest.json   format and version, backbone handle and identity, image
-                      size, preprocessing, labels, open-set threshold, library
-                      versions and metrics
+      report/         written by ``embedclf train`` after the model
+
+``manifest.json`` is the pointer: a re-train writes a new ``model-*`` folder
+beside the current one, then replaces the manifest atomically
+(``os.replace``), then deletes the old folder. A crash at any point leaves
+either the old model or the new one, whole; ``load_model_dir`` checks the
+digests, so a head, labels and manifest that do not belong together are
+refused. Setting the environment variable ``EMBEDCLF_TEST_KILL_AT`` to one of
+:data:`KILL_POINTS` makes ``save_model_dir`` kill its own process (SIGKILL)
+at that step; the crash-safety tests use it.
+
+Format version 1 (embedclf 0.1.0: ``head.skops`` and ``labels.txt`` next to
+the manifest, no digests) is still read.
 
 The backbone itself is never stored: the manifest names it, and loading
 refuses a backbone whose identity differs from the one the head was trained
@@ -18,15 +34,29 @@ on (its vectors would mean something else).
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
-import platform
+import secrets
+import shutil
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from embedclf.exceptions import ModelDirError
+from embedclf.workflow._model_dir_locations import (
+    VERSION_FOLDER,
+    check_backbone,
+    check_output_dir,
+    location_entry,
+)
+from embedclf.workflow._model_dir_manifest import (
+    jsonable,
+    library_versions,
+    manifest_c_grid,
+    manifest_notes,
+)
+from embedclf.workflow._model_dir_trust import load_head
 
 __all__ = [
     "MANIFEST_FORMAT",
@@ -35,17 +65,20 @@ __all__ = [
     "save_model_dir",
     "load_model_dir",
     "check_backbone",
+    "check_output_dir",
     "library_versions",
+    "load_head",
+    "manifest_c_grid",
 ]
 
 MANIFEST_FORMAT = "embedclf-model-dir"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 HEAD_FILE = "head.skops"
 LABELS_FILE = "labels.txt"
 MANIFEST_FILE = "manifest.json"
-
-#: Module prefixes whose types ``load_model_dir`` trusts in head.skops.
-_TRUSTED_PREFIXES = ("embedclf.", "sklearn.", "numpy.", "scipy.", "builtins.")
+LOCK_FILE = ".embedclf.lock"
+#: Steps of ``save_model_dir`` at which ``EMBEDCLF_TEST_KILL_AT`` kills it.
+KILL_POINTS = ("folder", "head", "labels", "manifest-tmp", "switched", "cleaned")
 
 
 @dataclass
@@ -66,57 +99,80 @@ class ModelDir:
         return self.manifest["backbone"]["identity"]
 
 
-def library_versions() -> dict:
-    """Versions of the libraries that shape a trained model."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    import embedclf
-
-    out = {"python": platform.python_version(), "embedclf": embedclf.__version__}
-    for dist in ("numpy", "scikit-learn", "skops", "tensorflow", "pillow", "h5py"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:  # pragma: no cover - core deps are present
-            out[dist] = None
-    return out
+def _kill_point(step: str) -> None:
+    if os.environ.get("EMBEDCLF_TEST_KILL_AT") == step:
+        os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
 
 
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return value
+def _fsync(path) -> None:
+    """Flush ``path`` (a file, or a folder's entries) to disk; best effort."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - folders cannot be opened on Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some filesystems refuse folder fsync
+        pass
+    finally:
+        os.close(fd)
 
 
-def save_model_dir(path, head, manifest: dict) -> Path:
-    """Write ``head``, labels.txt and manifest.json into ``path``.
+def _sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _replaced_files(path: Path) -> list:
+    """What the current manifest of ``path`` names, to delete once replaced."""
+    try:
+        old = json.loads((path / MANIFEST_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(old, dict) or old.get("format") != MANIFEST_FORMAT:
+        return []  # not ours (a folder written into with --force): keep it all
+    if old.get("format_version") == 1:
+        return [path / old.get("head_file", HEAD_FILE), path / LABELS_FILE]
+    return []  # version 2: its model-* folder goes with the other stale ones
+
+
+def save_model_dir(path, head, manifest: dict, *, force: bool = False) -> Path:
+    """Write ``head``, its labels and the manifest into ``path``, atomically.
 
     Parameters
     ----------
     path : str or os.PathLike
-        The model directory; created if missing. Existing files of a model
-        directory are replaced.
+        The model directory; created if missing. A model directory there is
+        replaced; a folder holding anything else is refused unless ``force``.
     head : classifier
         Fitted classifier with ``classes_``.
     manifest : dict
-        Must hold ``backbone`` (dict with ``handle`` and ``identity``); the
-        format, version, labels, library versions and creation time are added.
+        Must hold ``backbone`` (dict with ``handle``, ``identity`` and
+        ``kind``); may hold ``cache`` (the path of the training cache). The
+        format, version, files and digests, labels, library versions, notes
+        and creation time are added; a local backbone and the cache are
+        recorded with their absolute path and their path relative to ``path``.
+    force : bool, default=False
+        Write into a non-empty folder that is not a model directory.
 
     Returns
     -------
     path : pathlib.Path
+
+    Raises
+    ------
+    ModelDirError
+        ``path`` is a file, or a non-empty folder that is not a model
+        directory (without ``force``).
     """
     import skops.io as sio
+    from filelock import FileLock
 
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
+    check_output_dir(path, force=force)
     labels = [str(c) for c in head.classes_]
     for label in labels:
         if "\n" in label or "\r" in label:
@@ -124,24 +180,63 @@ def save_model_dir(path, head, manifest: dict) -> Path:
                 f"Class label {label!r} contains a line break and cannot be "
                 "written to labels.txt. Rename the class folder."
             )
+    path.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    backbone = dict(manifest["backbone"])
+    if backbone.get("kind") == "savedmodel" and os.path.isdir(backbone["handle"]):
+        backbone.update(location_entry(backbone["handle"], path))
+    cache = manifest.get("cache")
     full = {
         "format": MANIFEST_FORMAT,
         "format_version": MANIFEST_VERSION,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec="seconds"
-        ),
+        "created": now.isoformat(timespec="seconds"),
         **manifest,
+        "backbone": backbone,
+        "cache": None if cache is None else location_entry(cache, path),
         "labels": labels,
-        "head_file": HEAD_FILE,
         "library_versions": library_versions(),
     }
-    tmp = path / (HEAD_FILE + ".tmp")
-    sio.dump(head, tmp)
-    os.replace(tmp, path / HEAD_FILE)
-    (path / LABELS_FILE).write_text("".join(label + "\n" for label in labels))
-    tmp = path / (MANIFEST_FILE + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(full), indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path / MANIFEST_FILE)
+    if full.get("image_size") is None:
+        full.pop("image_size", None)
+    full["notes"] = manifest_notes(full)
+    with FileLock(str(path / LOCK_FILE)):
+        replaced = _replaced_files(path)
+        folder = f"model-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+        (path / folder).mkdir()
+        _kill_point("folder")
+        sio.dump(head, path / folder / HEAD_FILE)
+        _fsync(path / folder / HEAD_FILE)
+        _kill_point("head")
+        labels_path = path / folder / LABELS_FILE
+        labels_path.write_text(
+            "".join(label + "\n" for label in labels), encoding="utf-8"
+        )
+        _fsync(labels_path)
+        _fsync(path / folder)
+        _kill_point("labels")
+        full["files"] = {
+            "head": {
+                "path": f"{folder}/{HEAD_FILE}",
+                "sha256": _sha256(path / folder / HEAD_FILE),
+            },
+            "labels": {
+                "path": f"{folder}/{LABELS_FILE}",
+                "sha256": _sha256(labels_path),
+            },
+        }
+        tmp = path / (MANIFEST_FILE + ".tmp")
+        tmp.write_text(json.dumps(jsonable(full), indent=2) + "\n")
+        _fsync(tmp)
+        _kill_point("manifest-tmp")
+        os.replace(tmp, path / MANIFEST_FILE)  # the switch
+        _fsync(path)
+        _kill_point("switched")
+        for stale in replaced:
+            stale.unlink(missing_ok=True)
+        for other in path.iterdir():
+            if other.name != folder and VERSION_FOLDER.match(other.name):
+                shutil.rmtree(other, ignore_errors=True)
+        _kill_point("cleaned")
     return path
 
 
@@ -182,111 +277,83 @@ def read_manifest(path) -> dict:
     return manifest
 
 
-def load_head(head_path):
-    """Load a head written with skops.io, trusting only known libraries' types.
-
-    Raises
-    ------
-    ModelDirError
-        If the file cannot be read or holds types from other libraries.
-    """
-    import skops.io as sio
-
-    head_path = Path(head_path)
-    try:
-        untrusted = sio.get_untrusted_types(file=head_path)
-    except Exception as exc:  # skops raises several types for a damaged zip
+def _member(path: Path, entry, what: str) -> tuple[Path, str | None]:
+    """The file a version-2 manifest names for ``what``, and its digest."""
+    rel = entry.get("path") if isinstance(entry, dict) else None
+    if (
+        not isinstance(rel, str)
+        or os.path.isabs(rel)
+        or ".." in Path(rel).parts
+        or not rel
+    ):
         raise ModelDirError(
-            f"Could not read {str(head_path)!r} ({exc}). Train the model again."
-        ) from None
-    refused = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]
-    if refused:
-        raise ModelDirError(
-            f"{str(head_path)!r} contains types embedclf does not trust: "
-            f"{refused}. Only embedclf, scikit-learn, NumPy and SciPy types are "
-            "loaded; inspect the file with `skops.io.get_untrusted_types`."
+            f"The manifest of {str(path)!r} names no valid {what} file "
+            f"({rel!r}). Train the model again."
         )
-    return sio.load(head_path, trusted=untrusted)
+    return path / rel, entry.get("sha256")
+
+
+def _check_belong_together(path: Path, manifest: dict):
+    """Head and labels file of a version-2 manifest, digests checked."""
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise ModelDirError(
+            f"The manifest of {str(path)!r} lists no model files. Train the "
+            "model again."
+        )
+    found = {}
+    for what in ("head", "labels"):
+        file, digest = _member(path, files.get(what), what)
+        if not file.is_file():
+            raise ModelDirError(
+                f"Model directory {str(path)!r} has no {file.relative_to(path)}, "
+                "which its manifest names. Train the model again, or restore the "
+                "directory from a backup."
+            )
+        if digest != _sha256(file):
+            raise ModelDirError(
+                f"In model directory {str(path)!r}, {file.relative_to(path)} is "
+                "not the file manifest.json was written with (its SHA-256 "
+                "differs): the head, labels and manifest do not belong together. "
+                "Train the model again, or restore the directory from a backup."
+            )
+        found[what] = file
+    return found["head"], found["labels"]
 
 
 def load_model_dir(path) -> ModelDir:
     """Load a model directory written by :func:`save_model_dir`.
 
-    Only types from embedclf, scikit-learn, NumPy and SciPy are trusted in
-    head.skops; anything else is refused.
+    Only the types listed by ``trusted_types`` are trusted in head.skops;
+    anything else (any function, such as ``builtins.eval``) is refused.
 
     Raises
     ------
     ModelDirError
-        Missing or malformed files, a newer format version, or untrusted types.
+        Missing or malformed files, files that do not belong together, a
+        newer format version, or untrusted types.
     """
     path = Path(path)
     manifest = read_manifest(path)
-    head_path = path / manifest.get("head_file", HEAD_FILE)
-    if not head_path.is_file():
-        raise ModelDirError(
-            f"Model directory {str(path)!r} has no {head_path.name}. Train the "
-            "model again."
-        )
+    labels_file = None
+    if manifest["format_version"] >= 2:
+        head_path, labels_file = _check_belong_together(path, manifest)
+    else:
+        head_path = path / manifest.get("head_file", HEAD_FILE)
+        if not head_path.is_file():
+            raise ModelDirError(
+                f"Model directory {str(path)!r} has no {head_path.name}. Train "
+                "the model again."
+            )
     head = load_head(head_path)
     labels = [str(c) for c in head.classes_]
-    if labels != [str(c) for c in manifest.get("labels", [])]:
+    written = labels
+    if labels_file is not None:
+        written = labels_file.read_text(encoding="utf-8").splitlines()
+    if labels != [str(c) for c in manifest.get("labels", [])] or written != labels:
         raise ModelDirError(
             f"The labels in {str(path / MANIFEST_FILE)!r} do not match the "
             "classes of the stored head. The directory was edited by hand; train "
             "the model again."
         )
     return ModelDir(path=path, head=head, manifest=manifest, labels=labels)
-
-
-def check_backbone(model_dir: ModelDir, model=None):
-    """The backbone spec to embed with for ``model_dir``, checked.
-
-    Parameters
-    ----------
-    model_dir : ModelDir
-    model : str or None
-        A backbone handle given by the user (e.g. a local copy of the one in
-        the manifest); None uses the manifest's handle.
-
-    Returns
-    -------
-    handle : str
-        The handle to pass to ImageEmbedder.
-
-    Raises
-    ------
-    ModelDirError
-        If the backbone named by ``model`` (or the manifest) is not the one the
-        head was trained on, or the manifest's local backbone is gone.
-    """
-    from embedclf.embedding._backbones import resolve_backbone
-    from embedclf.exceptions import BackboneLoadError
-
-    recorded = model_dir.manifest["backbone"]
-    handle = model if model is not None else recorded["handle"]
-    missing = None
-    if model is None and recorded.get("kind") == "savedmodel":
-        if not os.path.isdir(handle):
-            missing = "the directory does not exist any more."
-    try:
-        spec = resolve_backbone(handle) if missing is None else None
-    except BackboneLoadError as exc:
-        if model is not None:
-            raise
-        missing = str(exc)
-    if missing is not None:
-        raise ModelDirError(
-            f"The backbone {handle!r} recorded in {str(model_dir.path)!r} cannot "
-            f"be found: {missing} Pass --model with the path of a copy of that "
-            "backbone."
-        )
-    if spec.identity != recorded["identity"]:
-        raise ModelDirError(
-            f"Model directory {str(model_dir.path)!r} was trained on backbone "
-            f"{recorded['handle']!r}, but the backbone in use, {handle!r}, is a "
-            "different model (its fingerprint differs). Its vectors would not "
-            "fit this head: use the same backbone (--model), or train a new "
-            "model directory with this one."
-        )
-    return spec.handle

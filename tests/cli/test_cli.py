@@ -52,10 +52,11 @@ def test_no_command_exits_2(capsys):
 def test_train_writes_model_dir(session):
     assert session["status"] == 0
     out = session["output"]
-    assert (out / "labels.txt").read_text().split() == sorted(CLASSES)
     manifest = json.loads((out / "manifest.json").read_text())
+    labels_file = out / manifest["files"]["labels"]["path"]
+    assert labels_file.read_text().split() == sorted(CLASSES)
     assert manifest["format"] == "embedclf-model-dir"
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == 2
     assert manifest["backbone"]["identity"].startswith("savedmodel:")
     assert manifest["labels"] == sorted(CLASSES)
     assert manifest["data"]["layout"] == "official-subfolders"

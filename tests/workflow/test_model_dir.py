@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,25 +31,76 @@ def _manifest(handle="m", identity="savedmodel:abc", kind="savedmodel"):
     return {"backbone": backbone, "metrics": {}}
 
 
+def _member(md_path, what):
+    """The file the manifest names for ``what`` ("head" or "labels")."""
+    manifest = json.loads((md_path / "manifest.json").read_text())
+    if "files" in manifest:  # format version 2
+        return md_path / manifest["files"][what]["path"]
+    return md_path / {"head": manifest.get("head_file", "head.skops"),
+                      "labels": "labels.txt"}[what]  # fmt: skip
+
+
 def test_round_trip(tmp_path, head):
     clf, X = head
     save_model_dir(tmp_path / "md", clf, _manifest())
     md = load_model_dir(tmp_path / "md")
     assert md.labels == ["cat", "dog"]
-    assert (tmp_path / "md" / "labels.txt").read_text() == "cat\ndog\n"
+    assert _member(tmp_path / "md", "labels").read_text() == "cat\ndog\n"
     np.testing.assert_allclose(md.head.predict_proba(X), clf.predict_proba(X))
-    assert md.manifest["format_version"] == 1
+    assert md.manifest["format_version"] == 2
     assert md.manifest["library_versions"]["numpy"] == np.__version__
     assert md.backbone_identity == "savedmodel:abc"
+    folders = [p.name for p in (tmp_path / "md").iterdir() if p.is_dir()]
+    assert len(folders) == 1 and folders[0].startswith("model-")
+    assert _member(tmp_path / "md", "head").parent.name == folders[0]
+
+
+def test_retrain_replaces_the_model_whole(tmp_path, head):
+    clf, X = head
+    save_model_dir(tmp_path / "md", clf, _manifest())
+    flipped = SoftmaxClassifier().fit(X, np.array(["dog"] * 20 + ["cow"] * 20))
+    save_model_dir(tmp_path / "md", flipped, _manifest())
+    md = load_model_dir(tmp_path / "md")
+    assert md.labels == ["cow", "dog"]
+    folders = [p for p in (tmp_path / "md").iterdir() if p.is_dir()]
+    assert folders == [_member(tmp_path / "md", "head").parent]  # old one removed
+
+
+def test_retrain_over_a_0_1_0_dir_removes_its_files(tmp_path, head):
+    import shutil
+
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "model_dir_0_1_0"
+    shutil.copytree(fixture / "softmax", tmp_path / "md")
+    save_model_dir(tmp_path / "md", head[0], _manifest())
+    assert not (tmp_path / "md" / "head.skops").exists()
+    assert not (tmp_path / "md" / "labels.txt").exists()
+    assert load_model_dir(tmp_path / "md").labels == ["cat", "dog"]
+
+
+@pytest.mark.parametrize("swap", ["head", "labels"])
+def test_files_that_do_not_belong_together_are_refused(tmp_path, head, swap):
+    """A head (or labels file) from another training run next to a manifest."""
+    import shutil
+
+    clf, X = head
+    save_model_dir(tmp_path / "a", clf, _manifest())
+    if swap == "head":  # same labels, other weights: predicts, silently wrong
+        other = SoftmaxClassifier().fit(X, np.array(["dog"] * 20 + ["cat"] * 20))
+    else:
+        other = SoftmaxClassifier().fit(X, np.array(["cat"] * 20 + ["eel"] * 20))
+    save_model_dir(tmp_path / "b", other, _manifest())
+    shutil.copyfile(_member(tmp_path / "b", swap), _member(tmp_path / "a", swap))
+    with pytest.raises(ModelDirError, match="do not belong together|do not match"):
+        load_model_dir(tmp_path / "a")
 
 
 def test_newer_format_version_is_refused(tmp_path, head):
     save_model_dir(tmp_path / "md", head[0], _manifest())
     path = tmp_path / "md" / "manifest.json"
     manifest = json.loads(path.read_text())
-    manifest["format_version"] = 2
+    manifest["format_version"] = 3
     path.write_text(json.dumps(manifest))
-    msg = "has format version 2, but this embedclf reads versions up to 1."
+    msg = "has format version 3, but this embedclf reads versions up to 2."
     with pytest.raises(ModelDirError, match=re.escape(msg)):
         load_model_dir(tmp_path / "md")
 
@@ -79,7 +131,7 @@ def test_untrusted_types_are_refused(tmp_path, head):
     clf = head[0]
     clf.extra_ = Fraction(1, 3)  # a type outside the trusted libraries
     save_model_dir(tmp_path / "md", clf, _manifest())
-    with pytest.raises(ModelDirError, match="contains types embedclf does not trust"):
+    with pytest.raises(ModelDirError, match="names types embedclf does not trust"):
         load_model_dir(tmp_path / "md")
 
 
@@ -94,6 +146,8 @@ def test_check_backbone(tmp_path, head, tiny_model_dir, tiny_model_dir_b):
     assert check_backbone(md, str(tiny_model_dir)) == spec.handle
     with pytest.raises(ModelDirError, match="is a different model"):
         check_backbone(md, str(tiny_model_dir_b))
-    md.manifest["backbone"]["handle"] = str(tmp_path / "moved")
-    with pytest.raises(ModelDirError, match="Pass --model with the path of a copy"):
+    for key in ("handle", "path"):
+        md.manifest["backbone"][key] = str(tmp_path / "moved")
+    md.manifest["backbone"]["relative_path"] = "../moved"
+    with pytest.raises(ModelDirError, match="pass its new folder with --model DIR"):
         check_backbone(md)

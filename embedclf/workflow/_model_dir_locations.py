@@ -1,0 +1,183 @@
+"""Where a model directory's backbone and cache are, from any working directory.
+
+A manifest records a local backbone (and the training cache) three ways: the
+handle as the user typed it, its absolute path, and its path relative to the
+model directory. Loading tries them in that order of robustness (absolute,
+then relative to the model directory, then the handle as typed, which is all
+an embedclf 0.1.0 manifest has) and accepts the first SavedModel whose
+identity is the recorded one, so the model works from any folder, and after
+the model directory and its backbone move together. A backbone moved
+elsewhere is passed as ``--model`` (``model=``) and still checked.
+
+Also: the check that ``train --output`` does not write into a user's folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from embedclf.exceptions import ModelDirError
+
+__all__ = [
+    "VERSION_FOLDER",
+    "check_backbone",
+    "check_output_dir",
+    "location_entry",
+    "remembered_cache",
+]
+
+#: Name of the versioned folder that holds one trained head and its labels.
+VERSION_FOLDER = re.compile(r"^model-\d{8}T\d{6}Z-[0-9a-f]{8}$")
+#: What a killed ``train`` may leave in a folder that has no manifest yet.
+_LEFTOVERS = {".embedclf.lock", "manifest.json.tmp"}
+
+
+def location_entry(target, model_dir) -> dict:
+    """``path`` (absolute) and ``relative_path`` (to ``model_dir``) of ``target``."""
+    absolute = os.path.abspath(target)
+    try:
+        relative = os.path.relpath(absolute, os.path.abspath(model_dir))
+    except ValueError:  # another drive on Windows
+        relative = None
+    return {"path": absolute, "relative_path": relative}
+
+
+def _candidates(entry: dict, model_dir, as_typed) -> list[str]:
+    out = []
+    if entry.get("path"):
+        out.append(entry["path"])
+    if entry.get("relative_path"):
+        out.append(os.path.normpath(os.path.join(model_dir, entry["relative_path"])))
+    if as_typed:
+        out.append(as_typed)
+    return list(dict.fromkeys(out))
+
+
+def check_backbone(model_dir, model=None) -> str:
+    """The backbone handle to embed with for ``model_dir``, checked.
+
+    Parameters
+    ----------
+    model_dir : ModelDir
+    model : str or None
+        A backbone given by the user (``--model`` / ``model=``), e.g. the
+        folder the backbone was moved to; None finds the recorded one.
+
+    Returns
+    -------
+    handle : str
+        The handle to pass to ImageEmbedder (absolute for a local SavedModel).
+
+    Raises
+    ------
+    ModelDirError
+        If the given backbone is not the one the head was trained on, or the
+        recorded local backbone is found nowhere.
+    """
+    from embedclf.embedding._backbones import resolve_backbone
+    from embedclf.exceptions import BackboneLoadError
+
+    recorded = model_dir.manifest["backbone"]
+    if model is not None:
+        spec = resolve_backbone(model)
+        _check_identity(model_dir, spec, model)
+        return spec.handle
+    if recorded.get("kind") != "savedmodel":
+        spec = resolve_backbone(recorded["handle"])
+        _check_identity(model_dir, spec, recorded["handle"])
+        return spec.handle
+    tried = []
+    for candidate in _candidates(recorded, model_dir.path, recorded.get("handle")):
+        if not os.path.isdir(candidate):
+            continue
+        try:
+            spec = resolve_backbone(candidate)
+        except BackboneLoadError:
+            tried.append(f"{candidate!r} is not a SavedModel")
+            continue
+        if spec.identity == recorded["identity"]:
+            return os.path.abspath(candidate)
+        tried.append(f"{candidate!r} holds a different model")
+    looked = ", ".join(
+        repr(c) for c in _candidates(recorded, model_dir.path, recorded.get("handle"))
+    )
+    found = f" ({'; '.join(tried)})" if tried else ""
+    raise ModelDirError(
+        f"The backbone {recorded['handle']!r} that {str(model_dir.path)!r} was "
+        f"trained on cannot be found: looked at {looked}{found}. If it moved, "
+        "pass its new folder with --model DIR (model=DIR in Python)."
+    )
+
+
+def _check_identity(model_dir, spec, given) -> None:
+    recorded = model_dir.manifest["backbone"]
+    if spec.identity != recorded["identity"]:
+        raise ModelDirError(
+            f"Model directory {str(model_dir.path)!r} was trained on backbone "
+            f"{recorded['handle']!r}, but the backbone in use, {given!r}, is a "
+            "different model (its fingerprint differs). Its vectors would not "
+            "fit this head: use the same backbone (--model), or train a new "
+            "model directory with this one."
+        )
+
+
+def remembered_cache(model_dir) -> str | None:
+    """The embedding cache ``model_dir`` was trained with, if it still exists."""
+    entry = model_dir.manifest.get("cache")
+    if not isinstance(entry, dict):
+        return None
+    for candidate in _candidates(entry, model_dir.path, None):
+        if os.path.isfile(candidate) or os.path.isfile(candidate + ".journal"):
+            return os.path.abspath(candidate)
+    return None
+
+
+def _is_model_dir(path: Path) -> bool:
+    """Whether ``path/manifest.json`` is an embedclf manifest (any version)."""
+    import json
+
+    from embedclf.workflow._model_dir import MANIFEST_FILE, MANIFEST_FORMAT
+
+    try:
+        manifest = json.loads((path / MANIFEST_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == MANIFEST_FORMAT
+
+
+def check_output_dir(path, *, force: bool = False) -> None:
+    """Refuse to write a model into a folder holding anything else.
+
+    ``path`` may be missing, empty, an embedclf model directory (replaced), or
+    hold only what an interrupted ``train`` leaves; anything else needs
+    ``force``.
+
+    Raises
+    ------
+    ModelDirError
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ModelDirError(
+            f"--output {str(path)!r} is a file, not a folder. Pass a new or "
+            "empty folder, or an existing model directory to replace."
+        )
+    if not path.is_dir():
+        return
+    if _is_model_dir(path):
+        return
+    others = sorted(
+        p.name
+        for p in path.iterdir()
+        if p.name not in _LEFTOVERS and not VERSION_FOLDER.match(p.name)
+    )
+    if others and not force:
+        shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+        raise ModelDirError(
+            f"--output {str(path)!r} is a folder with other files ({shown}) and "
+            "not an embedclf model directory; training would mix the model with "
+            "them and may overwrite some. Pass a new or empty folder, or --force "
+            "to write into it anyway."
+        )
