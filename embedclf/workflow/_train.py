@@ -293,11 +293,14 @@ def tune_head(X, y, *, classifier, C_grid, class_weight=None, groups=None, n_job
     }
 
 
-def wrap_open_set(head, X, y, *, unknown: str, splits=None):
+def wrap_open_set(head, X, y, *, unknown: str, splits=None, groups=None):
     """Wrap a fitted head in OpenSetClassifier per ``--unknown``.
 
     ``unknown`` is "auto" (tune both thresholds), or a number: the lowest max
-    probability accepted as a known class (no distance rule).
+    probability accepted as a known class (no distance rule). ``splits`` index
+    the rows not labelled "unknown" (OpenSetClassifier cross-validates over
+    those only); None builds them here, keeping each ``groups`` value (the
+    views of one image) in one fold.
     """
     from sklearn.base import clone
 
@@ -307,7 +310,13 @@ def wrap_open_set(head, X, y, *, unknown: str, splits=None):
         p_thr, d_thr = "auto", "auto"
     else:
         p_thr, d_thr = float(unknown), None
-    cv = splits if splits is not None else cv_splits(y)
+    if splits is None:
+        known = np.asarray(y) != "unknown"
+        cv = cv_splits(
+            np.asarray(y)[known], None if groups is None else groups[known]
+        )
+    else:
+        cv = splits
     model = OpenSetClassifier(
         clone(head),
         unknown_label="unknown",
