@@ -143,7 +143,39 @@ def collect_images(
         ).astype(str)
         data = LabelledImages(paths, labels, split, "hash-split", {"all": str(root)})
     _check_training_classes(data, image_dir)
+    _check_no_class_vanishes(data)
     return data
+
+
+def _check_no_class_vanishes(data: LabelledImages) -> None:
+    """A class with images but none in the training part: refuse or warn.
+
+    The hash split put all of them in the held-out parts, so the model would
+    silently lack that class: an error. A class only in a ``--val-dir`` /
+    ``--test-dir`` folder is the user's choice (e.g. to see how unknown
+    images are scored): a warning that it is always scored wrong.
+    """
+    trained = set(data.labels[data.split == "training"].tolist())
+    missing = sorted(set(data.labels.tolist()) - trained)
+    if not missing:
+        return
+    counts = {c: int((data.labels == c).sum()) for c in missing}
+    shown = ", ".join(f"{c!r} ({n} images)" for c, n in list(counts.items())[:5])
+    if len(missing) > 5:
+        shown += f" and {len(missing) - 5} more"
+    if data.layout == "hash-split":
+        raise ValueError(
+            f"The hash split puts every image of class {shown} in the validation "
+            "or testing part, so the model would be trained without it. Add "
+            "images of that class, lower --validation-percentage and "
+            "--testing-percentage, or give the parts as folders with --val-dir "
+            "and --test-dir."
+        )
+    logger.warning(
+        "Class %s has validation or testing images but no training images: the "
+        "model cannot predict it, so each of its images counts as an error.",
+        shown,
+    )
 
 
 def _check_training_classes(data: LabelledImages, image_dir) -> None:

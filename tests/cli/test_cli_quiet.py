@@ -7,20 +7,17 @@ Each test runs the real ``embedclf`` in a subprocess with
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from _subprocess_cli import run_cli, user_env
 from conftest import make_image_folder
 
 from embedclf.embedding._quiet import _drop_tf_log_lines
 
 pytestmark = pytest.mark.tf
-
-ROOT = Path(__file__).resolve().parents[2]
 
 # What TensorFlow 2.21 prints on import on a CPU-only machine.
 NOISE = [
@@ -31,19 +28,6 @@ NOISE = [
     "cpu_feature_guard",
 ]
 TF_LOG_LINE = re.compile(r"^[IWEF]\d{4} [\d:.]+ +\d+ [\w.\-]+:\d+\] ", re.M)
-
-
-def run_cli(*argv, cwd=None):
-    """The real CLI in a subprocess, environment as a user's (no TF log level)."""
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run(
-        [sys.executable, "-m", "embedclf", *map(str, argv)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-    )
 
 
 def assert_quiet(stderr):
@@ -94,10 +78,8 @@ def test_library_one_liner_keeps_other_stderr_lines(tmp_path):
         "assert not embedclf.quiet_tensorflow()  # already imported\n"
         "print(tf.constant(2.0).numpy())\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    env["PYTHONPATH"] = str(ROOT)
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env
+        [sys.executable, "-c", code], capture_output=True, text=True, env=user_env()
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "2.0"
