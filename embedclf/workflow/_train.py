@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from embedclf.heads._validation import _label_repr
 from embedclf.workflow._datasets import load_image_folder
 
 __all__ = [
@@ -182,7 +183,7 @@ def _check_training_classes(data: LabelledImages, image_dir) -> None:
     train_labels = data.labels[data.split == "training"]
     classes = np.unique(train_labels)
     if len(classes) < 2:
-        found = f"only class {classes[0]!r}" if len(classes) else "no images"
+        found = f"only class {_label_repr(classes[0])}" if len(classes) else "no images"
         raise ValueError(
             f"The training images in {str(image_dir)!r} have {found}; a "
             "classifier needs at least 2 classes. Add one subfolder per class "
@@ -233,9 +234,9 @@ def cv_splits(y, groups=None, *, max_splits: int = 3, random_state: int = 0):
     n_splits = int(max(2, min(max_splits, counts.min())))
     if counts.min() < 2:
         raise ValueError(
-            f"Class {np.unique(y)[counts.argmin()]!r} has only {counts.min()} "
-            "training image; tuning C by cross-validation needs at least 2 per "
-            "class. Add images, or pass --C with a fixed value."
+            f"Class {_label_repr(np.unique(y)[counts.argmin()])} has only "
+            f"{counts.min()} training image; tuning C by cross-validation needs "
+            "at least 2 per class. Add images, or pass --C with a fixed value."
         )
     if groups is None:
         splitter = StratifiedKFold(n_splits, shuffle=True, random_state=random_state)
@@ -344,9 +345,7 @@ def wrap_open_set(head, X, y, *, unknown: str, splits=None, groups=None):
         p_thr, d_thr = float(unknown), None
     if splits is None:
         known = np.asarray(y) != "unknown"
-        cv = cv_splits(
-            np.asarray(y)[known], None if groups is None else groups[known]
-        )
+        cv = cv_splits(np.asarray(y)[known], None if groups is None else groups[known])
     else:
         cv = splits
     model = OpenSetClassifier(

@@ -174,3 +174,23 @@ def test_class_only_in_test_folder_is_a_warning(tmp_path, tiny_model_dir, caplog
     assert labels == ["green", "red"]
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert manifest["metrics"]["n_testing"] == 6
+
+
+# -- labels in messages read as the user typed them ------------------------------
+def test_errors_quote_class_names_without_numpy_wrappers(
+    tmp_path, tiny_model_dir, capsys
+):
+    train = make_image_folder(tmp_path / "train", n_per_class=6)
+    write_image(train / "Banana" / "only.png", seed=9)
+    argv = ["train", str(train), "--output", str(tmp_path / "m"), "--model",
+            str(tiny_model_dir), "--validation-percentage", "0",
+            "--testing-percentage", "0", "--no-progress"]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "Class 'Banana' has only 1 training image;" in err
+    one = make_image_folder(tmp_path / "one", ("Banana",), n_per_class=3)
+    argv[1] = str(one)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "have only class 'Banana';" in err
+    assert "np.str_" not in err
