@@ -60,13 +60,11 @@ def test_train_unknown_auto_with_unknown_folder_and_views(tmp_path, tiny_model_d
 @pytest.mark.slow
 def test_train_on_file_names_that_are_not_utf8(tmp_path, tiny_model_dir):
     data = make_image_folder(tmp_path / "images", n_per_class=12)
-    raw_names = []
     for cls in ("red", "green"):
         folder = os.fsencode(data / cls)
         for i, path in enumerate(sorted((data / cls).iterdir())[:6]):
             new = folder + b"/caf\xe9_%d" % i + os.fsencode(path.suffix)  # Latin-1
             os.rename(os.fsencode(path), new)
-            raw_names.append(new)
     out = tmp_path / "model"
     done = run_cli(
         "train", data, "--output", out, "--model", tiny_model_dir, "--C", "1",
