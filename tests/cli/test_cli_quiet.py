@@ -53,7 +53,9 @@ def test_embed_prints_no_tensorflow_noise_and_vv_shows_it(tmp_path, tiny_model_d
 
 
 @pytest.mark.slow
-def test_train_and_predict_print_no_tensorflow_noise(tmp_path, tiny_model_dir):
+def test_train_predict_evaluate_export_print_no_tensorflow_noise(
+    tmp_path, tiny_model_dir
+):
     data = make_image_folder(tmp_path / "images", n_per_class=8)
     out = tmp_path / "model"
     train = run_cli(
@@ -66,6 +68,14 @@ def test_train_and_predict_print_no_tensorflow_noise(tmp_path, tiny_model_dir):
     assert predict.returncode == 0, predict.stderr
     assert "red" in predict.stdout
     assert_quiet(predict.stderr)
+    evaluate = run_cli("evaluate", out, data)
+    assert evaluate.returncode == 0, evaluate.stderr
+    assert "Accuracy on" in evaluate.stdout
+    assert_quiet(evaluate.stderr)
+    export = run_cli("export", out, "--savedmodel", tmp_path / "exported")
+    assert export.returncode == 0, export.stderr
+    assert (tmp_path / "exported" / "saved_model.pb").exists()
+    assert_quiet(export.stderr)
 
 
 @pytest.mark.slow
