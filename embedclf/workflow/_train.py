@@ -161,7 +161,9 @@ def _check_no_class_vanishes(data: LabelledImages) -> None:
     if not missing:
         return
     counts = {c: int((data.labels == c).sum()) for c in missing}
-    shown = ", ".join(f"{c!r} ({n} images)" for c, n in list(counts.items())[:5])
+    shown = ", ".join(
+        f"{c!r} ({n} image{'s' if n != 1 else ''})" for c, n in list(counts.items())[:5]
+    )
     if len(missing) > 5:
         shown += f" and {len(missing) - 5} more"
     if data.layout == "hash-split":

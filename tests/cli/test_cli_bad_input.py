@@ -144,7 +144,7 @@ def test_class_hashed_out_of_training_is_an_error(tmp_path, tiny_model_dir, caps
     assert status == 1
     msg = (
         "embedclf: error: The hash split puts every image of class 'lonely' "
-        "(1 images) in the validation or testing part, so the model would be "
+        "(1 image) in the validation or testing part, so the model would be "
         "trained without it. Add images of that class, lower "
         "--validation-percentage and --testing-percentage, or give the parts as "
         "folders with --val-dir and --test-dir."
