@@ -22,6 +22,7 @@ _EXPORTS = {
     "OpenSetClassifier": "embedclf.heads",
     "HashSplit": "embedclf.model_selection",
     "retrain_split": "embedclf.model_selection",
+    "quiet_tensorflow": "embedclf.embedding",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -27,6 +27,7 @@ Helpers, each with one job: ``_journal.py`` (record format),
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -161,9 +162,33 @@ class EmbeddingCache:
 
     # -- locking ---------------------------------------------------------------
     @contextlib.contextmanager
+    def _acquired(self, lock):
+        """``with lock``, with a fix in the error when the lock file cannot be made."""
+        try:
+            lock.acquire()
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            folder = os.path.dirname(os.path.abspath(self.path))
+            error = PermissionError(
+                f"Cannot create the lock file {lock.lock_file!r} of cache "
+                f"{self.path!r}: its folder {folder!r} is not writable "
+                f"({exc.strerror}). The cache needs a writable folder even to "
+                "read it (lock files). Make the folder writable, copy the cache "
+                "into a writable folder and pass that path, or run without a "
+                "cache (cache=None; no --cache)."
+            )
+            error.errno = exc.errno
+            raise error from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    @contextlib.contextmanager
     def _locked(self):
         try:
-            with self._lock:
+            with self._acquired(self._lock):
                 yield
         except Timeout:
             raise TimeoutError(
@@ -179,7 +204,7 @@ class EmbeddingCache:
         still missing and commits: so concurrent processes (cross-validation
         with ``n_jobs``) never run the backbone twice on the same image.
         """
-        return self._compute_lock
+        return self._acquired(self._compute_lock)
 
     # -- reading ---------------------------------------------------------------
     def _directory_error(self):

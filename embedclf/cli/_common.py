@@ -151,16 +151,16 @@ def report_failures(paths) -> int:
 def list_images(inputs) -> list[str]:
     """Files given directly, plus every image file under given folders."""
     from embedclf.embedding._images import IMAGE_EXTENSIONS
+    from embedclf.workflow._datasets import walk_files
 
     out = []
     for item in inputs:
         if os.path.isdir(item):
-            for dirpath, dirnames, filenames in os.walk(item, followlinks=True):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                for name in sorted(filenames):
-                    ext = os.path.splitext(name)[1].lower()
-                    if not name.startswith(".") and ext in IMAGE_EXTENSIONS:
-                        out.append(os.path.join(dirpath, name))
+            out.extend(
+                path
+                for path in walk_files(item)
+                if os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
+            )
         else:
             out.append(item)
     return out

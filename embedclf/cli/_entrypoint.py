@@ -45,6 +45,9 @@ examples:
 # a bug and keeps its traceback.
 _USER_ERRORS = (OSError, ValueError, TypeError, ImportError)
 
+# Verbs that run TensorFlow (``cache info`` / ``cache repair`` do not).
+_TENSORFLOW_COMMANDS = ("train", "predict", "evaluate", "embed", "export")
+
 
 # -- embed ---------------------------------------------------------------------------
 def format_embed_parser(parser):
@@ -180,7 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--verbose",
         action="count",
         default=0,
-        help="Log more (-v: progress messages, -vv: debug and full tracebacks).",
+        help=(
+            "Log more (-v: progress messages, -vv: debug, full tracebacks and "
+            "TensorFlow's own log lines, which are hidden by default)."
+        ),
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands = [
@@ -234,7 +240,12 @@ def main(argv=None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.verbose < 2 and args.command in _TENSORFLOW_COMMANDS:
+        # TensorFlow's start-up lines (absl banners, oneDNN, CUDA) stay off
+        # stderr when something imports it; -vv shows them.
+        from embedclf.embedding._quiet import quiet_tensorflow
+
+        quiet_tensorflow()
     logging.basicConfig(format="%(name)s: %(message)s")
     logging.getLogger("embedclf").setLevel(_log_level(args.verbose))
     try:

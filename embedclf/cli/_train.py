@@ -267,7 +267,9 @@ def _fit_head(args, X_fit, y_fit, groups, unknown):
     )
     if unknown != "off":
         splits = tuning["splits"] if not (y_fit == "unknown").any() else None
-        head = wrap_open_set(head, X_fit, y_fit, unknown=unknown, splits=splits)
+        head = wrap_open_set(
+            head, X_fit, y_fit, unknown=unknown, splits=splits, groups=groups
+        )
     tuning = {k: v for k, v in tuning.items() if k != "splits"}
     save_fit(memo, key, head, tuning)
     return head, tuning

@@ -16,6 +16,7 @@ from embedclf._lazy import lazy_exports
 
 _EXPORTS = {
     "ImageEmbedder": "embedclf.embedding._embedder",
+    "quiet_tensorflow": "embedclf.embedding._quiet",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -27,6 +27,7 @@ from embedclf.heads._validation import (
     _check_class_labels,
     _check_cv_splits,
     _check_n_classes,
+    _label_repr,
     _validate_embeddings,
     _validate_for_predict,
 )
@@ -81,6 +82,8 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     cv : int, cross-validation generator or iterable, default=5
         Splits for the out-of-fold scores, as in ``cross_val_predict``; an int
         means stratified k-fold. Every class needs at least ``cv`` samples.
+        Given splits index the training rows not labelled ``unknown_label``
+        (only those are cross-validated).
 
     n_jobs : int, default=None
         Jobs for ``cross_val_predict``.
@@ -300,6 +303,7 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             purpose="tune its thresholds",
             alternative="give probability_threshold and distance_threshold as "
             "numbers so that nothing is tuned",
+            rows=f"training rows not labelled {_label_repr(self.unknown_label)}",
         )
         oof = {}
         if "p" in used:

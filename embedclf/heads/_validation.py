@@ -211,7 +211,14 @@ def _check_class_counts(
 
 
 def _check_cv_splits(
-    cv, y: np.ndarray, classes: np.ndarray, *, name: str, purpose: str, alternative: str
+    cv,
+    y: np.ndarray,
+    classes: np.ndarray,
+    *,
+    name: str,
+    purpose: str,
+    alternative: str,
+    rows: str = "training rows",
 ):
     """Materialised stratified splits, or a clear error.
 
@@ -233,6 +240,9 @@ def _check_cv_splits(
         What the splits are for, e.g. "tune its thresholds".
     alternative : str
         A way to avoid cross-validation, offered last in the messages.
+    rows : str, default="training rows"
+        What the rows of ``y`` are, for the message about splits that index
+        past them.
 
     Returns
     -------
@@ -249,7 +259,14 @@ def _check_cv_splits(
             fix=f"lower cv (at least 2), or {alternative}",
         )
     splits = list(splitter.split(np.zeros((len(y), 1)), y))
-    for i, (train, _) in enumerate(splits):
+    for i, (train, test) in enumerate(splits):
+        top = max((int(np.max(p)) for p in (train, test) if len(p)), default=-1)
+        if top >= len(y):
+            raise ValueError(
+                f"{name} cannot {purpose} with the given cv: split {i} indexes row "
+                f"{top}, but it cross-validates over the {len(y)} {rows} only. "
+                f"Build the splits over those rows, pass an int cv, or {alternative}."
+            )
         missing = np.setdiff1d(classes, y[train])
         if missing.size:
             raise ValueError(

@@ -42,12 +42,15 @@ def _check_percentages(validation_percentage, testing_percentage) -> None:
 
 def _percentage_hash(path, hash_on: str = "basename") -> float:
     """retrain.py's position of a file in [0, 100]."""
-    file_name = os.fspath(path)
+    file_name = os.fsdecode(os.fspath(path))
     name = os.path.basename(file_name) if hash_on == "basename" else file_name
     # Everything after "_nohash_" is ignored, so that variants of one picture
     # (e.g. "cat_nohash_1.jpg", "cat_nohash_2.jpg") land in the same set.
     hash_name = re.sub(r"_nohash_.*$", "", name)
-    hash_name_hashed = hashlib.sha1(hash_name.encode("utf-8")).hexdigest()
+    # The name's bytes as the filesystem spells them: UTF-8 for UTF-8 names
+    # (as retrain.py's tf.compat.as_bytes), and legal non-UTF-8 names, which
+    # Python holds as surrogate escapes, as their original bytes.
+    hash_name_hashed = hashlib.sha1(os.fsencode(hash_name)).hexdigest()
     return (int(hash_name_hashed, 16) % (MAX_NUM_IMAGES_PER_CLASS + 1)) * (
         100.0 / MAX_NUM_IMAGES_PER_CLASS
     )
@@ -66,7 +69,8 @@ def retrain_split(
     ----------
     paths : iterable of str or path-like
         Image file paths. Only the base name is hashed, so the folder (class)
-        does not matter.
+        does not matter. The name's bytes are hashed (``os.fsencode``): UTF-8
+        for UTF-8 names, the original bytes for names that are not UTF-8.
 
     validation_percentage : float, default=10
         Percentage of files in the validation set.
@@ -103,7 +107,7 @@ def retrain_split(
     (``name`` is ``os.path.basename(path)`` or ``path``, per ``hash_on``)::
 
         hash_name = re.sub(r"_nohash_.*$", "", name)
-        h = int(hashlib.sha1(hash_name.encode("utf-8")).hexdigest(), 16)
+        h = int(hashlib.sha1(os.fsencode(hash_name)).hexdigest(), 16)
         percentage_hash = (h % (2**27)) * (100.0 / (2**27 - 1))
         if percentage_hash < validation_percentage: "validation"
         elif percentage_hash < testing_percentage + validation_percentage: "testing"

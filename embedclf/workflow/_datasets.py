@@ -11,7 +11,36 @@ from sklearn.utils import Bunch
 
 from embedclf.embedding._images import IMAGE_EXTENSIONS
 
-__all__ = ["load_image_folder"]
+__all__ = ["load_image_folder", "walk_files"]
+
+
+def walk_files(folder):
+    """Yield every file under ``folder``, sorted, skipping hidden names.
+
+    Symbolic links to folders are followed, each folder once (by device and
+    inode), so a link back up the tree ends instead of listing its files over
+    and over.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+
+    Yields
+    ------
+    path : str
+        ``os.path.join`` of the folder walked and the file name.
+    """
+    visited = set()  # (st_dev, st_ino) of walked folders: symlink loops end
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in visited:
+            dirnames[:] = []
+            continue
+        visited.add((st.st_dev, st.st_ino))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield os.path.join(dirpath, name)
 
 
 def load_image_folder(root, *, extensions=None):
@@ -82,22 +111,11 @@ def load_image_folder(root, *, extensions=None):
     paths, target, names, skipped, empty = [], [], [], [], []
     for class_dir in class_dirs:
         files = []
-        visited = set()  # (st_dev, st_ino) of walked folders: symlink loops end
-        for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
-            st = os.stat(dirpath)
-            if (st.st_dev, st.st_ino) in visited:
-                dirnames[:] = []
-                continue
-            visited.add((st.st_dev, st.st_ino))
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                if name.startswith("."):
-                    continue
-                full = os.path.join(dirpath, name)
-                if os.path.splitext(name)[1].lower() in exts:
-                    files.append(full)
-                else:
-                    skipped.append(full)
+        for full in walk_files(class_dir):
+            if os.path.splitext(full)[1].lower() in exts:
+                files.append(full)
+            else:
+                skipped.append(full)
         if not files:
             empty.append(class_dir.name)
             continue

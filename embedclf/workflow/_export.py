@@ -9,6 +9,9 @@ as an asset. Two signatures:
     ``tf.string [batch]`` of encoded JPEG/PNG/GIF/BMP files, decoded and
     resized bit for bit as ``embedclf predict`` does with Pillow (see
     ``_tf_images.py``; EXIF orientation and transparency are not applied).
+    An element that is not a JPEG/PNG/GIF/BMP/WebP file fails the call with
+    an error naming it (``image_bytes[3] is not a JPEG, PNG, GIF, BMP or WebP
+    file``).
 ``predict_images(images)``
     ``tf.float32 [batch, H, W, 3]`` in [0, 1]; images of another size than
     ``image_size`` are resized with ``tf.image.resize`` (bilinear,
@@ -146,8 +149,36 @@ def _build_module(backbone, size, params, labels_path):
     def resize(images):
         return tf.image.resize(images, (h, w), method="bilinear", antialias=True)
 
-    def decode_one(data):
-        return decode_like_pillow(data, h, w)
+    def decode_one(args):
+        index, data = args
+        # The first 12 bytes, zero-padded so that short strings compare too.
+        head = tf.strings.join([tf.strings.substr(data, 0, 12), b"\0" * 12])
+
+        def starts(at, magic):
+            return tf.equal(tf.strings.substr(head, at, len(magic)), magic)
+
+        supported = tf.reduce_any(
+            [
+                starts(0, b"\xff\xd8\xff"),  # JPEG
+                starts(0, b"\x89PNG"),
+                starts(0, b"GIF8"),
+                starts(0, b"BM"),
+                starts(0, b"RIFF") & starts(8, b"WEBP"),
+            ]
+        )
+        # A graph cannot catch the decoder's own error, which does not say
+        # which element of the batch failed: check the format first and name
+        # the element. (Damaged files of a known format still fail in the
+        # decoder, without the index.)
+        message = tf.strings.format(
+            "image_bytes[{}] is not a JPEG, PNG, GIF, BMP or WebP file (its first "
+            "bytes: {}). Pass the encoded bytes of image files; `embedclf "
+            "predict FILE` says what is wrong with a file.",
+            (index, tf.strings.substr(data, 0, 8)),
+        )
+        check = tf.debugging.Assert(supported, [message])
+        with tf.control_dependencies([check]):
+            return decode_like_pillow(tf.identity(data), h, w)
 
     class ExportedClassifier(tf.Module):
         def __init__(self):
@@ -158,9 +189,10 @@ def _build_module(backbone, size, params, labels_path):
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
         def predict_bytes(self, image_bytes):
+            index = tf.range(tf.shape(image_bytes)[0])
             images = tf.map_fn(
                 decode_one,
-                image_bytes,
+                (index, image_bytes),
                 fn_output_signature=tf.TensorSpec([h, w, 3], tf.float32),
             )
             return head(embed(images))

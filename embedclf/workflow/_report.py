@@ -224,7 +224,8 @@ ol {{ padding-left: 1.2em; margin: 0; }}
 {"".join(cards) if cards else "<p>No misclassified images.</p>"}
 </body></html>
 """
-    Path(path).write_text(page, encoding="utf-8")
+    # A file name that is not UTF-8 (surrogate escapes) is shown escaped.
+    Path(path).write_text(page, encoding="utf-8", errors="backslashreplace")
     return len(wrong)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from embedclf.heads._validation import _label_repr
 from embedclf.workflow._datasets import load_image_folder
 
 __all__ = [
@@ -143,14 +144,48 @@ def collect_images(
         ).astype(str)
         data = LabelledImages(paths, labels, split, "hash-split", {"all": str(root)})
     _check_training_classes(data, image_dir)
+    _check_no_class_vanishes(data)
     return data
+
+
+def _check_no_class_vanishes(data: LabelledImages) -> None:
+    """A class with images but none in the training part: refuse or warn.
+
+    The hash split put all of them in the held-out parts, so the model would
+    silently lack that class: an error. A class only in a ``--val-dir`` /
+    ``--test-dir`` folder is the user's choice (e.g. to see how unknown
+    images are scored): a warning that it is always scored wrong.
+    """
+    trained = set(data.labels[data.split == "training"].tolist())
+    missing = sorted(set(data.labels.tolist()) - trained)
+    if not missing:
+        return
+    counts = {c: int((data.labels == c).sum()) for c in missing}
+    shown = ", ".join(
+        f"{c!r} ({n} image{'s' if n != 1 else ''})" for c, n in list(counts.items())[:5]
+    )
+    if len(missing) > 5:
+        shown += f" and {len(missing) - 5} more"
+    if data.layout == "hash-split":
+        raise ValueError(
+            f"The hash split puts every image of class {shown} in the validation "
+            "or testing part, so the model would be trained without it. Add "
+            "images of that class, lower --validation-percentage and "
+            "--testing-percentage, or give the parts as folders with --val-dir "
+            "and --test-dir."
+        )
+    logger.warning(
+        "Class %s has validation or testing images but no training images: the "
+        "model cannot predict it, so each of its images counts as an error.",
+        shown,
+    )
 
 
 def _check_training_classes(data: LabelledImages, image_dir) -> None:
     train_labels = data.labels[data.split == "training"]
     classes = np.unique(train_labels)
     if len(classes) < 2:
-        found = f"only class {classes[0]!r}" if len(classes) else "no images"
+        found = f"only class {_label_repr(classes[0])}" if len(classes) else "no images"
         raise ValueError(
             f"The training images in {str(image_dir)!r} have {found}; a "
             "classifier needs at least 2 classes. Add one subfolder per class "
@@ -201,9 +236,9 @@ def cv_splits(y, groups=None, *, max_splits: int = 3, random_state: int = 0):
     n_splits = int(max(2, min(max_splits, counts.min())))
     if counts.min() < 2:
         raise ValueError(
-            f"Class {np.unique(y)[counts.argmin()]!r} has only {counts.min()} "
-            "training image; tuning C by cross-validation needs at least 2 per "
-            "class. Add images, or pass --C with a fixed value."
+            f"Class {_label_repr(np.unique(y)[counts.argmin()])} has only "
+            f"{counts.min()} training image; tuning C by cross-validation needs "
+            "at least 2 per class. Add images, or pass --C with a fixed value."
         )
     if groups is None:
         splitter = StratifiedKFold(n_splits, shuffle=True, random_state=random_state)
@@ -293,11 +328,14 @@ def tune_head(X, y, *, classifier, C_grid, class_weight=None, groups=None, n_job
     }
 
 
-def wrap_open_set(head, X, y, *, unknown: str, splits=None):
+def wrap_open_set(head, X, y, *, unknown: str, splits=None, groups=None):
     """Wrap a fitted head in OpenSetClassifier per ``--unknown``.
 
     ``unknown`` is "auto" (tune both thresholds), or a number: the lowest max
-    probability accepted as a known class (no distance rule).
+    probability accepted as a known class (no distance rule). ``splits`` index
+    the rows not labelled "unknown" (OpenSetClassifier cross-validates over
+    those only); None builds them here, keeping each ``groups`` value (the
+    views of one image) in one fold.
     """
     from sklearn.base import clone
 
@@ -307,7 +345,11 @@ def wrap_open_set(head, X, y, *, unknown: str, splits=None):
         p_thr, d_thr = "auto", "auto"
     else:
         p_thr, d_thr = float(unknown), None
-    cv = splits if splits is not None else cv_splits(y)
+    if splits is None:
+        known = np.asarray(y) != "unknown"
+        cv = cv_splits(np.asarray(y)[known], None if groups is None else groups[known])
+    else:
+        cv = splits
     model = OpenSetClassifier(
         clone(head),
         unknown_label="unknown",

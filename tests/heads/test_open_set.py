@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.model_selection import KFold
+from sklearn.model_selection import KFold, StratifiedKFold
 
 from embedclf import OpenSetClassifier, SoftmaxClassifier, SVMClassifier
 from embedclf.heads._open_set_rules import _open_set_decision, _tune_thresholds
@@ -220,6 +220,29 @@ def test_non_stratified_cv_that_drops_a_class(data):
     )
     with pytest.raises(ValueError, match=re.escape(msg)):
         OpenSetClassifier(cv=KFold(2)).fit(X_train, y_train)
+
+
+def test_given_splits_over_all_rows_get_a_clear_error(data):
+    # Folds built over every row, "unknown" ones included, index past the
+    # known rows that OpenSetClassifier cross-validates over.
+    X_train, y_train, _, _, unknown = data
+    X = np.r_[X_train, unknown["other"][:60]]
+    y = np.r_[y_train, ["unknown"] * 60]
+    splits = list(StratifiedKFold(3, shuffle=True, random_state=0).split(X, y))
+    msg = (
+        "OpenSetClassifier cannot tune its thresholds with the given cv: split 0 "
+        "indexes row 6"
+    )
+    with pytest.raises(ValueError, match=re.escape(msg)) as info:
+        OpenSetClassifier(cv=splits).fit(X, y)
+    assert (
+        "but it cross-validates over the 600 training rows not labelled "
+        "'unknown' only. Build the splits over those rows, pass an int cv, or "
+        "give probability_threshold and distance_threshold as numbers"
+    ) in str(info.value)
+    known = y != "unknown"
+    splits = list(StratifiedKFold(3).split(X[known], y[known]))
+    assert OpenSetClassifier(cv=splits).fit(X, y).classes_.tolist() == ["a", "b"]
 
 
 def test_single_known_class_error(data):

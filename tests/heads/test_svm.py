@@ -77,6 +77,21 @@ def test_unknown_label_uses_the_shared_rule():
     assert (pred[~low] == clf.classes_[proba[~low].argmax(axis=1)]).all()
 
 
+def test_unknown_label_rows_are_not_a_class():
+    X, y = make_blobs(240, n_features=4, centers=3, cluster_std=1.5, random_state=0)
+    labels = np.array(["a", "b", "c"])[y]
+    X_bg = np.random.default_rng(3).normal(0, 6, (40, 4))
+    X_all, y_all = np.r_[X, X_bg], np.r_[labels, ["unknown"] * 40]
+    clf = SVMClassifier(unknown_label="unknown").fit(X_all, y_all)
+    assert clf.classes_.tolist() == ["a", "b", "c"]
+    assert clf.estimator_.classes_.tolist() == ["a", "b", "c"]
+    assert clf.predict_proba(X_all).shape == (len(X_all), 3)
+    # the same fit as without the background rows (the scaler too)
+    ref = SVMClassifier().fit(X, labels)
+    np.testing.assert_allclose(clf.scaler_.mean_, ref.scaler_.mean_)
+    np.testing.assert_allclose(clf.predict_proba(X_bg), ref.predict_proba(X_bg))
+
+
 def test_softmax_and_svm_are_comparable_on_the_same_data():
     X, y = make_blobs(600, n_features=16, centers=5, cluster_std=6, random_state=0)
     X, X_new, y, y_new = X[:300], X[300:], y[:300], y[300:]

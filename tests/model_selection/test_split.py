@@ -103,6 +103,20 @@ def test_nohash_variants_land_together():
     assert labels[:, 0].tolist() == retrain_split(bases).tolist()
 
 
+def test_names_that_are_not_utf8_hash_their_bytes():
+    # Legal on Linux: Latin-1 names; Python holds them as surrogate escapes.
+    raw = [b"caf\xe9_%d.jpg" % i for i in range(60)] + [b"\xff\xfe_nohash_1.png"]
+    expected = [_which_set(re.sub(rb"_nohash_.*$", b"", n), 10, 10) for n in raw]
+    names = [os.fsdecode(b"cls/" + n) for n in raw]
+    assert retrain_split(names).tolist() == expected
+    assert retrain_split([b"cls/" + n for n in raw]).tolist() == expected  # bytes
+    assert set(expected) == {"training", "validation", "testing"}
+    # UTF-8 names keep the split they had (test above): their bytes are UTF-8.
+    assert retrain_split(["caf\u00e9.jpg"]).tolist() == [
+        _which_set("caf\u00e9.jpg", 10, 10)
+    ]
+
+
 def test_folder_is_ignored_and_pathlike_accepted():
     names = [f"img_{i}.jpg" for i in range(50)]
     a = retrain_split([f"red/{n}" for n in names])
