@@ -91,7 +91,6 @@ def _build_module(backbone, size, params, labels_path):
     from embedclf.embedding._tf_images import decode_like_pillow
 
     h, w = int(size[0]), int(size[1])
-    fn = backbone._fn
     coef = tf.constant(params["coef"].T)
     intercept = tf.constant(params["intercept"])
     binary = params["coef"].shape[0] == 1
@@ -103,10 +102,7 @@ def _build_module(backbone, size, params, labels_path):
     cosine = params["metric"] == "cosine"
 
     def embed(images):
-        out = fn(images)
-        if isinstance(out, dict):
-            out = out["default"] if "default" in out else next(iter(out.values()))
-        return tf.cast(out, tf.float32)
+        return tf.cast(backbone.features(images), tf.float32)
 
     def head(features):
         logits = tf.matmul(features, coef) + intercept

@@ -267,7 +267,7 @@ def check_backbone(model_dir: ModelDir, model=None):
     handle = model if model is not None else recorded["handle"]
     missing = None
     if model is None and recorded.get("kind") == "savedmodel":
-        if not os.path.isdir(handle):
+        if not any(map(os.path.isdir, (handle, handle.partition("?")[0]))):
             missing = "the directory does not exist any more."
     try:
         spec = resolve_backbone(handle) if missing is None else None
