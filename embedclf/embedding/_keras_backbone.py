@@ -10,7 +10,8 @@ string sets what changes the vectors::
 ``weights``
     ``imagenet`` (default: Keras downloads the file once into
     ``~/.keras/models``, or ``$KERAS_HOME/models``, and reuses it from there
-    offline), ``none`` (random weights), or the path of a weights file saved
+    offline), ``none`` (random weights, the same in every process: see
+    :func:`_seeded_random_weights`), or the path of a weights file saved
     from the same application built with ``include_top=False``
     (``model.save_weights("x.weights.h5")``, or Keras' own ``*_no_top.h5``
     download).
@@ -50,6 +51,8 @@ __all__ = ["MAX_FLATTENED_FEATURES", "keras_identity", "load_keras", "parse_kera
 MAX_FLATTENED_FEATURES = 50_000
 
 _POOLINGS = ("avg", "max", "flatten")
+_RANDOM_SEED = 0
+_RANDOM_WEIGHTS = f"seeded-initializers-{_RANDOM_SEED}"
 _OWN_OPTIONS = ("weights", "layer", "pooling")
 
 _hash_memo: dict[tuple, str] = {}
@@ -141,6 +144,10 @@ def keras_identity(name: str, options: dict) -> str:
     else:
         weights_id = "sha256:" + _file_sha256(os.path.expanduser(weights))
     identity = {"keras": name, "weights": weights_id}
+    if weights_id == "none":
+        # Random weights were drawn anew in each process before; the seeded
+        # ones get a new identity so those vectors are never reused.
+        identity["random_weights"] = _RANDOM_WEIGHTS
     if "layer" in options:
         identity["layer"] = options["layer"]
     if options.get("pooling", "avg") != "avg":
@@ -174,6 +181,44 @@ def _offline_hint(exc: Exception, name: str) -> str:
         f"$KERAS_HOME/models/{fname}), or pass "
         f"'keras:{name}?weights=/path/to/{fname}'."
     )
+
+
+def _seeded_random_weights(keras, model) -> None:
+    """Redraw Keras' random initial weights from fixed seeds.
+
+    Keras draws unseeded initial weights from global state, so two processes
+    (``train`` then ``export``) would build two different networks under one
+    cache identity. Each variable is redrawn with its layer's own initializer
+    (``kernel`` <- ``kernel_initializer``, ``depthwise_kernel`` <-
+    ``depthwise_initializer``, ...) given a seed from the variable's position,
+    without touching any global seed.
+    """
+    import numpy as np
+
+    position = 0
+    for layer in model.layers:
+        for var in layer.weights:
+            position += 1
+            name = var.path.rsplit("/", 1)[-1]
+            attrs = [f"{name}_initializer"]
+            if name.endswith("kernel"):  # DepthwiseConv2D: depthwise_initializer
+                attrs += ["depthwise_initializer", "pointwise_initializer"]
+            found = [getattr(layer, a, None) for a in attrs]
+            inits = [i for i in found if isinstance(i, keras.initializers.Initializer)]
+            init = inits[0] if inits else None
+            if init is None and np.ptp(np.asarray(var.numpy())) == 0:
+                continue  # a constant (e.g. Normalization's mean): same everywhere
+            if init is None:
+                raise BackboneLoadError(
+                    f"Cannot draw reproducible random weights for variable "
+                    f"{var.path!r} of layer {layer.name!r} (no matching "
+                    "initializer). Use a weights file instead of weights=none."
+                )
+            config = init.get_config()
+            if "seed" in config:
+                config["seed"] = _RANDOM_SEED * 1_000_003 + position
+                init = type(init).from_config(config)
+            var.assign(init(var.shape, dtype=var.dtype))
 
 
 def _build(keras, name: str, options: dict, size: int):
@@ -210,6 +255,8 @@ def _build(keras, name: str, options: dict, size: int):
             "the same application built with include_top=False and the same "
             "constructor options."
         ) from exc
+    if weights is None:
+        _seeded_random_weights(keras, model)
     return constructor, model
 
 

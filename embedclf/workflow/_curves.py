@@ -63,7 +63,10 @@ def plot_training_curves(path, head, grid=(), *, best_C=None) -> Path | None:
         epochs = np.arange(1, len(curves["loss"]) + 1)
         ax_loss.plot(epochs, curves["loss"], marker=".", color="tab:blue")
         ax_loss.set(
-            xlabel="epoch", ylabel="loss (cross-entropy + L2)", title="Training loss"
+            xlabel="epoch",
+            ylabel="loss (cross-entropy + L2, log scale)",
+            title="Training loss",
+            yscale="log",
         )
         val = curves["validation_accuracy"]
         if val is not None:

@@ -154,9 +154,37 @@ def test_plain_handles_keep_their_identity():
     assert resolve_backbone("keras:InceptionV3").identity == json.dumps(
         {"keras": "InceptionV3", "weights": "imagenet"}, sort_keys=True
     )
-    assert resolve_backbone("keras:MobileNetV2?weights=none").identity == json.dumps(
-        {"keras": "MobileNetV2", "weights": "none"}, sort_keys=True
+    # weights=none gets a new identity: its weights used to differ per process.
+    assert json.loads(resolve_backbone("keras:MobileNetV2?weights=none").identity) == {
+        "keras": "MobileNetV2",
+        "weights": "none",
+        "random_weights": "seeded-initializers-0",
+    }
+
+
+@pytest.mark.slow
+def test_random_weights_are_the_same_in_every_process(tmp_path):
+    from conftest import write_image
+
+    image = str(write_image(tmp_path / "a.png"))
+    code = (
+        "import sys, numpy as np\n"
+        "from embedclf import ImageEmbedder\n"
+        "X = ImageEmbedder(model='keras:MobileNet?weights=none&alpha=0.25&layer="
+        f"{LAYER}', image_size={SIZE}).transform([sys.argv[1]])\n"
+        "np.save(sys.argv[2], X)\n"
     )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    for i in range(2):
+        subprocess.run(
+            [sys.executable, "-c", code, image, str(tmp_path / f"{i}.npy")],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+    first, second = (np.load(tmp_path / f"{i}.npy") for i in range(2))
+    assert np.abs(first).max() > 0
+    np.testing.assert_array_equal(first, second)
 
 
 def test_default_size_comes_from_the_name_not_the_weights_path(tmp_path):
