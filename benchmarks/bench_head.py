@@ -42,6 +42,7 @@ from _common import Context, Timer
 LEARNING_RATE = 0.01
 TRAIN_BATCH_SIZE = 100
 ROUNDS = 3
+LITE0 = "efficientnet_lite0_feature_vector"
 LITE2 = "efficientnet_lite2_feature_vector"
 
 
@@ -153,7 +154,7 @@ def compare_heads(ctx: Context) -> tuple[list, dict]:
                 row[name]["epochs"] = int(head.n_iter_)
                 row[name]["held_out_accuracy"] = head.best_validation_score_
         metrics[backbone] = row
-        short = "Lite2" if backbone == LITE2 else backbone.split("_")[0]
+        short = {LITE0: "Lite0", LITE2: "Lite2"}.get(backbone, backbone)
         for what, key in [("test", "test_accuracy"), ("val", "val_accuracy")]:
             ratios.append(
                 {

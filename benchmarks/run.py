@@ -59,7 +59,7 @@ ITEMS = {
     17: "bench_small_images",
 }
 # Item 6 fills the shared grocery cache that item 5 reads, so it runs first.
-ORDER = [6, 5, 1, 2, 4, 3, 7]
+ORDER = [6, 5, 1, 2, 4, 3, 7, 17]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

@@ -9,17 +9,15 @@ import numpy as np
 from scipy.special import expit, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.neural_network import MLPClassifier
-from sklearn.preprocessing import StandardScaler
 from sklearn.utils.class_weight import compute_sample_weight
 
 from embedclf._compat import Interval, StrOptions, _fit_context
-from embedclf.heads._open_set_rules import _known_rows, _UnknownThresholdMixin
+from embedclf.heads._open_set_rules import _UnknownThresholdMixin
 from embedclf.heads._validation import (
-    _check_class_labels,
-    _check_n_classes,
     _label_repr,
-    _validate_embeddings,
+    _standardized,
     _validate_for_predict,
+    _validate_training_data,
 )
 
 __all__ = ["MLPHeadClassifier"]
@@ -274,13 +272,8 @@ class MLPHeadClassifier(_UnknownThresholdMixin, ClassifierMixin, BaseEstimator):
             If the labels mix types or are not strings/integers.
         """
         sizes = _check_hidden_layer_sizes(self.hidden_layer_sizes)
-        X, y = _validate_embeddings(self, X, y, reset=True, action="fit")
+        X, y = _validate_training_data(self, X, y)
         name = type(self).__name__
-        y = _check_class_labels(y, name)
-        known = _known_rows(y, self.unknown_label, name)
-        X, y = X[known], y[known]
-        self.classes_ = np.unique(y)
-        _check_n_classes(self.classes_, y, name)
 
         early_stopping = self.early_stopping
         if early_stopping:
@@ -294,13 +287,7 @@ class MLPHeadClassifier(_UnknownThresholdMixin, ClassifierMixin, BaseEstimator):
                     stacklevel=2,
                 )
                 early_stopping = False
-        X = X.astype(np.float64, copy=False)
-        if self.standardize:
-            scaler = StandardScaler().fit(X)
-            mean, scale = scaler.mean_, scaler.scale_
-            X = scaler.transform(X)
-        else:
-            mean, scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
+        X, mean, scale = _standardized(X, self.standardize)
         mlp = MLPClassifier(
             hidden_layer_sizes=sizes,
             activation="relu",
