@@ -30,6 +30,8 @@ of each shared backbone (EfficientNet-Lite0 and, when present, Lite2):
 * plain ``LogisticRegression(max_iter=1000)`` on the raw vectors, the
   scikit-learn baseline.
 
+Quick mode compares on the run's backbone only.
+
 Fit times are the median of ``ROUNDS`` fits (one for the MLP in quick mode);
 accuracy is on the official val and test folders.
 """
@@ -112,7 +114,7 @@ def _backbone_features(ctx: Context):
         Path(ctx.model).name: {s: ctx.features(s)[:2] for s in ("train", "val", "test")}
     }
     lite2 = Path(ctx.model).parent / LITE2
-    if lite2.is_dir() and lite2 != Path(ctx.model):
+    if lite2.is_dir() and lite2 != Path(ctx.model) and not ctx.quick:
         from embedclf import ImageEmbedder
 
         emb = ImageEmbedder(

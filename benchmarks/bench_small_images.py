@@ -31,7 +31,7 @@ PER_CLASS = 20
 def _subset(ctx: Context, split: str):
     paths, names = ctx.split(split)
     classes = ctx.quick_classes() if ctx.quick else sorted(set(names))[:N_CLASSES]
-    per = 8 if ctx.quick else PER_CLASS
+    per = 4 if ctx.quick else PER_CLASS
     idx = [i for c in classes for i in np.flatnonzero(names == c)[:per]]
     return paths[idx], names[idx]
 
