@@ -17,9 +17,11 @@ Items
 2 cache        HDF5 cache load vs retrain.py's one-text-file-per-image cache
 3 warm_rerun   ``embedclf train`` on a warm cache vs cold
 4 tuning       GridSearchCV with the cache vs recomputing embeddings per fold
-5 head         SoftmaxClassifier (lbfgs) vs retrain.py's gradient-descent head
+5 head         SoftmaxClassifier (lbfgs) vs retrain.py's gradient-descent head;
+               MLPHeadClassifier vs softmax vs plain LogisticRegression
 6 accuracy     grocery_store test accuracy: softmax, SVM, augmented views
 7 scaling      time and peak RSS of embedding 1k, 2k, 4k images
+17 small_images 28x28 grayscale images: upsampled by Pillow vs as is
 """
 
 from __future__ import annotations
@@ -54,9 +56,10 @@ ITEMS = {
     5: "bench_head",
     6: "bench_accuracy",
     7: "bench_scaling",
+    17: "bench_small_images",
 }
 # Item 6 fills the shared grocery cache that item 5 reads, so it runs first.
-ORDER = [6, 5, 1, 2, 4, 3, 7]
+ORDER = [6, 5, 1, 2, 4, 3, 7, 17]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -80,6 +83,14 @@ def _parse(argv):
         default=Path("/tmp/embedclf-bench"),
         help="Directory for caches and scratch files; the grocery embedding "
         "cache in it is reused across runs. Default: /tmp/embedclf-bench.",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="An existing embedding cache (e.g. one filled by `embedclf embed`) "
+        "to read the grocery vectors from instead of <workdir>/"
+        "grocery_embeddings.h5. Default: none.",
     )
     parser.add_argument(
         "--output",
@@ -196,6 +207,7 @@ def main(argv=None) -> int:
         data=args.data,
         workdir=args.workdir,
         batch_size=32 if args.quick else 64,
+        cache=args.cache,
     )
     started = datetime.datetime.now(datetime.timezone.utc)
     load_before = list(os.getloadavg())

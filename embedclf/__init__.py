@@ -19,6 +19,7 @@ _EXPORTS = {
     "load_image_folder": "embedclf.workflow",
     "SoftmaxClassifier": "embedclf.heads",
     "SVMClassifier": "embedclf.heads",
+    "MLPHeadClassifier": "embedclf.heads",
     "OpenSetClassifier": "embedclf.heads",
     "HashSplit": "embedclf.model_selection",
     "retrain_split": "embedclf.model_selection",

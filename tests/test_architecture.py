@@ -33,7 +33,7 @@ TOP_LEVEL = {"exceptions", "_compat", "_lazy", "_legacy_paths", "__main__"}
 OWNERS = {
     "tensorflow": ("embedding/", "workflow/_export.py", "workflow/_summaries.py"),
     "tensorflow_hub": ("embedding/_backbones.py",),
-    "keras": ("embedding/_backbones.py",),
+    "keras": ("embedding/_keras_backbone.py",),
     "h5py": ("cache/",),
 }
 

@@ -34,3 +34,37 @@ def test_python_example_runs(tmp_path, monkeypatch):
     assert 0.6 < namespace["score"] <= 1.0
     assert (tmp_path / "embeddings.h5").exists()
     assert np.asarray(namespace["y_train"]).dtype.kind == "U"
+
+
+def _offline_paragraph() -> str:
+    start = README.index("Machines without internet")
+    return README[start : README.index("\n\n", start)]
+
+
+def test_offline_keras_sentence_names_a_weights_file_not_a_bare_download():
+    text = " ".join(_offline_paragraph().split())
+    assert '`"keras:<Application>?weights=/path/to/file.weights.h5"`' in text
+    # A bare keras:<Application> needs the download: the README must not say
+    # it works offline without the file in the Keras folder.
+    assert "works offline only once that file is there" in text
+    assert "~/.keras/models" in text
+
+
+@pytest.mark.tf
+def test_offline_keras_handle_of_the_readme_embeds(tmp_path):
+    keras = pytest.importorskip("keras")
+    from conftest import write_image
+
+    from embedclf import ImageEmbedder
+
+    handle = re.search(r'`"(keras:<Application>\?weights=[^"]+)"`', README).group(1)
+    weights = tmp_path / "file.weights.h5"
+    keras.applications.MobileNet(
+        include_top=False, weights=None, pooling="avg", input_shape=(64, 64, 3)
+    ).save_weights(str(weights))
+    handle = handle.replace("<Application>", "MobileNet").replace(
+        "/path/to/file.weights.h5", str(weights)
+    )
+    images = [str(write_image(tmp_path / f"{i}.png", seed=i)) for i in range(2)]
+    X = ImageEmbedder(model=handle, image_size=64).transform(images)
+    assert X.shape == (2, 1024) and np.isfinite(X).all()

@@ -45,7 +45,10 @@ def _add_backbone_args(parser, *, required_default=True, cache_required=False):
         help=(
             "Backbone that turns images into vectors: a local SavedModel "
             "directory with the TF Hub image feature-vector interface, a TF Hub "
-            "handle, or keras:<ApplicationName>. "
+            "handle, or keras:<ApplicationName>. Options follow a '?': "
+            "keras:InceptionV3?layer=mixed7&weights=FILE.weights.h5 (a layer, "
+            "offline weights), DIR?signature=NAME&output=KEY (one of several "
+            "outputs). "
             + (
                 "Default: TF Hub's Inception V3 feature vector, version 5, as "
                 "in retrain.py (needs internet)."

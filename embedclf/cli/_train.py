@@ -46,6 +46,7 @@ def run_train(args) -> int:
     import numpy as np
 
     from embedclf.cli._common import _embedder, report_failures
+    from embedclf.cli._train_args import DEFAULT_C_GRID, _c_grid
     from embedclf.embedding._backbones import resolve_backbone
     from embedclf.embedding._images import PREPROCESSING
     from embedclf.workflow._model_dir import (
@@ -58,6 +59,12 @@ def run_train(args) -> int:
 
     t0 = time.perf_counter()
     check_output_dir(args.output, force=args.force)  # before any slow step
+    if args.classifier == "mlp" and args.C_grid != _c_grid(DEFAULT_C_GRID):
+        raise ValueError(
+            "--C does not apply to --classifier mlp: its L2 penalty is fixed and "
+            "early stopping picks how long it trains. Drop --C, or use "
+            "--classifier softmax or svm."
+        )
     unknown = parse_unknown(args.unknown)
     settings, copies = _distortions(args)
     spec = resolve_backbone(args.model)
@@ -138,7 +145,10 @@ def run_train(args) -> int:
         if tuning["cv_accuracy"] is not None
         else ""
     )
-    _print(f"Best C = {tuning['best_C']:g}{cv_text}.")
+    if tuning["best_C"] is not None:
+        _print(f"Best C = {tuning['best_C']:g}{cv_text}.")
+    else:
+        _print(_mlp_summary(head))
     if unknown != "off":
         _print(
             f"Open set: unknown below top probability {head.probability_threshold_:.4g}"
@@ -211,11 +221,24 @@ def run_train(args) -> int:
             [str(c) for c in head.classes_],
             title=f"{eval_name} part: accuracy {eval_acc:.4f}",
         )
-    if args.summaries_dir:
-        from embedclf.workflow._summaries import write_projector, write_scalars
+    from embedclf.workflow._curves import CURVES_FILE, plot_training_curves
 
-        grid = tuning["grid"] or [_single_c_row(head, tuning, X, labels, tr, va)]
-        write_scalars(args.summaries_dir, grid)
+    plot_training_curves(
+        out / "report" / CURVES_FILE, head, tuning["grid"], best_C=tuning["best_C"]
+    )
+    if args.summaries_dir:
+        from embedclf.workflow._curves import epoch_curves
+        from embedclf.workflow._summaries import (
+            write_epoch_scalars,
+            write_projector,
+            write_scalars,
+        )
+
+        if epoch_curves(head) is not None:
+            write_epoch_scalars(args.summaries_dir, epoch_curves(head))
+        else:
+            grid = tuning["grid"] or [_single_c_row(head, tuning, X, labels, tr, va)]
+            write_scalars(args.summaries_dir, grid)
         write_projector(args.summaries_dir, X, labels, paths, split)
         _print(
             f"TensorBoard files written to {args.summaries_dir} "
@@ -254,8 +277,13 @@ def _fit_head(args, X_fit, y_fit, groups, unknown):
             f"settings ({memo / key}.skops)."
         )
         return hit
-    grid_text = ", ".join(f"{c:g}" for c in args.C_grid)
-    _print(f"Tuning C over [{grid_text}] by cross-validation on the training part ...")
+    if args.classifier == "mlp":
+        _print("Training the MLP head (early stopping on 10% of the training part) ...")
+    else:
+        grid_text = ", ".join(f"{c:g}" for c in args.C_grid)
+        _print(
+            f"Tuning C over [{grid_text}] by cross-validation on the training part ..."
+        )
     head, tuning = tune_head(
         X_fit,
         y_fit,
@@ -273,6 +301,17 @@ def _fit_head(args, X_fit, y_fit, groups, unknown):
     tuning = {k: v for k, v in tuning.items() if k != "splits"}
     save_fit(memo, key, head, tuning)
     return head, tuning
+
+
+def _mlp_summary(head) -> str:
+    mlp = getattr(head, "estimator_", head)  # inside OpenSetClassifier
+    best = mlp.best_validation_score_
+    held_out = (
+        f", best held-out accuracy {best:.4f} (its weights are kept)"
+        if best is not None
+        else ""
+    )
+    return f"MLP head: {mlp.n_iter_} epochs{held_out}."
 
 
 def _unknown_entry(head, unknown):

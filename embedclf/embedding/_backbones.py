@@ -8,8 +8,9 @@ Three kinds of ``model`` handle are understood:
 * a TF Hub / Kaggle Models handle or URL, loaded with ``hub.load`` (never
   ``hub.KerasLayer``, which breaks on Keras 3, tensorflow/hub#903);
 * ``"keras:<ApplicationName>"`` such as ``"keras:InceptionV3"``, a
-  ``keras.applications`` model without its top and with average pooling.
-  Add ``?weights=none`` for random weights (useful offline).
+  ``keras.applications`` model without its top and with average pooling;
+  options (``?layer=mixed7&weights=/path/file.weights.h5``...) are described
+  in ``_keras_backbone.py``, which builds them.
 
 Loaded backbones are kept in a process-wide registry, so clones of an
 estimator share one model; estimators themselves only hold the handle string.
@@ -123,6 +124,8 @@ class BackboneSpec:
     options: dict = field(default_factory=dict, compare=False, hash=False)
 
     def default_image_size(self) -> int | None:
+        if self.kind == "keras":  # the name, not a weights path in the query
+            return _known_image_size(self.options["name"])
         return _known_image_size(self.handle)
 
 
@@ -135,22 +138,28 @@ def resolve_backbone(handle) -> BackboneSpec:
         )
     handle = os.fspath(handle)
     if handle.startswith("keras:"):
-        name, _, query = handle[len("keras:") :].partition("?")
-        options = dict(part.split("=", 1) for part in query.split("&") if "=" in part)
-        weights = options.get("weights", "imagenet")
-        identity = json.dumps({"keras": name, "weights": weights}, sort_keys=True)
+        from embedclf.embedding._keras_backbone import keras_identity, parse_keras
+
+        name, options = parse_keras(handle)
+        identity = keras_identity(name, options)
         return BackboneSpec(handle, "keras", identity, {"name": name, **options})
-    if os.path.isdir(handle):
+    directory, options = _savedmodel_query(handle)
+    if os.path.isdir(directory):
         if not (
-            os.path.exists(os.path.join(handle, "saved_model.pb"))
-            or os.path.exists(os.path.join(handle, "saved_model.pbtxt"))
+            os.path.exists(os.path.join(directory, "saved_model.pb"))
+            or os.path.exists(os.path.join(directory, "saved_model.pbtxt"))
         ):
             raise BackboneLoadError(
-                f"Model directory {handle!r} holds no saved_model.pb. Point "
+                f"Model directory {directory!r} holds no saved_model.pb. Point "
                 "'model' at a TF2 SavedModel directory (for TF Hub models, the "
                 "unpacked download), a TF Hub handle, or 'keras:<Name>'."
             )
-        return BackboneSpec(handle, "savedmodel", "savedmodel:" + _hash_files(handle))
+        identity = "savedmodel:" + _hash_files(directory)
+        if options:  # none: the identity of earlier releases, so caches still hit
+            identity += "?" + json.dumps(options, sort_keys=True)
+        return BackboneSpec(
+            handle, "savedmodel", identity, {"directory": directory, **options}
+        )
     if "://" in handle or handle.count("/") >= 2:
         return BackboneSpec(handle, "hub", "hub:" + handle.rstrip("/"))
     raise BackboneLoadError(
@@ -158,6 +167,33 @@ def resolve_backbone(handle) -> BackboneSpec:
         "handle (e.g. https://tfhub.dev/google/imagenet/inception_v3/"
         "feature_vector/5) nor 'keras:<Name>'. Check the path."
     )
+
+
+_SAVEDMODEL_OPTIONS = ("signature", "output")
+
+
+def _savedmodel_query(handle: str) -> tuple[str, dict]:
+    """``"DIR?signature=S&output=O"`` -> ``("DIR", {...})``.
+
+    ``signature`` picks one of the SavedModel's signatures instead of its
+    ``__call__``; ``output`` picks one entry of a model that returns a dict of
+    tensors. A handle that is itself a directory is taken as is.
+    """
+    directory, sep, query = handle.partition("?")
+    if not sep or os.path.isdir(handle) or not os.path.isdir(directory):
+        return handle, {}
+    options = {}
+    for part in query.split("&"):
+        key, eq, value = part.partition("=")
+        if key not in _SAVEDMODEL_OPTIONS or not eq or not value or key in options:
+            raise BackboneLoadError(
+                f"Option {part!r} of model {handle!r} is not understood. A "
+                "SavedModel directory takes '?signature=NAME' and/or "
+                "'&output=KEY' (each once), to pick one of several signatures "
+                "or outputs."
+            )
+        options[key] = value
+    return directory, options
 
 
 class Backbone:
@@ -182,10 +218,7 @@ class Backbone:
             x = tf.cast(tf.convert_to_tensor(images), tf.float32) / 255.0
         else:
             x = tf.convert_to_tensor(images, dtype=tf.float32)
-        out = self._fn(x)
-        if isinstance(out, dict):
-            out = out["default"] if "default" in out else next(iter(out.values()))
-        vectors = np.asarray(out, dtype=np.float32)
+        vectors = np.asarray(self.features(x), dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] != len(images):
             raise BackboneLoadError(
                 f"Model {self.spec.handle!r} returned an output of shape "
@@ -197,6 +230,35 @@ class Backbone:
         with _count_lock:
             _image_count += len(images)
         return vectors
+
+    def features(self, x):
+        """The chosen output tensor for a float32 tensor batch in [0, 1].
+
+        Also what ``embedclf export`` traces into its SavedModel.
+        """
+        out = self._fn(x)
+        if not isinstance(out, dict):
+            if "output" in self.spec.options:
+                raise BackboneLoadError(
+                    f"Model {self.spec.handle!r} returns one tensor, not a dict "
+                    "of outputs; remove '?output=...' from the handle."
+                )
+            return out
+        key = self.spec.options.get("output")
+        if key is None:
+            if "default" in out or len(out) == 1:
+                return out["default"] if "default" in out else next(iter(out.values()))
+            raise BackboneLoadError(
+                f"Model {self.spec.handle!r} returns several outputs "
+                f"({', '.join(sorted(out))}) and none is named 'default'. Pick "
+                "one by adding '?output=NAME' to the model handle."
+            )
+        if key not in out:
+            raise BackboneLoadError(
+                f"Model {self.spec.handle!r} has no output {key!r}; its outputs "
+                f"are {', '.join(sorted(out))}."
+            )
+        return out[key]
 
 
 def _static_size(fn) -> int | None:
@@ -210,13 +272,32 @@ def _static_size(fn) -> int | None:
     return int(h) if h is not None and h == w else None
 
 
-def _restored_callable(obj, handle):
+def _call_signature(signature, handle):
+    """A signature as a one-argument function (signatures take keywords only)."""
+    names = list(signature.structured_input_signature[1])
+    if len(names) != 1:
+        raise BackboneLoadError(
+            f"The signature of model {handle!r} takes {len(names)} inputs "
+            f"({', '.join(names)}); an image feature-vector model takes one: "
+            "the batch of images."
+        )
+    return lambda images: signature(**{names[0]: images})
+
+
+def _restored_callable(obj, handle, signature=None):
+    signatures = getattr(obj, "signatures", {})
+    if signature is not None:
+        if signature not in signatures:
+            raise BackboneLoadError(
+                f"Model {handle!r} has no signature {signature!r}; its signatures "
+                f"are {', '.join(sorted(signatures)) or 'none'}."
+            )
+        return _call_signature(signatures[signature], handle)
     if callable(obj):
         return obj
-    signatures = getattr(obj, "signatures", {})
     for name in ("default", "serving_default"):
         if name in signatures:
-            return signatures[name]
+            return _call_signature(signatures[name], handle)
     raise BackboneLoadError(
         f"Model {handle!r} loaded but has no callable and no 'default' or "
         "'serving_default' signature; it does not follow the TF Hub image "
@@ -227,13 +308,14 @@ def _restored_callable(obj, handle):
 def _load_savedmodel(spec: BackboneSpec):
     import tensorflow as tf
 
+    directory = spec.options.get("directory", spec.handle)
     try:
-        obj = tf.saved_model.load(spec.handle)
+        obj = tf.saved_model.load(directory)
     except Exception as exc:  # TF raises many types for a bad directory
         raise BackboneLoadError(
-            f"Could not load the SavedModel in {spec.handle!r}: {exc}"
+            f"Could not load the SavedModel in {directory!r}: {exc}"
         ) from exc
-    return obj, _restored_callable(obj, spec.handle)
+    return obj, _restored_callable(obj, spec.handle, spec.options.get("signature"))
 
 
 def _load_hub(spec: BackboneSpec):
@@ -256,46 +338,10 @@ def _load_hub(spec: BackboneSpec):
 
 
 def _load_keras(spec: BackboneSpec, size: int):
-    import keras
+    from embedclf.embedding._keras_backbone import load_keras
 
-    name = spec.options["name"]
-    constructor = getattr(keras.applications, name, None)
-    if constructor is None or not callable(constructor):
-        raise BackboneLoadError(
-            f"keras.applications has no model named {name!r}. Use a name such "
-            "as 'keras:InceptionV3', 'keras:MobileNetV2' or 'keras:EfficientNetB0'."
-        )
-    preprocess = None
-    for module_name in dir(keras.applications):
-        module = getattr(keras.applications, module_name)
-        if getattr(module, name, None) is constructor and hasattr(
-            module, "preprocess_input"
-        ):
-            preprocess = module.preprocess_input
-            break
-    weights = spec.options.get("weights", "imagenet")
-    weights = None if weights.lower() == "none" else weights
-    try:
-        model = constructor(
-            include_top=False,
-            weights=weights,
-            pooling="avg",
-            input_shape=(size, size, 3),
-        )
-    except Exception as exc:
-        raise BackboneLoadError(
-            f"Could not build keras.applications.{name} with weights={weights!r} "
-            f"({exc}). Offline machines cannot download ImageNet weights: copy "
-            "them into ~/.keras/models, or use a local SavedModel directory."
-        ) from exc
-
-    def fn(images):
-        x = images * 255.0
-        if preprocess is not None:
-            x = preprocess(x)
-        return model(x, training=False)
-
-    return model, fn
+    options = {k: v for k, v in spec.options.items() if k != "name"}
+    return load_keras(spec.options["name"], options, size, spec.handle)
 
 
 def load_backbone(spec: BackboneSpec, image_size: int | None = None) -> Backbone:

@@ -1,6 +1,7 @@
 """Classifiers on top of embeddings.
 
-Owns: ``SoftmaxClassifier``, ``SVMClassifier``, ``OpenSetClassifier``, their
+Owns: ``SoftmaxClassifier``, ``SVMClassifier``, ``MLPHeadClassifier``,
+``OpenSetClassifier``, their
 shared input validation (``_validation``) and the open-set rules (unknown
 thresholds, tuning to a target recall).
 
@@ -12,6 +13,7 @@ above it.
 from embedclf._lazy import lazy_exports
 
 _EXPORTS = {
+    "MLPHeadClassifier": "embedclf.heads._mlp",
     "OpenSetClassifier": "embedclf.heads._open_set",
     "SVMClassifier": "embedclf.heads._svm",
     "SoftmaxClassifier": "embedclf.heads._linear",

@@ -275,3 +275,43 @@ def _check_cv_splits(
                 f"stratified splitter (e.g. an int cv) or {alternative}."
             )
     return splits
+
+
+def _validate_training_data(estimator, X, y):
+    """The start of every head's ``fit``: checked X and y, known rows only.
+
+    Validates X and y (:func:`_validate_embeddings`, setting
+    ``n_features_in_``), checks the labels, drops the rows labelled
+    ``estimator.unknown_label``, sets ``estimator.classes_`` and checks that
+    at least two classes remain.
+
+    Returns
+    -------
+    X, y : ndarray
+        The rows of the known classes.
+    """
+    from embedclf.heads._open_set_rules import _known_rows
+
+    X, y = _validate_embeddings(estimator, X, y, reset=True, action="fit")
+    name = type(estimator).__name__
+    y = _check_class_labels(y, name)
+    known = _known_rows(y, estimator.unknown_label, name)
+    X, y = X[known], y[known]
+    estimator.classes_ = np.unique(y)
+    _check_n_classes(estimator.classes_, y, name)
+    return X, y
+
+
+def _standardized(X: np.ndarray, standardize: bool):
+    """(X scaled to zero mean and unit variance, mean, scale), as float64.
+
+    With ``standardize=False``, X unchanged with mean 0 and scale 1, so a
+    caller can always fold ``(x - mean) / scale`` into its first layer.
+    """
+    from sklearn.preprocessing import StandardScaler
+
+    X = X.astype(np.float64, copy=False)
+    if not standardize:
+        return X, np.zeros(X.shape[1]), np.ones(X.shape[1])
+    scaler = StandardScaler().fit(X)
+    return scaler.transform(X), scaler.mean_, scaler.scale_

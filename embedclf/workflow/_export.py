@@ -1,9 +1,9 @@
 """Export a model directory as one TensorFlow SavedModel (backbone + head).
 
 The SavedModel maps images to class probabilities with no Python embedclf
-code: it holds the backbone, the head as a dense layer built from ``coef_`` and
-``intercept_``, the open-set rule when the head has one, and ``labels.txt``
-as an asset. Two signatures:
+code: it holds the backbone, the head as dense layers built from ``coef_`` and
+``intercept_`` (or an MLP head's ``coefs_`` and ``intercepts_``), the open-set
+rule when the head has one, and ``labels.txt`` as an asset. Two signatures:
 
 ``serving_default(image_bytes)``
     ``tf.string [batch]`` of encoded JPEG/PNG/GIF/BMP files, decoded and
@@ -47,7 +47,8 @@ def head_arrays(head) -> dict:
     Returns
     -------
     params : dict
-        ``coef`` (n_out, d), ``intercept`` (n_out,), ``classes``, and for an
+        ``layers`` (a list of (weights (n_in, n_out), biases (n_out,)): ReLU
+        between them, softmax or sigmoid after the last), ``classes``, and for an
         open-set head ``unknown_label``, ``probability_threshold``,
         ``centroids``, ``metric`` and ``distance_threshold`` (None when unused).
     """
@@ -76,14 +77,24 @@ def head_arrays(head) -> dict:
     elif getattr(head, "unknown_label", None) is not None:
         params["unknown_label"] = str(head.unknown_label)
         params["probability_threshold"] = head.unknown_threshold
-    if not hasattr(inner, "coef_"):
+    if hasattr(inner, "coefs_"):  # MLPHeadClassifier: ReLU layers, then the output
+        params["layers"] = [
+            (np.asarray(W, dtype=np.float32), np.asarray(b, dtype=np.float32))
+            for W, b in zip(inner.coefs_, inner.intercepts_)
+        ]
+    elif hasattr(inner, "coef_"):
+        params["layers"] = [
+            (
+                np.asarray(inner.coef_, dtype=np.float32).T,
+                np.asarray(inner.intercept_, dtype=np.float32),
+            )
+        ]
+    else:
         raise ModelDirError(
-            f"Only linear heads can be exported as a dense layer; this model's "
-            f"head is {type(inner).__name__}. Train with --classifier softmax to "
-            "export it."
+            f"Only linear and MLP heads can be exported as dense layers; this "
+            f"model's head is {type(inner).__name__}. Train with --classifier "
+            "softmax or mlp to export it."
         )
-    params["coef"] = np.asarray(inner.coef_, dtype=np.float32)
-    params["intercept"] = np.asarray(inner.intercept_, dtype=np.float32)
     params["classes"] = [str(c) for c in head.classes_]
     return params
 
@@ -94,10 +105,8 @@ def _build_module(backbone, size, params, labels_path):
     from embedclf.embedding._tf_images import decode_like_pillow
 
     h, w = int(size[0]), int(size[1])
-    fn = backbone._fn
-    coef = tf.constant(params["coef"].T)
-    intercept = tf.constant(params["intercept"])
-    binary = params["coef"].shape[0] == 1
+    layers = [(tf.constant(W), tf.constant(b)) for W, b in params["layers"]]
+    binary = params["layers"][-1][0].shape[1] == 1
     class_names = tf.constant(params["classes"])
     unknown = params["unknown_label"]
     p_thr = params["probability_threshold"]
@@ -106,13 +115,13 @@ def _build_module(backbone, size, params, labels_path):
     cosine = params["metric"] == "cosine"
 
     def embed(images):
-        out = fn(images)
-        if isinstance(out, dict):
-            out = out["default"] if "default" in out else next(iter(out.values()))
-        return tf.cast(out, tf.float32)
+        return tf.cast(backbone.features(images), tf.float32)
 
     def head(features):
-        logits = tf.matmul(features, coef) + intercept
+        h = features
+        for W, b in layers[:-1]:
+            h = tf.nn.relu(tf.matmul(h, W) + b)
+        logits = tf.matmul(h, layers[-1][0]) + layers[-1][1]
         if binary:
             p = tf.sigmoid(logits)
             proba = tf.concat([1.0 - p, p], axis=1)

@@ -184,7 +184,9 @@ def save_model_dir(path, head, manifest: dict, *, force: bool = False) -> Path:
     now = datetime.datetime.now(datetime.timezone.utc)
     backbone = dict(manifest["backbone"])
     if backbone.get("kind") == "savedmodel" and os.path.isdir(backbone["handle"]):
-        backbone.update(location_entry(backbone["handle"], path))
+        # A SavedModel handle may carry "?signature=...&output=..."; the
+        # locations are of its directory, the query is re-applied on load.
+        backbone.update(location_entry(backbone["handle"].partition("?")[0], path))
     cache = manifest.get("cache")
     full = {
         "format": MANIFEST_FORMAT,

@@ -89,17 +89,20 @@ def check_backbone(model_dir, model=None) -> str:
         _check_identity(model_dir, spec, recorded["handle"])
         return spec.handle
     tried = []
+    query = recorded.get("handle", "").partition("?")[2]
+    suffix = f"?{query}" if query else ""  # signature/output of a SavedModel
     for candidate in _candidates(recorded, model_dir.path, recorded.get("handle")):
-        if not os.path.isdir(candidate):
+        directory = candidate.partition("?")[0]
+        if not os.path.isdir(directory):
             continue
         try:
-            spec = resolve_backbone(candidate)
+            spec = resolve_backbone(directory + suffix)
         except BackboneLoadError:
-            tried.append(f"{candidate!r} is not a SavedModel")
+            tried.append(f"{directory!r} is not a SavedModel")
             continue
         if spec.identity == recorded["identity"]:
-            return os.path.abspath(candidate)
-        tried.append(f"{candidate!r} holds a different model")
+            return os.path.abspath(directory) + suffix
+        tried.append(f"{directory!r} holds a different model")
     looked = ", ".join(
         repr(c) for c in _candidates(recorded, model_dir.path, recorded.get("handle"))
     )

@@ -9,7 +9,9 @@ Written like retrain.py's ``--summaries_dir``::
 
 The scalars are the cross-validation means for each value of the C grid
 (step = position in the grid, from most to least regularised), where
-retrain.py logs them per training step. Open the directory with
+retrain.py logs them per training step. An MLP head logs per epoch instead:
+``train/loss`` and ``validation/accuracy`` (the rows held out for early
+stopping). Open the directory with
 ``tensorboard --logdir DIR``.
 """
 
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_scalars", "write_projector"]
+__all__ = ["write_epoch_scalars", "write_scalars", "write_projector"]
 
 logger = logging.getLogger("embedclf")
 
@@ -56,6 +58,34 @@ def write_scalars(summaries_dir, grid: list[dict]) -> list[Path]:
                     "cross_entropy", row[f"{run}_cross_entropy"], step=step
                 )
                 tf.summary.scalar("log10_C", math.log10(row["C"]), step=step)
+        writer.flush()
+        writer.close()
+        runs.append(root / run)
+    return runs
+
+
+def write_epoch_scalars(summaries_dir, curves: dict) -> list[Path]:
+    """Write an MLP head's per-epoch curves (step = epoch, from 1).
+
+    ``train/loss`` is the training loss (cross-entropy plus the L2 term) and
+    ``validation/accuracy`` the accuracy on the rows held out for early
+    stopping, as :func:`embedclf.workflow._curves.epoch_curves` returns them.
+    """
+    import tensorflow as tf
+
+    root = Path(summaries_dir)
+    series = {"train": [("loss", curves["loss"])], "validation": []}
+    if curves["validation_accuracy"] is not None:
+        series["validation"].append(("accuracy", curves["validation_accuracy"]))
+    runs = []
+    for run, scalars in series.items():
+        if not scalars:
+            continue
+        writer = tf.summary.create_file_writer(str(root / run))
+        with writer.as_default():
+            for tag, values in scalars:
+                for epoch, value in enumerate(values, start=1):
+                    tf.summary.scalar(tag, float(value), step=epoch)
         writer.flush()
         writer.close()
         runs.append(root / run)

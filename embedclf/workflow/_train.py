@@ -216,8 +216,12 @@ def make_head(classifier: str, *, C=1.0, class_weight=None):
         from embedclf.heads._svm import SVMClassifier
 
         return SVMClassifier(C=C, class_weight=class_weight, cv=3)
+    if classifier == "mlp":  # no C: early stopping and alpha regularise it
+        from embedclf.heads._mlp import MLPHeadClassifier
+
+        return MLPHeadClassifier(class_weight=class_weight, random_state=0)
     raise ValueError(
-        f"classifier must be 'softmax' or 'svm'; got {classifier!r}."
+        f"classifier must be 'softmax', 'svm' or 'mlp'; got {classifier!r}."
     )  # pragma: no cover - argparse restricts the choices
 
 
@@ -264,9 +268,10 @@ def tune_head(X, y, *, classifier, C_grid, class_weight=None, groups=None, n_job
     ----------
     X : ndarray of shape (n_samples, n_features)
     y : ndarray of shape (n_samples,)
-    classifier : {"softmax", "svm"}
+    classifier : {"softmax", "svm", "mlp"}
     C_grid : sequence of float
-        A single value skips the search (and the cross-validation).
+        A single value skips the search (and the cross-validation). Not used
+        by "mlp", which is fitted once (``best_C`` is None).
     class_weight : "balanced" or None
     groups : ndarray of shape (n_samples,) or None
         Source image of each row (augmented views share one).
@@ -283,6 +288,9 @@ def tune_head(X, y, *, classifier, C_grid, class_weight=None, groups=None, n_job
     from sklearn.base import clone
     from sklearn.model_selection import GridSearchCV
 
+    if classifier == "mlp":  # fitted once: early stopping picks its epochs
+        head = make_head(classifier, class_weight=class_weight).fit(X, y)
+        return head, {"best_C": None, "cv_accuracy": None, "grid": [], "splits": None}
     base = make_head(classifier, class_weight=class_weight)
     C_grid = [float(c) for c in C_grid]
     if len(C_grid) == 1:
