@@ -88,7 +88,7 @@ def check_backbone(model_dir, model=None) -> str:
         spec = resolve_backbone(recorded["handle"])
         _check_identity(model_dir, spec, recorded["handle"])
         return spec.handle
-    tried = []
+    tried, other = [], None
     query = recorded.get("handle", "").partition("?")[2]
     suffix = f"?{query}" if query else ""  # signature/output of a SavedModel
     for candidate in _candidates(recorded, model_dir.path, recorded.get("handle")):
@@ -102,7 +102,9 @@ def check_backbone(model_dir, model=None) -> str:
             continue
         if spec.identity == recorded["identity"]:
             return os.path.abspath(directory) + suffix
-        tried.append(f"{directory!r} holds a different model")
+        other = other or (spec, directory + suffix)
+    if other is not None:  # e.g. the backbone was retrained in place
+        _check_identity(model_dir, *other)
     looked = ", ".join(
         repr(c) for c in _candidates(recorded, model_dir.path, recorded.get("handle"))
     )

@@ -79,7 +79,7 @@ def test_other_model_at_the_recorded_path_is_not_used(project, tiny_model_dir_b)
     shutil.rmtree(project / "backbones" / "tiny")
     shutil.copytree(tiny_model_dir_b, project / "backbones" / "tiny")
     md = load_model_dir(project / "models" / "md")
-    with pytest.raises(ModelDirError, match="holds a different model"):
+    with pytest.raises(ModelDirError, match="is a different model"):
         check_backbone(md)
 
 
