@@ -37,7 +37,7 @@ def test_train_unknown_auto_with_unknown_folder(tmp_path, tiny_model_dir):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["unknown"]["mode"] == "auto"
     assert manifest["unknown"]["probability_threshold"] is not None
-    assert (out / "labels.txt").read_text().split() == ["blue", "green", "red"]
+    assert manifest["labels"] == ["blue", "green", "red"]
 
 
 def test_train_unknown_auto_with_unknown_folder_and_views(tmp_path, tiny_model_dir):
@@ -168,9 +168,8 @@ def test_class_only_in_test_folder_is_a_warning(tmp_path, tiny_model_dir, caplog
         r"training images: the model cannot predict it",
         caplog.text,
     )
-    labels = (tmp_path / "m" / "labels.txt").read_text().split()
-    assert labels == ["green", "red"]
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["labels"] == ["green", "red"]
     assert manifest["metrics"]["n_testing"] == 6
 
 
