@@ -273,7 +273,8 @@ def audit_images(
     cache : str or os.PathLike, default=None
         Embedding cache; with every vector cached the audit takes seconds.
     image_size, batch_size, progress
-        As for :class:`~embedclf.ImageEmbedder`.
+        As for :class:`~embedclf.ImageEmbedder` (``progress="auto"`` shows
+        the audit's own bars when stderr is a terminal).
     **kwargs
         Passed to :func:`audit_vectors`.
 
@@ -303,13 +304,17 @@ def audit_images(
     # The cache's key (SHA-256 of the bytes); the embedder computed it too but
     # does not expose it, and hashing is cheap next to the rest.
     keys = [content_key(read_image_bytes(p)) for p in paths[keep]]
+    if progress == "auto":
+        import sys
+
+        progress = sys.stderr.isatty()
     result = audit_vectors(
         X[keep],
         labels[keep],
         None if split is None else split[keep],
         paths=paths[keep],
         keys=keys,
-        progress=progress,
+        progress=bool(progress),
         **kwargs,
     )
     result.summary["unreadable"] = sorted(failed)

@@ -18,6 +18,7 @@ __all__ = [
     "DUPLICATE_THRESHOLD",
     "duplicate_pairs",
     "leak_count",
+    "leak_hint",
     "twin_accuracy",
 ]
 
@@ -111,6 +112,19 @@ def leak_count(X, split, *, threshold=DUPLICATE_THRESHOLD) -> int:
         block = Xn[held[start : start + 1024]] @ Xn[train].T
         best[start : start + 1024] = block.max(axis=1)
     return int(np.sum(best >= threshold - 1e-6))
+
+
+def leak_hint(X, split, image_dir, *, threshold=DUPLICATE_THRESHOLD) -> str | None:
+    """One line for ``embedclf train`` when held-out images have training twins."""
+    n = leak_count(X, split, threshold=threshold)
+    if not n:
+        return None
+    return (
+        f"Note: {n} validation/testing image(s) have a near-duplicate among the "
+        f"training images (cosine >= {threshold:g}), which inflates their score; "
+        f"`embedclf audit {image_dir} --output audit/ --cache ... --model ...` "
+        "shows them and what they do to the accuracy."
+    )
 
 
 def twin_accuracy(y_true, y_pred, has_twin) -> dict:
