@@ -61,6 +61,10 @@ def format_audit_parser(parser):
     parser.set_defaults(handler=run_audit)
 
 
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
 def run_audit(args) -> int:
     from embedclf.cli._common import report_failures
     from embedclf.workflow._audit import audit_images, write_audit
@@ -110,10 +114,10 @@ def run_audit(args) -> int:
     tw = s["twins"]
     if tw and tw["n_with_twin"]:
         print(
-            f"  {tw['split']} accuracy {tw['accuracy_all']:.1%}: "
-            f"{tw['accuracy_with_twin']:.1%} on the {tw['n_with_twin']} images with "
-            f"a near-twin in training, {tw['accuracy_without_twin']:.1%} on the "
-            f"{tw['n_without_twin']} without"
+            f"  {tw['split']} accuracy {_pct(tw['accuracy_all'])}: "
+            f"{_pct(tw['accuracy_with_twin'])} on the {tw['n_with_twin']} images "
+            f"with a near-twin in training, {_pct(tw['accuracy_without_twin'])} "
+            f"on the {tw['n_without_twin']} without"
         )
     print(f"  outliers: {s['n_outliers']}")
     tiny = s["balance"]["tiny_classes"]

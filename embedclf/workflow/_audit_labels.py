@@ -11,11 +11,14 @@ embeddings: the distance to the nearest neighbours, whatever their class).
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import numpy as np
 
 __all__ = ["find_label_issues_oof", "find_outliers", "out_of_fold_proba"]
+
+logger = logging.getLogger("embedclf")
 
 
 def _import_cleanlab():
@@ -26,6 +29,28 @@ def _import_cleanlab():
             "The audit needs cleanlab, a dependency of embedclf that is not "
             "installed. Run: pip install cleanlab"
         ) from None
+
+
+def _usable_groups(groups, y, n_folds):
+    """Ungroup the classes whose rows fall into fewer than ``n_folds`` groups.
+
+    With an embedding that sees a whole class as one blob (every row a
+    near-duplicate of the next), grouping would put the class in a single
+    fold, and its images would be judged by a head that never saw it.
+    """
+    groups = np.asarray(groups).copy()
+    fresh = groups.max() + 1 if len(groups) else 0
+    for c in np.unique(y):
+        rows = np.flatnonzero(y == c)
+        if len(np.unique(groups[rows])) < n_folds:
+            logger.info(
+                "embedclf: class %d is one blob of near-duplicates; its rows "
+                "are not grouped across folds",
+                c,
+            )
+            groups[rows] = fresh + np.arange(len(rows))
+            fresh += len(rows)
+    return groups
 
 
 def out_of_fold_proba(
@@ -44,7 +69,8 @@ def out_of_fold_proba(
     groups : ndarray of shape (n_samples,), default=None
         Rows of one group never sit on both sides of a fold; None groups
         near-duplicates with ``near_duplicate_groups`` (its default
-        threshold).
+        threshold), except in a class whose rows form fewer than ``n_folds``
+        groups (one blob for this embedding), which is left ungrouped.
     random_state : int, default=0
     progress : bool, default=False
         A tqdm bar over the folds.
@@ -64,7 +90,7 @@ def out_of_fold_proba(
     y = np.asarray(y)
     n_classes = int(y.max()) + 1
     if groups is None:
-        groups = near_duplicate_groups(X)
+        groups = _usable_groups(near_duplicate_groups(X), y, n_folds)
     n_groups = len(np.unique(groups))
     n_folds = int(min(n_folds, n_groups))
     if n_folds < 2:

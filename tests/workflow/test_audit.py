@@ -23,9 +23,9 @@ def _blobs(n_per_class=40, n_classes=4, dim=24, seed=0):
     """Well separated classes (cosine between classes ~0) with some spread."""
     rng = np.random.default_rng(seed)
     centres = np.eye(n_classes, dim) * 6
-    X = np.vstack(
-        [c + rng.normal(0, 1.0, (n_per_class, dim)) for c in centres]
-    ).astype(np.float32)
+    X = np.vstack([c + rng.normal(0, 1.0, (n_per_class, dim)) for c in centres]).astype(
+        np.float32
+    )
     y = np.repeat([f"c{k}" for k in range(n_classes)], n_per_class)
     return X, y
 
@@ -111,9 +111,9 @@ def test_audit_vectors_finds_flipped_labels_and_planted_leak():
     assert result.summary["n_exact_duplicate_pairs"] == 1
     assert result.summary["cross_split_pairs_by_splits"] == {"testing/training": 1}
     assert result.twins["n_with_twin"] == 1
-    assert result.balance["counts"]["c1"]["training"] + result.balance["counts"][
-        "c1"
-    ]["testing"] == int(np.sum(y_noisy == "c1"))
+    assert result.balance["counts"]["c1"]["training"] + result.balance["counts"]["c1"][
+        "testing"
+    ] == int(np.sum(y_noisy == "c1"))
 
 
 def test_audit_vectors_flags_an_outlier_and_tiny_class():
