@@ -97,7 +97,7 @@ def test_misclassified_html_groups_and_ranks(tmp_path):
     assert "href='confusion_matrix.png'" in page
     # Classes with the most errors first.
     assert page.index("a: 2 of 3 wrong") < page.index("b: 1 of 2 wrong")
-    assert page.index("Accuracy <b>50.0%</b>") < page.index("Top confusions")
+    assert page.index("Accuracy <b>50.0%</b>") < page.index("<h2 id='confusions'>")
 
 
 def test_calibration_ece():
