@@ -23,6 +23,7 @@ from embedclf.workflow._train import collect_images
 pytestmark = [
     pytest.mark.shared,
     pytest.mark.slow,
+    pytest.mark.tf,
     pytest.mark.skipif(
         not (SHARED_MODEL.is_dir() and SHARED_DATA.is_dir()),
         reason="../shared (backbone and grocery photos) is absent",
