@@ -1,6 +1,6 @@
 """The ``embedclf`` command: retrain.py's workflow on the command line.
 
-Subcommands: ``train``, ``predict``, ``evaluate``, ``embed``, ``export`` and
+Subcommands: ``train``, ``predict``, ``evaluate``, ``embed``, ``export``, ``audit`` and
 ``cache info`` / ``cache repair``. ``main(argv)`` parses a list of arguments,
 so tests call it directly; it returns the exit status (0 success, 1 a user
 error reported as one line on stderr, 2 bad arguments from argparse).
@@ -38,6 +38,7 @@ examples:
   embedclf evaluate model/ grocery_store/test
   embedclf export model/ --savedmodel exported/
   embedclf embed photos/ --cache emb.h5 --model M    (fill the cache ahead of time)
+  embedclf audit grocery_store/ --output audit/ --cache emb.h5 --model M
   embedclf cache info emb.h5
 """
 
@@ -158,6 +159,7 @@ def run_cache_repair(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``embedclf`` command."""
     from embedclf import __version__
+    from embedclf.cli._audit import format_audit_parser
     from embedclf.cli._predict import (
         format_evaluate_parser,
         format_export_parser,
@@ -214,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
             "export",
             format_export_parser,
             "Export a model directory as one TensorFlow SavedModel.",
+        ),
+        (
+            "audit",
+            format_audit_parser,
+            "Find label errors, duplicates and leaks between splits, outliers.",
         ),
         ("cache", format_cache_parser, "Inspect or repair an embedding cache file."),
     ]

@@ -103,6 +103,10 @@ def run_train(args) -> int:
         data.labels[keep],
         data.split[keep],
     )
+    from embedclf.workflow._audit_duplicates import leak_hint
+
+    if hint := leak_hint(X, split, args.image_dir):
+        _print(hint)
     tr, va, te = (
         np.flatnonzero(split == s) for s in ("training", "validation", "testing")
     )

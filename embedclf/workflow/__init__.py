@@ -3,8 +3,9 @@
 Owns: collecting labelled images from folders (``load_image_folder``, the
 official ``train/ val/ test/`` layout, the hash split), tuning and fitting a
 head on embedded images, the model directory (head, labels, manifest),
-the report (metrics, confusion matrix, misclassified-image page), TensorBoard
-summaries, and the SavedModel export.
+the report (metrics, confusion matrix, calibration, misclassified-image page),
+the data-quality audit (label issues, duplicates and leaks between splits,
+outliers, class balance), TensorBoard summaries, and the SavedModel export.
 
 May import: :mod:`embedclf.embedding`, :mod:`embedclf.heads`,
 :mod:`embedclf.model_selection`, :mod:`embedclf.cache`, and the top-level
@@ -16,7 +17,10 @@ event files), imported lazily.
 from embedclf._lazy import lazy_exports
 
 _EXPORTS = {
+    "audit_images": "embedclf.workflow._audit",
+    "audit_vectors": "embedclf.workflow._audit",
     "load_image_folder": "embedclf.workflow._datasets",
+    "write_audit": "embedclf.workflow._audit",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

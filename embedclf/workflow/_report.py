@@ -1,27 +1,34 @@
-"""Evaluation report: per-class metrics, a confusion-matrix PNG, an HTML page.
+"""Evaluation report: per-class metrics, figures and an HTML page.
 
-``write_report`` writes, into one directory::
+``write_report`` assembles, into one directory::
 
-    metrics.json        accuracy and per-class precision / recall / F1 / support
-    per_class.tsv       the same per-class table, tab-separated
-    confusion_matrix.png
-    misclassified.html  every misclassified image as a thumbnail, with its true
-                        and predicted labels and the predicted scores
+    metrics.json         accuracy, per-class precision / recall / F1 / support,
+                         top confusions, calibration (expected calibration error)
+    per_class.tsv        the same per-class table, tab-separated
+    confusion_matrix.png row-normalised, clustered, with a colour bar
+    reliability.png      the reliability diagram of the top-label confidence
+    misclassified.html   summary, top confusions with thumbnails, every
+                         misclassified image grouped by true class
+    thumbs/              the page's thumbnails (linked, not embedded)
 
-The PNG needs matplotlib (a dependency of embedclf); it is imported
-only when the figure is drawn.
+The figures live in ``_report_figures``, the page in ``_report_html``.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
 import logging
 from pathlib import Path
 
 import numpy as np
+
+from embedclf.workflow._report_figures import (
+    calibration,
+    plot_confusion_matrix,
+    plot_reliability,
+    top_confusions,
+)
+from embedclf.workflow._report_html import write_misclassified_html
 
 __all__ = [
     "classification_metrics",
@@ -32,22 +39,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("embedclf")
-
-_THUMBNAIL = 160
-
-
-def _import_pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ImportError(
-            "The confusion-matrix figure needs matplotlib, which is not "
-            "installed (it is a dependency of embedclf). Run: pip install matplotlib"
-        ) from None
-    return plt
 
 
 def classification_metrics(y_true, y_pred, labels) -> dict:
@@ -114,123 +105,8 @@ def format_metrics(metrics: dict, *, only_present: bool = True) -> str:
     return "\n".join(lines)
 
 
-def plot_confusion_matrix(y_true, y_pred, labels, path, *, title=None) -> Path:
-    """Draw the confusion matrix (rows: true, columns: predicted) as a PNG.
-
-    Cells are row-normalised colours with raw counts written in them when the
-    matrix is small enough to read.
-    """
-    from sklearn.metrics import confusion_matrix
-
-    plt = _import_pyplot()
-    labels = [str(x) for x in labels]
-    cm = confusion_matrix(
-        np.asarray(y_true).astype(str), np.asarray(y_pred).astype(str), labels=labels
-    )
-    n = len(labels)
-    side = min(40.0, max(5.0, 0.28 * n + 3))
-    fig, ax = plt.subplots(figsize=(side, side))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        norm = cm / cm.sum(axis=1, keepdims=True)
-    ax.imshow(np.nan_to_num(norm), cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(n), labels=labels, rotation=90, fontsize=7 if n > 30 else 9)
-    ax.set_yticks(range(n), labels=labels, fontsize=7 if n > 30 else 9)
-    ax.set_xlabel("predicted label")
-    ax.set_ylabel("true label")
-    if title:
-        ax.set_title(title)
-    if n <= 30:
-        for i in range(n):
-            for j in range(n):
-                if cm[i, j]:
-                    colour = "white" if norm[i, j] > 0.5 else "black"
-                    ax.text(j, i, str(cm[i, j]), ha="center", va="center", color=colour)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def _thumbnail_data_uri(image_path) -> str | None:
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(image_path) as img:
-            img.draft("RGB", (_THUMBNAIL, _THUMBNAIL))
-            img = ImageOps.exif_transpose(img).convert("RGB")
-            img.thumbnail((_THUMBNAIL, _THUMBNAIL))
-            buf = io.BytesIO()
-            img.save(buf, format="JPEG", quality=80)
-    except (OSError, ValueError, SyntaxError):
-        return None
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def write_misclassified_html(paths, y_true, y_pred, proba, classes, path, *, top_k=3):
-    """Write a self-contained HTML page of the misclassified images.
-
-    Parameters
-    ----------
-    paths : sequence of str
-        Image files, one per sample.
-    y_true, y_pred : array-like of shape (n_samples,)
-    proba : ndarray of shape (n_samples, n_classes)
-        Predicted probabilities, columns in the order of ``classes``.
-    classes : sequence of str
-    path : str or os.PathLike
-        The HTML file to write; thumbnails are embedded in it.
-    top_k : int, default=3
-        Scores shown per image.
-
-    Returns
-    -------
-    n_misclassified : int
-    """
-    y_true = np.asarray(y_true).astype(str)
-    y_pred = np.asarray(y_pred).astype(str)
-    classes = [str(c) for c in classes]
-    wrong = np.flatnonzero(y_true != y_pred)
-    esc = html.escape
-    cards = []
-    for i in wrong:
-        order = np.argsort(-proba[i])[:top_k]
-        scores = "".join(
-            f"<li>{esc(classes[j])}: {proba[i, j]:.3f}</li>" for j in order
-        )
-        uri = _thumbnail_data_uri(paths[i])
-        img = (
-            f'<img src="{uri}" alt="{esc(str(paths[i]))}">'
-            if uri
-            else "<div class='missing'>(cannot read image)</div>"
-        )
-        cards.append(
-            f"<div class='card'>{img}<p class='path'>{esc(str(paths[i]))}</p>"
-            f"<p>true: <b>{esc(y_true[i])}</b><br>predicted: "
-            f"<b class='bad'>{esc(y_pred[i])}</b></p><ol>{scores}</ol></div>"
-        )
-    page = f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>Misclassified images</title>
-<style>
-body {{ font-family: sans-serif; margin: 1em; }}
-.card {{ display: inline-block; vertical-align: top; width: 200px; margin: 6px;
-  padding: 6px; border: 1px solid #ccc; border-radius: 4px; font-size: 13px; }}
-.card img {{ max-width: {_THUMBNAIL}px; max-height: {_THUMBNAIL}px; }}
-.path {{ color: #666; word-break: break-all; font-size: 11px; }}
-.bad {{ color: #b00; }}
-ol {{ padding-left: 1.2em; margin: 0; }}
-</style></head><body>
-<h1>Misclassified images: {len(wrong)} of {len(y_true)}</h1>
-{"".join(cards) if cards else "<p>No misclassified images.</p>"}
-</body></html>
-"""
-    # A file name that is not UTF-8 (surrogate escapes) is shown escaped.
-    Path(path).write_text(page, encoding="utf-8", errors="backslashreplace")
-    return len(wrong)
-
-
 def write_report(out_dir, paths, y_true, y_pred, proba, classes, *, title=None):
-    """Write metrics.json, per_class.tsv, confusion_matrix.png, misclassified.html.
+    """Write metrics.json, per_class.tsv, the figures and misclassified.html.
 
     Parameters
     ----------
@@ -247,12 +123,13 @@ def write_report(out_dir, paths, y_true, y_pred, proba, classes, *, title=None):
     Returns
     -------
     metrics : dict
-        As :func:`classification_metrics`, plus ``files`` (names written).
+        As :func:`classification_metrics`, plus ``top_confusions``,
+        ``calibration`` (``ece`` and the reliability bins) and ``files``
+        (names written).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics = classification_metrics(y_true, y_pred, classes)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     lines = ["label\tprecision\trecall\tf1\tsupport"]
     lines += [
         f"{r['label']}\t{r['precision']:.4f}\t{r['recall']:.4f}\t{r['f1']:.4f}\t"
@@ -263,13 +140,30 @@ def write_report(out_dir, paths, y_true, y_pred, proba, classes, *, title=None):
     plot_confusion_matrix(
         y_true, y_pred, metrics["labels"], out / "confusion_matrix.png", title=title
     )
+    metrics["top_confusions"] = top_confusions(y_true, y_pred, metrics["labels"])
+    metrics["calibration"] = calibration(y_true, y_pred, proba)
+    plot_reliability(metrics["calibration"], out / "reliability.png", title=title)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     write_misclassified_html(
-        paths, y_true, y_pred, proba, classes, out / "misclassified.html"
+        paths,
+        y_true,
+        y_pred,
+        proba,
+        classes,
+        out / "misclassified.html",
+        confusions=metrics["top_confusions"],
+        calibration=metrics["calibration"],
+        figures=[
+            ("reliability.png", "Calibration on these images"),
+            ("confusion_matrix.png", "Confusion matrix (rows normalised)"),
+        ],
+        links=[("metrics.json", "metrics.json"), ("per_class.tsv", "per_class.tsv")],
     )
     metrics["files"] = [
         "metrics.json",
         "per_class.tsv",
         "confusion_matrix.png",
+        "reliability.png",
         "misclassified.html",
     ]
     return metrics

@@ -17,6 +17,7 @@ from embedclf.workflow._report import (
     write_misclassified_html,
     write_report,
 )
+from embedclf.workflow._report_figures import calibration, cluster_order, top_confusions
 
 
 def test_classification_metrics_values():
@@ -48,10 +49,80 @@ def test_misclassified_html(tmp_path):
     )
     page = (tmp_path / "m.html").read_text()
     assert n == 1
-    assert page.count('<img src="data:image/jpeg;base64,') == 1
+    # Thumbnails are linked files loaded lazily, not base64 in the page.
+    assert "base64" not in page
+    srcs = re.findall(r"src='(thumbs/[^']+)'", page)
+    assert len(srcs) == 1 and (tmp_path / srcs[0]).is_file()
+    assert "loading='lazy'" in page
+    assert f"href='{paths[1].resolve().as_uri()}'" in page  # the full image
     assert "1.jpg" in page and "0.jpg" not in page
     assert "&lt;y&gt;: 0.700" in page  # labels are escaped, scores shown
     assert "Misclassified images: 1 of 3" in page
+    assert "x: 1 of 2 wrong" in page  # grouped by true class
+
+
+def test_misclassified_html_groups_and_ranks(tmp_path):
+    paths = [str(write_image(tmp_path / f"{i}.png", seed=i)) for i in range(8)]
+    y_true = ["a", "a", "a", "b", "b", "c", "c", "c"]
+    y_pred = ["b", "b", "a", "a", "b", "a", "c", "c"]
+    proba = np.full((8, 3), 1 / 3)
+    confusions = top_confusions(y_true, y_pred, ["a", "b", "c"])
+    assert confusions[0] == {
+        "true": "a",
+        "predicted": "b",
+        "count": 2,
+        "share_of_true": pytest.approx(2 / 3),
+    }
+    # Equal counts: the larger share of the true class first.
+    assert [(c["true"], c["predicted"]) for c in confusions[1:]] == [
+        ("b", "a"),
+        ("c", "a"),
+    ]
+    write_misclassified_html(
+        paths,
+        y_true,
+        y_pred,
+        proba,
+        ["a", "b", "c"],
+        tmp_path / "m.html",
+        confusions=confusions,
+        calibration={
+            "ece": 0.25,
+            "bins": [{"confidence": 0.33, "accuracy": 0.5, "count": 8}],
+        },
+        figures=[("confusion_matrix.png", "Confusion matrix")],
+    )
+    page = (tmp_path / "m.html").read_text()
+    assert "Top confusions" in page and "Expected calibration error 0.250" in page
+    assert "href='confusion_matrix.png'" in page
+    # Classes with the most errors first.
+    assert page.index("a: 2 of 3 wrong") < page.index("b: 1 of 2 wrong")
+    assert page.index("Accuracy <b>50.0%</b>") < page.index("<h2 id='confusions'>")
+
+
+def test_calibration_ece():
+    y_true = ["a", "a", "a", "a", "b", "b", "b", "b"]
+    y_pred = ["a", "a", "a", "b", "b", "b", "a", "a"]
+    conf = np.array([0.95, 0.95, 0.95, 0.95, 0.55, 0.55, 0.55, 0.55])
+    proba = np.column_stack([conf, 1 - conf])
+    result = calibration(y_true, y_pred, proba)
+    # Bin 0.9-1: confidence 0.95, accuracy 0.75; bin 0.5-0.6: 0.55 vs 0.5.
+    assert result["ece"] == pytest.approx(0.5 * 0.2 + 0.5 * 0.05)
+    assert [b["count"] for b in result["bins"]] == [4, 4]
+    all_right = calibration(["a", "b"], ["a", "b"], np.array([[0.9, 0.1], [0.3, 0.7]]))
+    assert all_right["ece"] == pytest.approx((0.1 + 0.3) / 2)
+    assert calibration([], [], np.zeros((0, 2)))["ece"] is None
+
+
+def test_cluster_order_puts_confused_classes_together():
+    # 0 <-> 3 and 1 <-> 4 confuse each other; 2 and 5 are clean.
+    norm = np.eye(6) * 0.6
+    norm[0, 3] = norm[3, 0] = norm[1, 4] = norm[4, 1] = 0.4
+    norm[2, 2] = norm[5, 5] = 1
+    order = cluster_order(norm).tolist()
+    assert sorted(order) == list(range(6))
+    assert abs(order.index(0) - order.index(3)) == 1
+    assert abs(order.index(1) - order.index(4)) == 1
 
 
 def test_confusion_matrix_png(tmp_path):
@@ -62,6 +133,8 @@ def test_confusion_matrix_png(tmp_path):
 
     with Image.open(path) as img:
         assert img.format == "PNG" and img.size[0] >= 300
+        # The colour bar makes the figure wider than tall.
+        assert img.size[0] > img.size[1]
 
 
 def test_missing_matplotlib_says_how_to_install(tmp_path, monkeypatch):
@@ -90,3 +163,11 @@ def test_write_report_files(tmp_path):
     assert tsv[2].startswith("b\t1.0000\t0.6667")
     for name in m["files"]:
         assert (tmp_path / "r" / name).is_file()
+    assert "reliability.png" in m["files"]
+    assert stored["calibration"]["ece"] == pytest.approx(m["calibration"]["ece"])
+    assert stored["top_confusions"][0] == {
+        "true": "b",
+        "predicted": "a",
+        "count": 1,
+        "share_of_true": pytest.approx(1 / 3),
+    }

@@ -1,0 +1,129 @@
+"""``embedclf audit``: label issues, duplicates and leaks, outliers, balance."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from embedclf.cli._common import _add_backbone_args, _add_image_size, _progress, error
+
+__all__ = ["format_audit_parser", "run_audit"]
+
+
+def format_audit_parser(parser):
+    from embedclf.workflow._audit_duplicates import DUPLICATE_THRESHOLD
+
+    parser.add_argument(
+        "image_dir",
+        metavar="IMAGE_DIR",
+        help=(
+            "Folder of class subfolders; or a folder holding train/ and val/ "
+            "and/or test/ (official splits), as for `embedclf train`."
+        ),
+    )
+    parser.add_argument(
+        "--val-dir",
+        metavar="DIR",
+        default=None,
+        help="Validation images (one subfolder per class). Default: none.",
+    )
+    parser.add_argument(
+        "--test-dir",
+        metavar="DIR",
+        default=None,
+        help="Testing images (one subfolder per class). Default: none.",
+    )
+    parser.add_argument(
+        "--output",
+        metavar="DIR",
+        required=True,
+        help="Folder for audit.html, issues.csv, audit.json and thumbs/. Required.",
+    )
+    parser.add_argument(
+        "--duplicate-threshold",
+        type=float,
+        default=DUPLICATE_THRESHOLD,
+        metavar="COS",
+        help=(
+            "Cosine similarity of embeddings from which two images count as "
+            f"near-duplicates. Default: {DUPLICATE_THRESHOLD}."
+        ),
+    )
+    parser.add_argument(
+        "--folds",
+        type=int,
+        default=5,
+        metavar="K",
+        help="Folds of the out-of-fold probabilities. Default: 5.",
+    )
+    _add_backbone_args(parser)
+    _add_image_size(parser)
+    parser.set_defaults(handler=run_audit)
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def run_audit(args) -> int:
+    from embedclf.cli._common import report_failures
+    from embedclf.workflow._audit import audit_images, write_audit
+    from embedclf.workflow._train import collect_images
+
+    if args.folds < 2:
+        error(f"--folds must be 2 or more; got {args.folds}.")
+        return 2
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        error(f"--output {args.output!r} is a file; pass a folder.")
+        return 1
+    t0 = time.perf_counter()
+    data = collect_images(
+        args.image_dir,
+        val_dir=args.val_dir,
+        test_dir=args.test_dir,
+        validation_percentage=0,
+        testing_percentage=0,
+    )
+    image_size = [args.image_size] * 2 if args.image_size else None
+    result = audit_images(
+        data.paths,
+        data.labels,
+        data.split,
+        model=args.model,
+        cache=args.cache,
+        image_size=image_size,
+        batch_size=args.batch_size,
+        progress=_progress(args),
+        duplicate_threshold=args.duplicate_threshold,
+        n_folds=args.folds,
+    )
+    report_failures(result.summary["unreadable"])
+    files = write_audit(result, args.output)
+    s = result.summary
+    print(
+        f"Audited {s['n_images']} images in {s['n_classes']} classes in "
+        f"{time.perf_counter() - t0:.1f} s (out-of-fold accuracy "
+        f"{s['out_of_fold_accuracy']:.1%})."
+    )
+    print(f"  label issues: {s['n_label_issues']}")
+    print(
+        f"  duplicate pairs: {s['n_exact_duplicate_pairs']} exact, "
+        f"{s['n_near_duplicate_pairs']} near (cosine >= "
+        f"{s['duplicate_threshold']:g}); {s['n_cross_split_pairs']} across splits"
+    )
+    tw = s["twins"]
+    if tw and tw["n_with_twin"]:
+        print(
+            f"  {tw['split']} accuracy {_pct(tw['accuracy_all'])}: "
+            f"{_pct(tw['accuracy_with_twin'])} on the {tw['n_with_twin']} images "
+            f"with a near-twin in training, {_pct(tw['accuracy_without_twin'])} "
+            f"on the {tw['n_without_twin']} without"
+        )
+    print(f"  outliers: {s['n_outliers']}")
+    tiny = s["balance"]["tiny_classes"]
+    print(
+        f"  class sizes: {s['balance']['smallest']} to {s['balance']['largest']}"
+        + (f"; {len(tiny)} below {args.folds}: {', '.join(tiny)}" if tiny else "")
+    )
+    print(f"Written: {files['html']} ({files['csv'].name}, {files['json'].name}).")
+    return 0

@@ -1,0 +1,352 @@
+"""The data-quality audit: label issues, duplicates and leaks, outliers, balance.
+
+:func:`audit_vectors` works on embeddings and labels (and optionally the
+split, paths and content keys of each row); :func:`audit_images` embeds
+image files first (through the cache) and calls it. :func:`write_audit`
+writes ``audit.html``, ``issues.csv`` and ``audit.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from embedclf.workflow._audit_duplicates import (
+    DUPLICATE_THRESHOLD,
+    duplicate_pairs,
+    twin_accuracy,
+)
+
+__all__ = ["AuditResult", "audit_images", "audit_vectors", "write_audit"]
+
+logger = logging.getLogger("embedclf")
+
+_CSV_FIELDS = [
+    "issue",
+    "index",
+    "path",
+    "split",
+    "label",
+    "suggested_label",
+    "score",
+    "other_index",
+    "other_path",
+    "other_split",
+    "other_label",
+]
+
+
+@dataclass
+class AuditResult:
+    """What :func:`audit_vectors` found; ``summary`` is JSON-ready."""
+
+    labels: np.ndarray
+    split: np.ndarray
+    paths: np.ndarray | None
+    classes: np.ndarray
+    proba: np.ndarray
+    label_issues: list = field(default_factory=list)
+    duplicates: list = field(default_factory=list)
+    outliers: list = field(default_factory=list)
+    balance: dict = field(default_factory=dict)
+    twins: dict | None = None
+    summary: dict = field(default_factory=dict)
+
+    def rows(self):
+        """One dict per issue, with the columns of ``issues.csv``."""
+        path = (lambda i: str(self.paths[i])) if self.paths is not None else str
+
+        def base(kind, i):
+            return {
+                "issue": kind,
+                "index": i,
+                "path": path(i),
+                "split": self.split[i],
+                "label": self.labels[i],
+            }
+
+        for r in self.label_issues:
+            yield base("label", r["index"]) | {
+                "suggested_label": r["suggested_label"],
+                "score": f"{r['quality']:.4f}",
+            }
+        for p in self.duplicates:
+            yield base(f"{p['kind']}_duplicate", p["i"]) | {
+                "score": f"{p['similarity']:.4f}",
+                "other_index": p["j"],
+                "other_path": path(p["j"]),
+                "other_split": self.split[p["j"]],
+                "other_label": self.labels[p["j"]],
+            }
+        for r in self.outliers:
+            yield base("outlier", r["index"]) | {"score": f"{r['score']:.4f}"}
+
+
+def _balance(labels, split, n_folds) -> dict:
+    classes = np.unique(labels)
+    parts = [s for s in ("training", "validation", "testing") if (split == s).any()]
+    parts += sorted(set(split) - set(parts))
+    counts = {
+        str(c): {s: int(np.sum((labels == c) & (split == s))) for s in parts}
+        for c in classes
+    }
+    first = parts[0]
+    tiny = sorted(c for c, n in counts.items() if n[first] < n_folds)
+    sizes = [n[first] for n in counts.values()]
+    return {
+        "splits": parts,
+        "counts": counts,
+        "tiny_classes": tiny,
+        "tiny_below": int(n_folds),
+        "smallest": int(min(sizes)),
+        "largest": int(max(sizes)),
+    }
+
+
+def audit_vectors(
+    X,
+    labels,
+    split=None,
+    *,
+    paths=None,
+    keys=None,
+    duplicate_threshold=DUPLICATE_THRESHOLD,
+    n_folds=5,
+    C=1.0,
+    random_state=0,
+    progress=False,
+):
+    """Audit labelled embeddings for label errors, duplicates and outliers.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Embeddings, e.g. ``ImageEmbedder(cache=...).transform(paths)``.
+    labels : array-like of shape (n_samples,)
+        Given labels.
+    split : array-like of shape (n_samples,), default=None
+        "training", "validation" or "testing" per row; None means one split.
+    paths : array-like of shape (n_samples,), default=None
+        Image files, for the page and ``issues.csv``.
+    keys : array-like of shape (n_samples,), default=None
+        Content keys (equal keys = exact duplicates).
+    duplicate_threshold : float, default=DUPLICATE_THRESHOLD
+        Cosine similarity from which two images are near-duplicates (0.94).
+    n_folds : int, default=5
+        Folds of the out-of-fold probabilities (group-aware).
+    C : float, default=1.0
+        Inverse regularisation of the softmax head behind them.
+    random_state : int, default=0
+    progress : bool, default=False
+        Progress bars on stderr.
+
+    Returns
+    -------
+    result : AuditResult
+    """
+    from sklearn.preprocessing import LabelEncoder
+
+    from embedclf.workflow._audit_labels import (
+        find_label_issues_oof,
+        find_outliers,
+        out_of_fold_proba,
+    )
+
+    X = np.asarray(X, dtype=np.float32)
+    labels = np.asarray(labels).astype(str)
+    if X.ndim != 2 or len(X) != len(labels):
+        raise ValueError(
+            f"X must be 2-D with one row per label; got shape {X.shape} for "
+            f"{len(labels)} labels."
+        )
+    n = len(labels)
+    split = np.full(n, "training") if split is None else np.asarray(split).astype(str)
+    paths = None if paths is None else np.asarray(paths).astype(str)
+    encoder = LabelEncoder().fit(labels)
+    y = encoder.transform(labels)
+    classes = encoder.classes_
+    if len(classes) < 2:
+        raise ValueError(f"The audit needs at least 2 classes; got {len(classes)}.")
+    proba = out_of_fold_proba(
+        X, y, n_folds=n_folds, C=C, random_state=random_state, progress=progress
+    )
+    ranked, quality = find_label_issues_oof(y, proba)
+    suggested = proba.argmax(axis=1)
+    label_issues = [
+        {
+            "index": int(i),
+            "label": str(labels[i]),
+            "suggested_label": str(classes[suggested[i]]),
+            "quality": float(quality[i]),
+            "given_proba": float(proba[i, y[i]]),
+            "suggested_proba": float(proba[i, suggested[i]]),
+        }
+        for i in ranked
+    ]
+    flagged, scores = find_outliers(X)
+    outliers = [
+        {"index": int(i), "score": float(scores[i]), "label": str(labels[i])}
+        for i in flagged
+    ]
+    pairs = duplicate_pairs(X, split, keys=keys, threshold=duplicate_threshold)
+    twins = _twins(X, labels, split, pairs, C)
+    result = AuditResult(
+        labels=labels,
+        split=split,
+        paths=paths,
+        classes=classes,
+        proba=proba,
+        label_issues=label_issues,
+        duplicates=pairs,
+        outliers=outliers,
+        balance=_balance(labels, split, n_folds),
+        twins=twins,
+    )
+    cross = [p for p in pairs if "/" in p["splits"]]
+    result.summary = {
+        "n_images": n,
+        "n_classes": int(len(classes)),
+        "duplicate_threshold": float(duplicate_threshold),
+        "out_of_fold_accuracy": float(np.mean(suggested == y)),
+        "n_label_issues": len(label_issues),
+        "n_exact_duplicate_pairs": sum(p["kind"] == "exact" for p in pairs),
+        "n_near_duplicate_pairs": sum(p["kind"] == "near" for p in pairs),
+        "n_cross_split_pairs": len(cross),
+        "cross_split_pairs_by_splits": {
+            s: sum(p["splits"] == s for p in cross)
+            for s in sorted({p["splits"] for p in cross})
+        },
+        "n_outliers": len(outliers),
+        "twins": twins,
+        "balance": {k: v for k, v in result.balance.items() if k != "counts"},
+    }
+    return result
+
+
+def _twins(X, labels, split, pairs, C):
+    """Test accuracy (head fitted on training) with vs without a training twin."""
+    from embedclf.heads._linear import SoftmaxClassifier
+
+    train = split == "training"
+    held_name = "testing" if (split == "testing").any() else "validation"
+    held = split == held_name
+    if not held.any() or len(np.unique(labels[train])) < 2:
+        return None
+    has_twin = np.zeros(len(labels), dtype=bool)
+    for p in pairs:
+        a, b = p["i"], p["j"]
+        if train[a] and held[b]:
+            has_twin[b] = True
+        if train[b] and held[a]:
+            has_twin[a] = True
+    head = SoftmaxClassifier(C=C).fit(X[train], labels[train])
+    pred = head.predict(X[held])
+    return {"split": held_name} | twin_accuracy(labels[held], pred, has_twin[held])
+
+
+def audit_images(
+    paths,
+    labels,
+    split=None,
+    *,
+    model,
+    cache=None,
+    image_size=None,
+    batch_size=32,
+    progress=False,
+    **kwargs,
+):
+    """Embed image files (through ``cache``) and :func:`audit_vectors` them.
+
+    Parameters
+    ----------
+    paths : array-like of shape (n_samples,)
+    labels : array-like of shape (n_samples,)
+    split : array-like of shape (n_samples,), default=None
+    model : str
+        Backbone handle, as for :class:`~embedclf.ImageEmbedder`.
+    cache : str or os.PathLike, default=None
+        Embedding cache; with every vector cached the audit takes seconds.
+    image_size, batch_size, progress
+        As for :class:`~embedclf.ImageEmbedder` (``progress="auto"`` shows
+        the audit's own bars when stderr is a terminal).
+    **kwargs
+        Passed to :func:`audit_vectors`.
+
+    Returns
+    -------
+    result : AuditResult
+        Unreadable images are left out and listed in
+        ``result.summary["unreadable"]``.
+    """
+    from embedclf.embedding._embedder import ImageEmbedder
+    from embedclf.embedding._images import content_key, read_image_bytes
+
+    paths = np.asarray(paths).astype(str)
+    labels = np.asarray(labels).astype(str)
+    split = None if split is None else np.asarray(split).astype(str)
+    embedder = ImageEmbedder(
+        model=model,
+        cache=cache,
+        image_size=image_size,
+        batch_size=batch_size,
+        on_error="nan",
+        progress=progress,
+    )
+    X = embedder.transform(paths)
+    failed = set(embedder.failed_paths_.tolist())
+    keep = np.array([p not in failed for p in paths], dtype=bool)
+    # The cache's key (SHA-256 of the bytes); the embedder computed it too but
+    # does not expose it, and hashing is cheap next to the rest.
+    keys = [content_key(read_image_bytes(p)) for p in paths[keep]]
+    if progress == "auto":
+        import sys
+
+        progress = sys.stderr.isatty()
+    result = audit_vectors(
+        X[keep],
+        labels[keep],
+        None if split is None else split[keep],
+        paths=paths[keep],
+        keys=keys,
+        progress=bool(progress),
+        **kwargs,
+    )
+    result.summary["unreadable"] = sorted(failed)
+    return result
+
+
+def write_audit(result: AuditResult, output) -> dict:
+    """Write ``audit.html``, ``issues.csv`` and ``audit.json`` into ``output``.
+
+    Returns
+    -------
+    files : dict
+        ``{"html": path, "csv": path, "json": path}``.
+    """
+    from embedclf.workflow._audit_html import write_audit_html
+
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / "issues.csv"
+    with open(csv_path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=_CSV_FIELDS)
+        writer.writeheader()
+        for row in result.rows():
+            writer.writerow(row)
+    json_path = out / "audit.json"
+    payload = dict(result.summary)
+    payload["class_counts"] = result.balance["counts"]
+    payload["label_issues"] = result.label_issues
+    payload["duplicates"] = result.duplicates
+    payload["outliers"] = result.outliers
+    if result.paths is not None:
+        payload["paths"] = result.paths.tolist()
+    json_path.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+    html_path = write_audit_html(result, out / "audit.html", progress=False)
+    return {"html": html_path, "csv": csv_path, "json": json_path}
