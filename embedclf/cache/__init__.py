@@ -12,7 +12,7 @@ else of embedclf: the cache knows vectors and keys, not images or models.
 from embedclf._lazy import lazy_exports
 
 _EXPORTS = {
-    "CacheNamespace": "embedclf.cache._store",
+    "CacheNamespace": "embedclf.cache._namespace",
     "EmbeddingCache": "embedclf.cache._store",
 }
 __all__ = sorted(_EXPORTS)
