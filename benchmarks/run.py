@@ -21,6 +21,7 @@ Items
 6 accuracy     grocery_store test accuracy: softmax, SVM, augmented views
 7 scaling      time and peak RSS of embedding 1k, 2k, 4k images
 8 cache_scaling  adding 100 rows to caches of 10k and 1M rows
+9 identity_memo  warm transform of 50k paths: identity memo vs full re-hash
 """
 
 from __future__ import annotations
@@ -56,9 +57,10 @@ ITEMS = {
     6: "bench_accuracy",
     7: "bench_scaling",
     8: "bench_cache_scaling",
+    9: "bench_identity_memo",
 }
 # Item 6 fills the shared grocery cache that item 5 reads, so it runs first.
-ORDER = [6, 5, 1, 2, 4, 3, 7, 8]
+ORDER = [6, 5, 1, 2, 4, 3, 7, 8, 9]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

@@ -64,7 +64,7 @@ _DTYPE = np.dtype(
         ("size", "<u8"),
         ("mtime", "<i8"),
         ("ctime", "<i8"),
-        ("key", "S32"),
+        ("key", "u1", (32,)),  # not S32: numpy strips trailing NUL bytes
         ("crc", "<u4"),
         ("pad", "V4"),
     ]
@@ -103,16 +103,10 @@ class IdentityMemo:
                 (zlib.crc32(row[:_BODY].tobytes()) for row in raw), np.uint32, n
             )
             ok = recs[crcs == recs["crc"]]
-            self._entries = {
-                (
-                    int(r["dev"]),
-                    int(r["ino"]),
-                    int(r["size"]),
-                    int(r["mtime"]),
-                    int(r["ctime"]),
-                ): r["key"].hex()
-                for r in ok
-            }
+            idents = ok[["dev", "ino", "size", "mtime", "ctime"]].tolist()
+            blob = np.ascontiguousarray(ok["key"]).tobytes().hex()
+            keys = [blob[i : i + 64] for i in range(0, len(blob), 64)]
+            self._entries = dict(zip(idents, keys))
             self._n_records = n
         return self._entries
 
@@ -124,7 +118,7 @@ class IdentityMemo:
         recs = np.zeros(len(items), dtype=_DTYPE)
         for rec, (ident, key) in zip(recs, items):
             rec["dev"], rec["ino"], rec["size"], rec["mtime"], rec["ctime"] = ident
-            rec["key"] = bytes.fromhex(key)
+            rec["key"] = np.frombuffer(bytes.fromhex(key), np.uint8)
         raw = recs.view(np.uint8).reshape(len(items), _DTYPE.itemsize)
         recs["crc"] = [zlib.crc32(row[:_BODY].tobytes()) for row in raw]
         with self._lock():
@@ -151,7 +145,7 @@ class IdentityMemo:
         recs = np.zeros(len(entries), dtype=_DTYPE)
         for rec, (ident, key) in zip(recs, entries.items()):
             rec["dev"], rec["ino"], rec["size"], rec["mtime"], rec["ctime"] = ident
-            rec["key"] = bytes.fromhex(key)
+            rec["key"] = np.frombuffer(bytes.fromhex(key), np.uint8)
         raw = recs.view(np.uint8).reshape(len(entries), _DTYPE.itemsize)
         recs["crc"] = [zlib.crc32(row[:_BODY].tobytes()) for row in raw]
         tmp = f"{self.path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"

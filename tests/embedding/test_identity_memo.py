@@ -134,3 +134,11 @@ def test_the_memo_file_is_compacted(tmp_path):
         memo.add([((1, 2, 3, 4, 5), f"{i:064x}")])
     assert os.path.getsize(memo.path) <= 80 * 1026  # stale records dropped
     assert IdentityMemo(tmp_path / "c.h5").load() == {(1, 2, 3, 4, 5): f"{2999:064x}"}
+
+
+def test_keys_round_trip_whatever_their_bytes(tmp_path):
+    keys = ["00" * 32, "ab" * 31 + "00", "ff" * 32, "00" + "12" * 31]
+    memo = IdentityMemo(tmp_path / "c.h5")
+    memo.add([((i, i, i, i, i), k) for i, k in enumerate(keys)])
+    got = IdentityMemo(tmp_path / "c.h5").load()
+    assert got == {(i, i, i, i, i): k for i, k in enumerate(keys)}
