@@ -34,9 +34,9 @@ miss) is hashed again from the bytes decoded, and a mismatch is reported,
 never stored.
 
 File format: fixed 80-byte records ``<QQQqq32sI4x`` (dev, ino, size,
-mtime_ns, ctime_ns, raw SHA-256, CRC32 of the first 72 bytes), appended under
+mtime_ns, ctime_ns, raw SHA-256, a checksum of the first 72 bytes), appended under
 ``<cache>.identities.lock``; the last record of an identity wins; a torn or
-damaged record fails its CRC and is ignored. The file is rewritten (temp
+damaged record fails its checksum and is ignored. The file is rewritten (temp
 file, ``os.replace``) when stale records outnumber live ones. Losing it
 costs one full re-hash, never a wrong vector beyond the cases above.
 """
@@ -47,7 +47,6 @@ import contextlib
 import os
 import time
 import uuid
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -70,6 +69,23 @@ _DTYPE = np.dtype(
     ]
 )
 _BODY = 72  # bytes covered by the CRC
+
+
+def _checksums(raw: np.ndarray) -> np.ndarray:
+    """A 32-bit checksum of the first 72 bytes of each 80-byte row, computed
+    for all rows at once (an FNV-style multiply-xor over nine 64-bit words).
+
+    Not zlib's CRC32 (which the cache's rows use): a Python call per record
+    cost more than the stat calls the memo saves. It catches torn writes and
+    random damage with probability 1 - 2**-32, which is all it is for.
+    """
+    words = np.ascontiguousarray(raw[:, :_BODY]).view("<u8")
+    h = np.full(len(raw), 0xCBF29CE484222325, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(words.shape[1]):
+            h = (h ^ words[:, j]) * np.uint64(0x100000001B3)
+            h ^= h >> np.uint64(29)
+    return (h ^ (h >> np.uint64(32))).astype(np.uint32)
 
 
 def _identity(st):
@@ -99,10 +115,7 @@ class IdentityMemo:
             n = len(data) // _DTYPE.itemsize
             raw = data[: n * _DTYPE.itemsize].reshape(n, _DTYPE.itemsize)
             recs = raw.view(_DTYPE).ravel()
-            crcs = np.fromiter(
-                (zlib.crc32(row[:_BODY].tobytes()) for row in raw), np.uint32, n
-            )
-            ok = recs[crcs == recs["crc"]]
+            ok = recs[_checksums(raw) == recs["crc"]]
             idents = ok[["dev", "ino", "size", "mtime", "ctime"]].tolist()
             blob = np.ascontiguousarray(ok["key"]).tobytes().hex()
             keys = [blob[i : i + 64] for i in range(0, len(blob), 64)]
@@ -119,8 +132,7 @@ class IdentityMemo:
         for rec, (ident, key) in zip(recs, items):
             rec["dev"], rec["ino"], rec["size"], rec["mtime"], rec["ctime"] = ident
             rec["key"] = np.frombuffer(bytes.fromhex(key), np.uint8)
-        raw = recs.view(np.uint8).reshape(len(items), _DTYPE.itemsize)
-        recs["crc"] = [zlib.crc32(row[:_BODY].tobytes()) for row in raw]
+        recs["crc"] = _checksums(recs.view(np.uint8).reshape(len(items), -1))
         with self._lock():
             entries = self.load()
             entries.update((ident, key) for ident, key in items)
@@ -146,8 +158,7 @@ class IdentityMemo:
         for rec, (ident, key) in zip(recs, entries.items()):
             rec["dev"], rec["ino"], rec["size"], rec["mtime"], rec["ctime"] = ident
             rec["key"] = np.frombuffer(bytes.fromhex(key), np.uint8)
-        raw = recs.view(np.uint8).reshape(len(entries), _DTYPE.itemsize)
-        recs["crc"] = [zlib.crc32(row[:_BODY].tobytes()) for row in raw]
+        recs["crc"] = _checksums(recs.view(np.uint8).reshape(len(entries), -1))
         tmp = f"{self.path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             recs.tofile(tmp)
