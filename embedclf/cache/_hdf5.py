@@ -182,12 +182,13 @@ def lookup(f, cache_path, ns, keys, found, index, out):
 
 
 def write_file(
-    dst_path, cache_path, sources, records, *, attrs, skip_bad_rows=False
+    dst_path, cache_path, sources, records, *, attrs, skip_bad_rows=False, verify=False
 ) -> dict:
     """Write ``sources`` (open HDF5 files) plus journal ``records`` into a new
     file that atomically becomes ``dst_path``; returns ``write_namespaces``'s
     counts. Temp files are ``<cache_path>.tmp-*``, removed on failure (and
-    those of dead writers first: the caller holds the cache lock)."""
+    those of dead writers first: the caller holds the cache lock). ``verify``
+    checks every row's CRC32, even of namespaces copied whole."""
     import h5py
 
     from embedclf import __version__
@@ -204,7 +205,7 @@ def write_file(
             for name, value in attrs.items():
                 dst.attrs[name] = value
             counts = write_namespaces(
-                dst, sources, records, skip_bad_rows=skip_bad_rows
+                dst, sources, records, skip_bad_rows=skip_bad_rows, verify=verify
             )
         fsync_path(tmp)  # the data is on disk before the name points to it
         os.replace(tmp, dst_path)

@@ -140,4 +140,5 @@ def repair(cache, open_hdf5, format_name: str, format_version: int) -> dict:
             os.remove(cache.journal_path)
     report["unreadable"] = unreadable + report["unreadable"]
     report["backup"] = backup
+    report.pop("dropped_in", None)
     return report

@@ -104,7 +104,10 @@ def _copy_old_rows(src_group, out, seen, counts):
         keys = src_group["keys"][start:stop]
         vectors = src_group["vectors"][start:stop]
         good = row_crcs(vectors) == src_group["crc32"][start:stop]
-        counts["dropped"] += int((~good).sum())
+        if not good.all():
+            counts["dropped"] += int((~good).sum())
+            if src_group.file.filename not in counts["dropped_in"]:
+                counts["dropped_in"].append(src_group.file.filename)
         keys = [k.decode("ascii") for k in keys[good]]
         vectors = vectors[good]
         new = [i for i, key in enumerate(keys) if key not in seen]
@@ -114,7 +117,7 @@ def _copy_old_rows(src_group, out, seen, counts):
         seen.update(keys)
 
 
-def write_namespaces(dst, sources, records, *, skip_bad_rows):
+def write_namespaces(dst, sources, records, *, skip_bad_rows, verify=False):
     """Write every namespace of ``sources`` (open HDF5 files) and ``records``.
 
     Parameters
@@ -129,17 +132,19 @@ def write_namespaces(dst, sources, records, *, skip_bad_rows):
     skip_bad_rows : bool
         Repair mode: namespaces or rows that cannot be read are dropped and
         counted instead of raising.
+    verify : bool, default=False
+        Decode and check every row, even of a namespace HDF5 could copy whole.
 
     Returns
     -------
     counts : dict
-        ``kept`` rows, ``dropped`` rows (failed checksums), ``unreadable``
-        namespaces.
+        ``kept`` rows, ``dropped`` rows (failed checksums), ``dropped_in``
+        (the files they were in), ``unreadable`` namespaces.
     """
     by_fp: dict[str, list] = {}
     for rec in records:
         by_fp.setdefault(rec.meta["fingerprint"], []).append(rec)
-    counts = {"kept": 0, "dropped": 0, "unreadable": []}
+    counts = {"kept": 0, "dropped": 0, "dropped_in": [], "unreadable": []}
     fps = []
     for f in sources:
         try:
@@ -164,7 +169,7 @@ def write_namespaces(dst, sources, records, *, skip_bad_rows):
             groups.append(group)
             if meta is None and "dim" in group_meta:
                 meta = group_meta
-        if len(groups) == 1 and fp not in by_fp and not skip_bad_rows:
+        if len(groups) == 1 and fp not in by_fp and not (skip_bad_rows or verify):
             # In one file only and untouched: HDF5's own copy, no decoding.
             groups[0].file.copy(groups[0], dst, name=fp)
             counts["kept"] += len(dst[fp]["keys"])

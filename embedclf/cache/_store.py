@@ -45,6 +45,7 @@ from embedclf.cache._hdf5 import (
 )
 from embedclf.cache._journal import encode_record, read_records
 from embedclf.cache._journal_view import JournalView
+from embedclf.cache._merge import merge as _merge
 from embedclf.cache._namespace import CacheNamespace
 from embedclf.cache._repair import repair as _repair
 from embedclf.cache._rewrite import plain as _plain
@@ -379,3 +380,19 @@ class EmbeddingCache:
             at all) and ``backup`` (path of the damaged file, or None).
         """
         return _repair(cls(path), open_hdf5, FORMAT, FORMAT_VERSION)
+
+    @classmethod
+    def merge(cls, sources, output) -> dict:
+        """Write every row of the caches ``sources`` into a new cache ``output``.
+
+        Namespaces are checked (same dim and dtype in every source) and every
+        row's CRC32 is verified; see ``embedclf/cache/_merge.py``.
+
+        Returns
+        -------
+        report : dict
+            ``kept`` (rows written), ``namespaces``, ``shared`` (keys in more
+            than one source) and ``differing`` (of those, keys whose vectors
+            differ; the first source's row is kept).
+        """
+        return _merge(cls, sources, output)

@@ -1,8 +1,8 @@
 """The ``embedclf`` command: retrain.py's workflow on the command line.
 
 Subcommands: ``train``, ``predict``, ``evaluate``, ``embed``, ``export`` and
-``cache info`` / ``cache repair``. ``main(argv)`` parses a list of arguments,
-so tests call it directly; it returns the exit status (0 success, 1 a user
+``cache info`` / ``cache repair`` / ``cache merge``. ``main(argv)`` parses a
+list of arguments, so tests call it directly; it returns the exit status (0 success, 1 a user
 error reported as one line on stderr, 2 bad arguments from argparse).
 
 Only argparse and the standard library are imported at module level, so
@@ -111,6 +111,25 @@ def format_cache_parser(parser):
     )
     repair.add_argument("path", metavar="F", help="The HDF5 cache file.")
     repair.set_defaults(handler=run_cache_repair)
+    merge = sub.add_parser(
+        "merge",
+        help=(
+            "Merge caches filled on different machines into a new cache file "
+            "(namespaces checked, every row's checksum verified)."
+        ),
+        formatter_class=_Formatter,
+    )
+    merge.add_argument(
+        "sources", metavar="F", nargs="+", help="The cache files to merge (2 or more)."
+    )
+    merge.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="The new cache file to write; it must not exist yet.",
+    )
+    merge.set_defaults(handler=run_cache_merge)
 
 
 def run_cache_info(args) -> int:
@@ -148,6 +167,23 @@ def run_cache_repair(args) -> int:
     )
     if report["backup"]:
         print(f"The damaged file is kept as {report['backup']}.")
+    return 0
+
+
+def run_cache_merge(args) -> int:
+    from embedclf.cache._store import EmbeddingCache
+
+    for path in args.sources:
+        if not os.path.exists(path) and not os.path.exists(path + ".journal"):
+            error(f"Cache file {path!r} does not exist.")
+            return 1
+    report = EmbeddingCache.merge(args.sources, args.output)
+    print(
+        f"Merged {len(args.sources)} caches into {args.output}: "
+        f"{report['kept']} vectors in {report['namespaces']} namespace(s); "
+        f"{report['shared']} key(s) were in several sources, {report['differing']} "
+        "of them with different vectors (the first source's kept)."
+    )
     return 0
 
 
