@@ -2,8 +2,9 @@
 
 Subcommands: ``train``, ``predict``, ``evaluate``, ``embed``, ``export`` and
 ``cache info`` / ``cache repair`` / ``cache merge``. ``main(argv)`` parses a
-list of arguments, so tests call it directly; it returns the exit status (0 success, 1 a user
-error reported as one line on stderr, 2 bad arguments from argparse).
+list of arguments, so tests call it directly; it returns the exit status (0
+success, 1 a user error reported as one line on stderr, 2 bad arguments from
+argparse).
 
 Only argparse and the standard library are imported at module level, so
 ``embedclf --help`` never imports TensorFlow.
