@@ -290,8 +290,12 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         if dim is None:
             dim = self._dim_without_images(spec)
         fill = 0.0 if self.on_error == "zero" else np.nan
-        out = np.full((len(paths), dim), fill, dtype=np.float32)
-        for i, k in enumerate(keys):
+        if vectors and not todo and len(unique) == len(keys) == len(vectors):
+            out, keys_left = found_vecs, ()  # all cached, distinct, in order
+        else:
+            out = np.full((len(paths), dim), fill, dtype=np.float32)
+            keys_left = keys
+        for i, k in enumerate(keys_left):
             if errors[i] is None and k in vectors:
                 out[i] = vectors[k]
         self.failed_paths_ = np.array(
