@@ -56,6 +56,15 @@ def format_embed_parser(parser):
     )
     _add_backbone_args(parser, cache_required=True)
     _add_image_size(parser)
+    parser.add_argument(
+        "--rehash",
+        action="store_true",
+        help=(
+            "Read and hash every file again, even those whose device, inode, "
+            "size, mtime and ctime are unchanged since the last run (default: "
+            "those are only stat-ed)."
+        ),
+    )
     parser.set_defaults(handler=run_embed)
 
 
@@ -73,6 +82,7 @@ def run_embed(args) -> int:
         error(f"No image files found in {args.image_dir!r}.")
         return 1
     embedder = _embedder(args, args.model, image_size=args.image_size)
+    embedder.set_params(rehash_files=args.rehash)
     start = time.perf_counter()
     try:
         embedder.transform(paths)

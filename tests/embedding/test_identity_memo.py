@@ -142,3 +142,19 @@ def test_keys_round_trip_whatever_their_bytes(tmp_path):
     memo.add([((i, i, i, i, i), k) for i, k in enumerate(keys)])
     got = IdentityMemo(tmp_path / "c.h5").load()
     assert got == {(i, i, i, i, i): k for i, k in enumerate(keys)}
+
+
+def test_embed_rehash_flag_reads_every_file(
+    tiny_model_dir, images, tmp_path, reads, not_racy, capsys
+):
+    from embedclf.cli import main
+
+    folder = str(Path(images[0]).parent)
+    args = ["embed", folder, "--cache", str(tmp_path / "c.h5")]
+    args += ["--model", str(tiny_model_dir)]
+    assert main(args) == 0
+    reads.clear()
+    assert main(args) == 0 and reads == []
+    assert main([*args, "--rehash"]) == 0
+    assert sorted(reads) == sorted(images)
+    assert "0 computed by the backbone, 6 from the cache" in capsys.readouterr().out
