@@ -88,6 +88,16 @@ def _checksums(raw: np.ndarray) -> np.ndarray:
     return (h ^ (h >> np.uint64(32))).astype(np.uint32)
 
 
+def _records(items) -> np.ndarray:
+    """``(identity, key)`` pairs as checksummed records."""
+    recs = np.zeros(len(items), dtype=_DTYPE)
+    for rec, (ident, key) in zip(recs, items):
+        rec["dev"], rec["ino"], rec["size"], rec["mtime"], rec["ctime"] = ident
+        rec["key"] = np.frombuffer(bytes.fromhex(key), np.uint8)
+    recs["crc"] = _checksums(recs.view(np.uint8).reshape(len(items), -1))
+    return recs
+
+
 def _identity(st):
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
@@ -128,11 +138,7 @@ class IdentityMemo:
         items = list(items)
         if not items:
             return
-        recs = np.zeros(len(items), dtype=_DTYPE)
-        for rec, (ident, key) in zip(recs, items):
-            rec["dev"], rec["ino"], rec["size"], rec["mtime"], rec["ctime"] = ident
-            rec["key"] = np.frombuffer(bytes.fromhex(key), np.uint8)
-        recs["crc"] = _checksums(recs.view(np.uint8).reshape(len(items), -1))
+        recs = _records(items)
         with self._lock():
             entries = self.load()
             entries.update((ident, key) for ident, key in items)
@@ -154,11 +160,7 @@ class IdentityMemo:
     def _rewrite(self, entries) -> None:
         """Replace the file by one record per live identity (no fsync needed:
         a lost memo only costs a re-hash)."""
-        recs = np.zeros(len(entries), dtype=_DTYPE)
-        for rec, (ident, key) in zip(recs, entries.items()):
-            rec["dev"], rec["ino"], rec["size"], rec["mtime"], rec["ctime"] = ident
-            rec["key"] = np.frombuffer(bytes.fromhex(key), np.uint8)
-        recs["crc"] = _checksums(recs.view(np.uint8).reshape(len(entries), -1))
+        recs = _records(list(entries.items()))
         tmp = f"{self.path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             recs.tofile(tmp)
