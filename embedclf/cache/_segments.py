@@ -25,7 +25,9 @@ Bigtable's minor compactions):
   amortised 2 row-writes per added row.
 * A small cache (main file plus journal under ``FOLD_BYTES``, 8 MB) folds the
   journal straight into its main file, as format 1 did: bounded cost, and a
-  small cache stays one file.
+  small cache stays one file. (The environment variable
+  ``EMBEDCLF_CACHE_FOLD_BYTES``, read at import, changes the bound; the
+  tests set it to 0 so that every compaction after the first adds a segment.)
 
 Lookups search the main file, then the segments oldest first, then the
 journal; the first copy of a key wins (merges keep the first too, so a key
