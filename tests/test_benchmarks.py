@@ -67,7 +67,7 @@ def _finite(value):
 def test_quick_report_has_every_item_and_machine_info(quick_report):
     report, output, stdout = quick_report
     assert report["quick"] is True
-    assert set(report["results"]) == {str(i) for i in range(1, 8)} | {"17"}
+    assert set(report["results"]) == {str(i) for i in range(1, 10)} | {"17"}
     machine = report["machine"]
     assert machine["cpu_count"] >= 1
     assert machine["cpu_model"]
@@ -142,3 +142,10 @@ def test_quick_report_sane_values(quick_report):
     for r in runs:
         assert r["computed"] == r["n"]
         assert r["peak_rss_mb"] >= r["baseline_peak_rss_mb"] > 0
+
+    m8 = results["8"]["metrics"]
+    assert len(m8["small_add_s"]) == len(m8["large_add_s"]) == m8["rounds"]
+    assert m8["large_file_bytes"] > m8["small_file_bytes"] > 0
+
+    m9 = results["9"]["metrics"]
+    assert m9["vectors_identical"] is True and m9["memo_entries"] == m9["n_paths"]

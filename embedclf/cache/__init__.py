@@ -1,8 +1,9 @@
-"""The embedding cache: one content-addressed, crash-safe HDF5 file.
+"""The embedding cache: content-addressed, crash-safe HDF5 files.
 
-Owns: ``EmbeddingCache`` (the store: get, put, compact), its journal of
-fsynced, CRC'd records and the incremental view of it, the atomic rewrite of
-the HDF5 file, repair, locks and temp files. The only package that imports
+Owns: ``EmbeddingCache`` (the store: get, put, compact, merge), its journal of
+fsynced, CRC'd records and the incremental view of it, immutable segment
+files and their size-tiered merges, the atomic writes of HDF5 files, repair,
+merge, locks and temp files. The only package that imports
 h5py (lazily).
 
 May import: the top-level ``exceptions`` (and ``__version__``). Nothing
@@ -12,7 +13,7 @@ else of embedclf: the cache knows vectors and keys, not images or models.
 from embedclf._lazy import lazy_exports
 
 _EXPORTS = {
-    "CacheNamespace": "embedclf.cache._store",
+    "CacheNamespace": "embedclf.cache._namespace",
     "EmbeddingCache": "embedclf.cache._store",
 }
 __all__ = sorted(_EXPORTS)

@@ -1,7 +1,8 @@
 """``EmbeddingCache.repair``: rebuild a damaged cache file from its readable rows.
 
-Split out of ``_cache.py`` (which stays the only module importing h5py: HDF5
-files are opened through the ``open_hdf5`` function it passes in).
+HDF5 files are opened through the ``open_hdf5`` function ``_store.py``
+passes in. The main file and every segment are read (rows failing their
+CRC32 are dropped) and folded, with the journal, into a new main file.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from embedclf.cache._files import stat_token
 from embedclf.cache._journal import read_records
 from embedclf.cache._rewrite import plain
+from embedclf.cache._segments import list_segments
 from embedclf.exceptions import CacheFormatError
 
 __all__ = ["repair", "refuse_foreign"]
@@ -51,7 +53,7 @@ def refuse_foreign(f, path: str, format_name: str, format_version: int) -> None:
     try:
         fmt = plain(f.attrs.get("format"))
         version = f.attrs.get("format_version")
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, ValueError, RuntimeError):
         return  # damaged root attributes: a damaged cache, repairable
     if fmt != format_name:
         raise CacheFormatError(
@@ -97,16 +99,36 @@ def repair(cache, open_hdf5, format_name: str, format_version: int) -> dict:
         sources, unreadable, backup = [], [], None
         if os.path.isdir(cache.path):
             raise cache._directory_error()
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        fmt = (format_name, format_version)
         if stat_token(cache.path) is not None:
-            backup = f"{cache.path}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
+            backup = f"{cache.path}.corrupt-{stamp}"
             shutil.copyfile(cache.path, backup)
-            src = _open_source(
-                cache, backup, open_hdf5, unreadable, (format_name, format_version)
-            )
+            src = _open_source(cache, backup, open_hdf5, unreadable, fmt)
             if src is not None:
                 sources.append(src)
+        segments = []
+        for seg in list_segments(cache.path)[0]:  # all of them: trust no attr
+            try:
+                src = open_hdf5(seg.path)
+            except OSError:
+                unreadable.append(os.path.basename(seg.path))
+                os.replace(seg.path, f"{seg.path}.corrupt-{stamp}")
+                continue
+            try:
+                refuse_foreign(src, seg.path, *fmt)
+            except CacheFormatError:
+                src.close()
+                for f in sources:
+                    f.close()
+                raise
+            sources.append(src)
+            segments.append(seg)
+        through = max([0] + [s.last for s in segments])
         try:
-            report = cache._rewrite(sources, records, skip_bad_rows=True)
+            report = cache._write_main(
+                segments, records, skip_bad_rows=True, sources=sources, through=through
+            )
         finally:
             for f in sources:
                 name = f.filename
@@ -118,4 +140,5 @@ def repair(cache, open_hdf5, format_name: str, format_version: int) -> dict:
             os.remove(cache.journal_path)
     report["unreadable"] = unreadable + report["unreadable"]
     report["backup"] = backup
+    report.pop("dropped_in", None)
     return report

@@ -60,24 +60,26 @@ def plain(value):
 class _Appender:
     """Resizable keys/vectors/crc32 datasets of one namespace in the new file."""
 
-    def __init__(self, dst, fp, meta):
+    def __init__(self, dst, fp, meta, n_rows=None):
         self.dim, self.dtype = int(meta["dim"]), str(meta["dtype"])
+        # Chunks no bigger than the data: a small segment stays small.
+        rows = _CHUNK_ROWS if n_rows is None else max(1, min(_CHUNK_ROWS, n_rows))
         group = dst.create_group(fp)
         for name in _ATTRS:
             group.attrs[name] = str(meta[name])
         group.attrs["dim"] = self.dim
         self.keys = group.create_dataset(
-            "keys", (0,), "S64", maxshape=(None,), chunks=(_CHUNK_ROWS * 4,)
+            "keys", (0,), "S64", maxshape=(None,), chunks=(rows * 4,)
         )
         self.vectors = group.create_dataset(
             "vectors",
             (0, self.dim),
             self.dtype,
             maxshape=(None, self.dim),
-            chunks=(_CHUNK_ROWS, self.dim),
+            chunks=(rows, self.dim),
         )
         self.crc = group.create_dataset(
-            "crc32", (0,), "uint32", maxshape=(None,), chunks=(_CHUNK_ROWS * 4,)
+            "crc32", (0,), "uint32", maxshape=(None,), chunks=(rows * 4,)
         )
         self.n = 0
 
@@ -102,13 +104,20 @@ def _copy_old_rows(src_group, out, seen, counts):
         keys = src_group["keys"][start:stop]
         vectors = src_group["vectors"][start:stop]
         good = row_crcs(vectors) == src_group["crc32"][start:stop]
-        counts["dropped"] += int((~good).sum())
+        if not good.all():
+            counts["dropped"] += int((~good).sum())
+            if src_group.file.filename not in counts["dropped_in"]:
+                counts["dropped_in"].append(src_group.file.filename)
         keys = [k.decode("ascii") for k in keys[good]]
-        out.append(keys, vectors[good])
+        vectors = vectors[good]
+        new = [i for i, key in enumerate(keys) if key not in seen]
+        if len(new) < len(keys):  # already copied from an older file
+            keys, vectors = [keys[i] for i in new], vectors[new]
+        out.append(keys, vectors)
         seen.update(keys)
 
 
-def write_namespaces(dst, sources, records, *, skip_bad_rows):
+def write_namespaces(dst, sources, records, *, skip_bad_rows, verify=False):
     """Write every namespace of ``sources`` (open HDF5 files) and ``records``.
 
     Parameters
@@ -116,59 +125,70 @@ def write_namespaces(dst, sources, records, *, skip_bad_rows):
     dst : h5py.File
         The new file, open for writing.
     sources : list of h5py.File
-        Existing cache files (usually the one being replaced).
+        Existing cache files, oldest first (the main file being replaced and
+        the segments merged into it); a key in several keeps its first row.
     records : list of JournalRecord
         Journal records to add; a key already present is kept as it was.
     skip_bad_rows : bool
         Repair mode: namespaces or rows that cannot be read are dropped and
         counted instead of raising.
+    verify : bool, default=False
+        Decode and check every row, even of a namespace HDF5 could copy whole.
 
     Returns
     -------
     counts : dict
-        ``kept`` rows, ``dropped`` rows (failed checksums), ``unreadable``
-        namespaces.
+        ``kept`` rows, ``dropped`` rows (failed checksums), ``dropped_in``
+        (the files they were in), ``unreadable`` namespaces.
     """
     by_fp: dict[str, list] = {}
     for rec in records:
         by_fp.setdefault(rec.meta["fingerprint"], []).append(rec)
-    counts = {"kept": 0, "dropped": 0, "unreadable": []}
+    counts = {"kept": 0, "dropped": 0, "dropped_in": [], "unreadable": []}
     fps = []
     for f in sources:
         try:
             fps.extend(f)
-        except (OSError, KeyError, ValueError):
+        except (OSError, KeyError, ValueError, RuntimeError):
             if not skip_bad_rows:
                 raise
             counts["unreadable"].append("<root group>")
     for fp in dict.fromkeys(fps + list(by_fp)):
-        try:
-            src_group = next((f[fp] for f in sources if fp in f), None)
-            meta = (
-                None
-                if src_group is None
-                else {k: plain(v) for k, v in src_group.attrs.items()}
-            )
-        except (OSError, KeyError, ValueError):
-            if not skip_bad_rows:
-                raise
-            counts["unreadable"].append(fp)
-            src_group = meta = None
-        if src_group is not None and fp not in by_fp and not skip_bad_rows:
-            # Untouched namespace: HDF5's own copy, no decoding.
-            src_group.file.copy(src_group, dst, name=fp)
+        groups, meta = [], None
+        for f in sources:
+            try:
+                if fp not in f:
+                    continue
+                group = f[fp]
+                group_meta = {k: plain(v) for k, v in group.attrs.items()}
+            except (OSError, KeyError, ValueError, RuntimeError):
+                if not skip_bad_rows:
+                    raise
+                counts["unreadable"].append(fp)
+                continue
+            groups.append(group)
+            if meta is None and "dim" in group_meta:
+                meta = group_meta
+        if len(groups) == 1 and fp not in by_fp and not (skip_bad_rows or verify):
+            # In one file only and untouched: HDF5's own copy, no decoding.
+            groups[0].file.copy(groups[0], dst, name=fp)
             counts["kept"] += len(dst[fp]["keys"])
             continue
-        if meta is None or "dim" not in meta:
+        if meta is None:
             if fp not in by_fp:
                 continue
             meta = by_fp[fp][0].meta
-        out = _Appender(dst, fp, meta)
+        n_rows = sum(len(r.keys) for r in by_fp.get(fp, []))
+        try:
+            n_rows += sum(g["keys"].shape[0] for g in groups)
+        except (OSError, KeyError, ValueError, RuntimeError):
+            n_rows = None  # a damaged source (repair): default chunks
+        out = _Appender(dst, fp, meta, n_rows)
         seen: set[str] = set()
-        if src_group is not None:
+        for group in groups:  # oldest first: the first copy of a key wins
             try:
-                _copy_old_rows(src_group, out, seen, counts)
-            except (OSError, KeyError, ValueError):
+                _copy_old_rows(group, out, seen, counts)
+            except (OSError, KeyError, ValueError, RuntimeError):
                 if not skip_bad_rows:
                     raise
                 counts["unreadable"].append(fp)

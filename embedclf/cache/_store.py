@@ -1,109 +1,61 @@
-"""Content-addressed HDF5 embedding cache; the only module that imports h5py.
+"""``EmbeddingCache``: a content-addressed, crash-safe, multi-process vector store.
 
-Layout of the HDF5 file::
+Files (format 2; ``_hdf5.py`` describes the HDF5 layout)::
 
-    /                      attrs: format, format_version, created_by
-    /<fingerprint>/        one group per namespace (backbone, image size,
-                           preprocessing); attrs: handle, identity, image_size,
-                           preprocessing, dim, dtype
-        keys     (n,) S64      SHA-256 of the image bytes, hex
-        vectors  (n, dim)      float32 or float16
-        crc32    (n,) uint32   CRC32 of each stored vector row
+    <file>                 the main HDF5 file
+    <file>.seg-A-B.h5      immutable segments (``_segments.py``: why, and the
+                           size-tiered merge policy)
+    <file>.journal         committed batches not yet in a file (``_journal.py``)
+    <file>.lock            the inter-process lock around every access
 
-Writers never modify the HDF5 file in place (HDF5 is not crash-safe under
-``kill -9``): committed batches go to an append-only checksummed journal
-beside it (``<file>.journal``, see ``_journal.py``), and :meth:`compact` folds
-the journal into a new file that atomically replaces the old one, the same
-write-then-rename pattern as joblib's ``concurrency_safe_write``. Every access
-holds an inter-process file lock (``<file>.lock``, from ``filelock``), so
-several processes can share one cache file.
+Writers never modify an HDF5 file in place (HDF5 is not crash-safe under
+``kill -9``): a batch is committed by appending it to the checksummed,
+fsynced journal, and :meth:`EmbeddingCache.compact` turns the journal into a
+new segment (or, for a small cache, a new main file), written to a temp
+file, fsynced, renamed into place and its directory fsynced before the
+journal is deleted. Every access holds the file lock (``filelock``), so
+several processes can share one cache.
 
 Helpers, each with one job: ``_journal.py`` (record format),
 ``_journal_view.py`` (this process's incremental view of the journal),
-``_cache_rewrite.py`` (streaming rows into a new file), ``_cache_repair.py``
-(``repair``) and ``_cache_files.py`` (fsync, space reservation, temp files).
+``_hdf5.py`` (opening, looking up and writing HDF5 files), ``_rewrite.py``
+(streaming rows into a new file), ``_segments.py`` (which files to merge),
+``_repair.py`` and ``_files.py`` (fsync, space reservation, temp files).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
-import json
 import os
-import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 from filelock import FileLock, Timeout
 
-from embedclf.cache._files import fsync_path as _fsync_path
-from embedclf.cache._files import remove_stale_temps as _remove_stale_temps
-from embedclf.cache._files import reserve_space as _reserve_space
+from embedclf.cache import _segments
 from embedclf.cache._files import stat_token as _stat_token
+from embedclf.cache._hdf5 import (
+    FORMAT,
+    FORMAT_VERSION,
+    check_namespace_attrs,
+    lookup,
+    open_checked,
+    open_hdf5,
+    write_file,
+)
 from embedclf.cache._journal import encode_record, read_records
 from embedclf.cache._journal_view import JournalView
+from embedclf.cache._merge import merge as _merge
+from embedclf.cache._namespace import CacheNamespace
 from embedclf.cache._repair import repair as _repair
 from embedclf.cache._rewrite import plain as _plain
-from embedclf.cache._rewrite import row_crcs as _row_crcs
-from embedclf.cache._rewrite import size_bound as _size_bound
-from embedclf.cache._rewrite import write_namespaces as _write_namespaces
-from embedclf.exceptions import CacheFormatError, CacheMismatchError
+from embedclf.exceptions import CacheFormatError
 
 __all__ = ["EmbeddingCache", "CacheNamespace", "FORMAT", "FORMAT_VERSION"]
 
-FORMAT = "embedclf-embedding-cache"
-FORMAT_VERSION = 1
 _COMPACT_MIN_BYTES = 64 << 20
 _DTYPES = ("float32", "float16")
-
-
-def _fix_hint(path):
-    return (
-        f"Run `embedclf cache repair {path}` (or EmbeddingCache.repair(path) in "
-        "Python) to rebuild it from every readable row, or delete it to start "
-        "over."
-    )
-
-
-@dataclass(frozen=True)
-class CacheNamespace:
-    """Everything that determines a vector besides the image bytes.
-
-    Parameters
-    ----------
-    handle : str
-        The backbone handle as given by the user (informational).
-    identity : str
-        What the backbone really is (a content hash of a SavedModel, a TF Hub
-        URL, a Keras name and weights).
-    image_size : str
-        ``"default"`` or ``"HxW"``.
-    preprocessing : str
-        Version tag of the decoding rules.
-    dtype : {"float32", "float16"}
-        Storage dtype of the vectors.
-    """
-
-    handle: str
-    identity: str
-    image_size: str
-    preprocessing: str
-    dtype: str = "float32"
-
-    @property
-    def fingerprint(self) -> str:
-        payload = json.dumps(
-            [self.identity, self.image_size, self.preprocessing], sort_keys=True
-        )
-        return hashlib.sha256(payload.encode()).hexdigest()[:32]
-
-
-def _open_hdf5(path: str):
-    """Open an HDF5 file read-only (our own file lock guards access)."""
-    import h5py
-
-    return h5py.File(path, "r", locking=False)
 
 
 class EmbeddingCache:
@@ -112,15 +64,19 @@ class EmbeddingCache:
     Parameters
     ----------
     path : str or os.PathLike
-        The HDF5 file. It is created on the first write.
+        The HDF5 file. It is created on the first compaction; segment files
+        ``<path>.seg-*.h5`` and a journal ``<path>.journal`` live beside it.
     lock_timeout : float, default=600
         Seconds to wait for another process holding the file lock.
 
     Notes
     -----
-    A row counts as committed once its batch is flushed to the journal; killing
-    the process at any moment keeps every committed row. ``compact`` is called
-    by ``ImageEmbedder`` at the end of each ``transform`` that computed rows.
+    A row counts as committed once its batch is fsynced to the journal;
+    killing the process at any moment keeps every committed row. ``compact``
+    is called by ``ImageEmbedder`` at the end of each ``transform`` that
+    computed rows; it costs in proportion to the rows added since the last
+    one (amortised, see ``embedclf/cache/_segments.py``), not to the size of
+    the cache.
 
     Examples
     --------
@@ -142,23 +98,9 @@ class EmbeddingCache:
         self.lock_timeout = lock_timeout
         self._lock = FileLock(self.path + ".lock", timeout=lock_timeout)
         self._compute_lock = FileLock(self.path + ".compute.lock", timeout=-1)
-        self._forget_main()
+        self._indexes: dict[str, tuple] = {}  # file -> (stat token, fp -> index)
+        self._checked: set = set()  # (files, fp, dtype, dim) that put() checked
         self._journal = JournalView(self.journal_path)
-
-    # -- what this object learnt from the HDF5 file ------------------------------
-    def _forget_main(self) -> None:
-        self._main_token = None  # stat token of the file the memos below are of
-        self._main_index: dict[str, dict[str, int]] = {}  # fp -> key -> row
-        self._main_checked: set = set()  # (fp, dtype, dim) that put() checked
-
-    def _main_file_token(self):
-        """The HDF5 file's stat token (None if absent); the memos of an older
-        version of the file (replaced by a compaction) are forgotten."""
-        token = _stat_token(self.path)
-        if token != self._main_token:
-            self._forget_main()
-            self._main_token = token
-        return token
 
     # -- locking ---------------------------------------------------------------
     @contextlib.contextmanager
@@ -206,61 +148,45 @@ class EmbeddingCache:
         """
         return self._acquired(self._compute_lock)
 
-    # -- reading ---------------------------------------------------------------
+    # -- the files -------------------------------------------------------------
     def _directory_error(self):
         return CacheFormatError(
             f"The cache path {self.path!r} is a directory. Pass the path of a "
             f"file, e.g. {os.path.join(self.path, 'embeddings.h5')!r}."
         )
 
-    def _open_main(self):
-        if os.path.isdir(self.path):
+    def _open(self, path):
+        if path == self.path and os.path.isdir(path):
             raise self._directory_error()
-        try:
-            f = _open_hdf5(self.path)
-        except OSError as exc:
-            raise CacheFormatError(
-                f"The cache file {self.path!r} is not a readable HDF5 file ({exc}). "
-                + _fix_hint(self.path)
-            ) from None
-        fmt = _plain(f.attrs.get("format"))
-        version = f.attrs.get("format_version")
-        if fmt != FORMAT:
-            f.close()
-            raise CacheFormatError(
-                f"The file {self.path!r} is an HDF5 file but not an embedclf "
-                "embedding cache (it has no format='embedclf-embedding-cache' "
-                "attribute). Choose another cache path; embedclf will not write "
-                "into a file it did not create."
-            )
-        if version is None or int(version) > FORMAT_VERSION:
-            f.close()
-            raise CacheFormatError(
-                f"The cache file {self.path!r} has format version {version}, but "
-                f"this embedclf reads versions up to {FORMAT_VERSION}. Upgrade "
-                "embedclf, or use another cache path."
-            )
-        return f
+        return open_checked(path, self.path)
 
-    def _check_namespace_attrs(self, attrs, ns: CacheNamespace, dim=None):
-        stored_dtype = str(attrs["dtype"])
-        stored_dim = int(attrs["dim"])
-        if stored_dtype != ns.dtype:
-            raise CacheMismatchError(
-                f"The cache {self.path!r} stores vectors of model "
-                f"{ns.handle!r} as {stored_dtype}, but dtype={ns.dtype!r} was "
-                f"requested. Pass cache_dtype={stored_dtype!r}, or use another "
-                "cache file."
-            )
-        if dim is not None and dim != stored_dim:
-            raise CacheMismatchError(
-                f"The cache {self.path!r} holds {stored_dim}-d vectors for model "
-                f"{ns.handle!r}, but the model now returns {dim}-d vectors. The "
-                "model changed under the same handle: use another cache file, "
-                "or delete this one."
-            )
-        return stored_dim
+    def _merged_through(self) -> int:
+        if _stat_token(self.path) is None:
+            return 0
+        with self._open(self.path) as f:
+            return int(f.attrs.get("merged_through", 0))
 
+    def _state(self):
+        """(main file's size or None, live segments, superseded ones, next seq)."""
+        main = _stat_token(self.path)
+        if main is None and os.path.isdir(self.path):
+            raise self._directory_error()
+        live, old, nxt = _segments.list_segments(self.path, self._merged_through())
+        return (None if main is None else main[2]), live, old, nxt
+
+    def _files(self) -> list[str]:
+        """The HDF5 files to search, in lookup order (main, then oldest first)."""
+        main, live, _, _ = self._state()
+        return ([] if main is None else [self.path]) + [s.path for s in live]
+
+    def _index_of(self, path) -> dict:
+        token = _stat_token(path)
+        memo = self._indexes.get(path)
+        if memo is None or memo[0] != token:
+            memo = self._indexes[path] = (token, {})
+        return memo[1]
+
+    # -- reading ---------------------------------------------------------------
     def get(self, ns: CacheNamespace, keys):
         """Look up vectors by content key.
 
@@ -276,14 +202,16 @@ class EmbeddingCache:
         fp = ns.fingerprint
         with self._locked():
             self._journal.refresh()
-            token = self._main_file_token()
-            if token is not None:
-                with self._open_main() as f:
-                    out = self._get_main(f, ns, keys, found)
+            for path in self._files():
+                if found.all():
+                    break
+                with self._open(path) as f:
+                    index = self._index_of(path)
+                    out = lookup(f, self.path, ns, keys, found, index, out)
             jrows = self._journal.rows.get(fp, {})
             if jrows:
                 meta = self._journal.meta[fp]
-                self._check_namespace_attrs(meta, ns)
+                check_namespace_attrs(self.path, meta, ns)
                 for i, key in enumerate(keys):
                     if not found[i] and key in jrows:
                         if out is None:
@@ -291,63 +219,6 @@ class EmbeddingCache:
                         out[i] = jrows[key]
                         found[i] = True
         return out, found
-
-    def _get_main(self, f, ns, keys, found):
-        fp = ns.fingerprint
-        if fp not in f:
-            return None
-        group = f[fp]
-        try:
-            dim = self._check_namespace_attrs(group.attrs, ns)
-            index = self._main_index.get(fp)
-            if index is None:
-                stored = group["keys"][...]
-                index = {k.decode("ascii"): i for i, k in enumerate(stored)}
-                self._main_index[fp] = index
-            lookup = np.array([index.get(k, -1) for k in keys], dtype=np.int64)
-            hit = np.flatnonzero(lookup >= 0)
-            if not len(hit):
-                return None
-            # h5py reads need increasing, unique rows; `inverse` maps back.
-            rows, inverse = np.unique(lookup[hit], return_inverse=True)
-            inverse = inverse.ravel()
-            vectors_ds = group["vectors"]
-            if len(rows) > 0.25 * vectors_ds.shape[0]:
-                # Most of the namespace: one contiguous read straight into our
-                # buffer beats h5py's point selection (and a copy).
-                stored = np.empty(vectors_ds.shape, dtype=vectors_ds.dtype)
-                vectors_ds.read_direct(stored)
-                picked = rows  # row of `stored` for each of `rows`
-            else:
-                stored = vectors_ds[rows]
-                picked = np.arange(len(rows))
-            crcs = group["crc32"][...][rows]
-        except (OSError, KeyError, ValueError) as exc:
-            if isinstance(exc, CacheMismatchError):
-                raise
-            raise CacheFormatError(
-                f"The cache file {self.path!r} is damaged (namespace {fp}: {exc}). "
-                + _fix_hint(self.path)
-            ) from None
-        bad = np.flatnonzero(_row_crcs(stored, picked) != crcs)
-        if len(bad):
-            raise CacheFormatError(
-                f"The cache file {self.path!r} is damaged: {len(bad)} stored "
-                "vector(s) fail their checksum. " + _fix_hint(self.path)
-            )
-        source = picked[inverse]  # row of `stored` for each hit key
-        found[hit] = True
-        if len(hit) == len(keys):
-            if (
-                stored.dtype == np.float32
-                and len(source) == len(stored)
-                and np.array_equal(source, np.arange(len(stored)))
-            ):
-                return stored  # every stored row, in stored order: no copy
-            return stored[source].astype(np.float32, copy=False)
-        out = np.full((len(keys), dim), np.nan, dtype=np.float32)
-        out[hit] = stored[source]
-        return out
 
     # -- writing ---------------------------------------------------------------
     def put(self, ns: CacheNamespace, keys, vectors) -> None:
@@ -366,10 +237,10 @@ class EmbeddingCache:
         record = encode_record(meta, keys, vectors)
         with self._locked():
             self._journal.refresh()
-            self._check_against_main(ns, vectors.shape[1])
+            self._check_stored(ns, vectors.shape[1])
             if ns.fingerprint in self._journal.meta:
-                self._check_namespace_attrs(
-                    self._journal.meta[ns.fingerprint], ns, vectors.shape[1]
+                check_namespace_attrs(
+                    self.path, self._journal.meta[ns.fingerprint], ns, vectors.shape[1]
                 )
             try:
                 self._journal.append(record, meta, keys, vectors)
@@ -382,109 +253,149 @@ class EmbeddingCache:
                     "run again to compute the rest.",
                 ) from exc
 
-    def _check_against_main(self, ns, dim):
-        if self._main_file_token() is None:
+    def _check_stored(self, ns, dim):
+        """Refuse ``dim``/``dtype`` that the files already holding ``ns`` disagree
+        with (checked once per set of files, not every batch)."""
+        files = tuple((p, _stat_token(p)) for p in self._files())
+        checked = (files, ns.fingerprint, ns.dtype, dim)
+        if checked in self._checked:
             return
-        checked = (ns.fingerprint, ns.dtype, dim)
-        if checked in self._main_checked:
-            return  # same file as last time: skip reopening it every batch
-        with self._open_main() as f:
-            if ns.fingerprint in f:
-                self._check_namespace_attrs(f[ns.fingerprint].attrs, ns, dim)
-        self._main_checked.add(checked)
+        for path, _ in files:
+            with self._open(path) as f:
+                if ns.fingerprint in f:
+                    check_namespace_attrs(self.path, f[ns.fingerprint].attrs, ns, dim)
+        self._checked.add(checked)
 
     def compact_if_due(self) -> bool:
-        """Compact when the journal outgrows a quarter of the HDF5 file (and 64 MB).
+        """Compact when the journal (read into memory on lookups) outgrows 64 MB.
 
-        Called between batches of long runs, so the journal (read into memory
-        on lookups) stays small while the amortised cost of rewriting the file
-        stays linear in the number of rows.
+        Called between batches of long runs. Compaction costs in proportion to
+        the journal, not to the cache, so the bound does not grow with it.
         """
         journal = _stat_token(self.journal_path)
-        main = _stat_token(self.path)
-        due = journal is not None and journal[2] > max(
-            _COMPACT_MIN_BYTES, 0.25 * (main[2] if main else 0)
-        )
+        due = journal is not None and journal[2] > _COMPACT_MIN_BYTES
         if due:
             self.compact()
         return due
 
     def compact(self) -> None:
-        """Fold the journal into the HDF5 file (atomic replace), then drop it."""
+        """Write the journal into a new segment (or, while the cache is small,
+        into its main file), then merge segments as ``_segments.py`` plans."""
         with self._locked():
             records, _ = read_records(self.journal_path)
-            if not records:
+            main, live, old, nxt = self._state()
+            if records:
+                journal_bytes = os.path.getsize(self.journal_path)
+                if main is None or main + journal_bytes <= _segments.FOLD_BYTES:
+                    self._write_main(live, records)
+                else:
+                    self._write_segment(
+                        _segments.segment_path(self.path, nxt, nxt), [], records
+                    )
+                os.remove(self.journal_path)  # only once its rows are durable
+                self._journal.reset()
+            elif os.path.exists(self.journal_path):
+                os.remove(self.journal_path)  # empty or only a torn record
+            self._merge_segments()
+
+    def _merge_segments(self):
+        while True:
+            main, live, old, _ = self._state()
+            for seg in old:  # left over by a killed merge: already copied
                 with contextlib.suppress(FileNotFoundError):
-                    os.remove(self.journal_path)
+                    os.remove(seg.path)
+            plan = _segments.plan_merge([s.nbytes for s in live], main or 0)
+            if plan is None:
                 return
-            sources = []
-            if _stat_token(self.path) is not None:
-                sources.append(self._open_main())
-            try:
-                self._rewrite(sources, records)
-            finally:
-                for f in sources:
-                    f.close()
-            os.remove(self.journal_path)
-            self._journal.reset()
+            if plan == "main":
+                self._write_main(live, [])
+                continue
+            run = live[plan[0] : plan[1]]
+            dst = _segments.segment_path(self.path, run[0].first, run[-1].last)
+            self._write_segment(dst, run, [])
+            for seg in run:
+                os.remove(seg.path)
 
-    def _rewrite(self, sources, records, *, skip_bad_rows=False):
-        """Write main-file rows plus journal rows to a temp file, then rename."""
-        import h5py
-
-        _remove_stale_temps(self.path)
-        tmp = f"{self.path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    def _write_segment(self, dst, segments, records):
+        sources = [self._open(s.path) for s in segments]
         try:
-            main = _stat_token(self.path)
-            _reserve_space(tmp, _size_bound(main[2] if main else 0, records))
-            with h5py.File(tmp, "w", locking=False) as dst:
-                dst.attrs["format"] = FORMAT
-                dst.attrs["format_version"] = FORMAT_VERSION
-                from embedclf import __version__
+            self._write(dst, sources, records, {"role": "segment"})
+        finally:
+            for f in sources:
+                f.close()
 
-                dst.attrs["created_by"] = f"embedclf {__version__}"
-                counts = _write_namespaces(
-                    dst, sources, records, skip_bad_rows=skip_bad_rows
-                )
-            _fsync_path(tmp)
-            os.replace(tmp, self.path)
-            _fsync_path(os.path.dirname(os.path.abspath(self.path)))
-        except BaseException as exc:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
-            if isinstance(exc, OSError) and not isinstance(exc, CacheFormatError):
-                raise OSError(
-                    exc.errno,
-                    f"Could not rewrite the cache file {self.path!r} ({exc}). It is "
-                    f"unchanged and the new rows are kept in {self.journal_path!r}; "
-                    "free some disk space and run again.",
-                ) from exc
-            raise
-        self._forget_main()
+    def _write_main(
+        self, segments, records, *, skip_bad_rows=False, sources=None, through=None
+    ):
+        """Fold ``segments`` and ``records`` into a new main file; the segments
+        are deleted after the rename (``merged_through`` marks them done)."""
+        owned = sources is None  # else the caller (repair) closes them
+        if owned:
+            sources = [self._open(self.path)] if _stat_token(self.path) else []
+            sources += [self._open(s.path) for s in segments]
+        if through is None:
+            through = max([self._merged_through()] + [s.last for s in segments])
+        try:
+            counts = self._write(
+                self.path,
+                sources,
+                records,
+                {"role": "main", "merged_through": through},
+                skip_bad_rows=skip_bad_rows,
+            )
+        finally:
+            for f in sources if owned else ():
+                f.close()
+        for seg in segments:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(seg.path)
         return counts
+
+    def _write(self, dst, sources, records, attrs, *, skip_bad_rows=False):
+        try:
+            return write_file(
+                dst,
+                self.path,
+                sources,
+                records,
+                attrs=attrs,
+                skip_bad_rows=skip_bad_rows,
+            )
+        except OSError as exc:
+            if isinstance(exc, CacheFormatError):
+                raise
+            raise OSError(
+                exc.errno,
+                f"Could not rewrite the cache file {self.path!r} ({exc}). It is "
+                f"unchanged and the new rows are kept in {self.journal_path!r}; "
+                "free some disk space and run again.",
+            ) from exc
 
     # -- inspection and recovery -------------------------------------------------
     def info(self) -> list[dict]:
         """Describe each namespace: fingerprint, handle, size, dim, dtype, rows."""
-        out = {}
+        out, seen = {}, {}
         with self._locked():
-            if _stat_token(self.path) is not None:
-                with self._open_main() as f:
+            for path in self._files():
+                with self._open(path) as f:
                     for fp, group in f.items():
                         meta = {k: _plain(v) for k, v in group.attrs.items()}
-                        out[fp] = dict(meta, fingerprint=fp, n_rows=len(group["keys"]))
+                        out.setdefault(fp, dict(meta, fingerprint=fp))
+                        keys = group["keys"][...]
+                        seen.setdefault(fp, set()).update(k.decode() for k in keys)
             records, _ = read_records(self.journal_path)
         for rec in records:
             fp = rec.meta["fingerprint"]
-            entry = out.setdefault(fp, dict(rec.meta, n_rows=0))
-            entry["n_rows"] += len(rec.keys)  # upper bound before compaction
-        return list(out.values())
+            out.setdefault(fp, dict(rec.meta))
+            seen.setdefault(fp, set()).update(rec.keys)
+        return [dict(meta, n_rows=len(seen[fp])) for fp, meta in out.items()]
 
     @classmethod
     def repair(cls, path) -> dict:
         """Rebuild a damaged cache from every readable, checksum-valid row.
 
-        The damaged file is kept beside it as ``<file>.corrupt-<time>``.
+        The damaged main file is kept beside it as ``<file>.corrupt-<time>``
+        (unreadable segments as ``<segment>.corrupt-<time>``).
 
         Returns
         -------
@@ -493,4 +404,20 @@ class EmbeddingCache:
             ``unreadable`` (namespaces, or ``"<file>"``, that could not be read
             at all) and ``backup`` (path of the damaged file, or None).
         """
-        return _repair(cls(path), _open_hdf5, FORMAT, FORMAT_VERSION)
+        return _repair(cls(path), open_hdf5, FORMAT, FORMAT_VERSION)
+
+    @classmethod
+    def merge(cls, sources, output) -> dict:
+        """Write every row of the caches ``sources`` into a new cache ``output``.
+
+        Namespaces are checked (same dim and dtype in every source) and every
+        row's CRC32 is verified; see ``embedclf/cache/_merge.py``.
+
+        Returns
+        -------
+        report : dict
+            ``kept`` (rows written), ``namespaces``, ``shared`` (keys in more
+            than one source) and ``differing`` (of those, keys whose vectors
+            differ; the first source's row is kept).
+        """
+        return _merge(cls, sources, output)

@@ -1,9 +1,10 @@
 """The ``embedclf`` command: retrain.py's workflow on the command line.
 
-Subcommands: ``train``, ``predict``, ``evaluate``, ``embed``, ``export``, ``audit`` and
-``cache info`` / ``cache repair``. ``main(argv)`` parses a list of arguments,
-so tests call it directly; it returns the exit status (0 success, 1 a user
-error reported as one line on stderr, 2 bad arguments from argparse).
+Subcommands: ``train``, ``predict``, ``evaluate``, ``embed``, ``export``,
+``audit`` and ``cache info`` / ``cache repair`` / ``cache merge``.
+``main(argv)`` parses a list of arguments, so tests call it directly; it
+returns the exit status (0 success, 1 a user error reported as one line on
+stderr, 2 bad arguments from argparse).
 
 Only argparse and the standard library are imported at module level, so
 ``embedclf --help`` never imports TensorFlow.
@@ -59,6 +60,15 @@ def format_embed_parser(parser):
     )
     _add_backbone_args(parser, cache_required=True)
     _add_image_size(parser)
+    parser.add_argument(
+        "--rehash",
+        action="store_true",
+        help=(
+            "Read and hash every file again, even those whose device, inode, "
+            "size, mtime and ctime are unchanged since the last run (default: "
+            "those are only stat-ed)."
+        ),
+    )
     parser.set_defaults(handler=run_embed)
 
 
@@ -76,6 +86,7 @@ def run_embed(args) -> int:
         error(f"No image files found in {args.image_dir!r}.")
         return 1
     embedder = _embedder(args, args.model, image_size=args.image_size)
+    embedder.set_params(rehash_files=args.rehash)
     start = time.perf_counter()
     try:
         embedder.transform(paths)
@@ -115,6 +126,25 @@ def format_cache_parser(parser):
     )
     repair.add_argument("path", metavar="F", help="The HDF5 cache file.")
     repair.set_defaults(handler=run_cache_repair)
+    merge = sub.add_parser(
+        "merge",
+        help=(
+            "Merge caches filled on different machines into a new cache file "
+            "(namespaces checked, every row's checksum verified)."
+        ),
+        formatter_class=_Formatter,
+    )
+    merge.add_argument(
+        "sources", metavar="F", nargs="+", help="The cache files to merge (2 or more)."
+    )
+    merge.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="The new cache file to write; it must not exist yet.",
+    )
+    merge.set_defaults(handler=run_cache_merge)
 
 
 def run_cache_info(args) -> int:
@@ -152,6 +182,23 @@ def run_cache_repair(args) -> int:
     )
     if report["backup"]:
         print(f"The damaged file is kept as {report['backup']}.")
+    return 0
+
+
+def run_cache_merge(args) -> int:
+    from embedclf.cache._store import EmbeddingCache
+
+    for path in args.sources:
+        if not os.path.exists(path) and not os.path.exists(path + ".journal"):
+            error(f"Cache file {path!r} does not exist.")
+            return 1
+    report = EmbeddingCache.merge(args.sources, args.output)
+    print(
+        f"Merged {len(args.sources)} caches into {args.output}: "
+        f"{report['kept']} vectors in {report['namespaces']} namespace(s); "
+        f"{report['shared']} key(s) were in several sources, {report['differing']} "
+        "of them with different vectors (the first source's kept)."
+    )
     return 0
 
 

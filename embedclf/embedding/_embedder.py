@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import numbers
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -14,12 +13,11 @@ from embedclf._compat import Interval, StrOptions, _fit_context
 from embedclf.cache._store import CacheNamespace, EmbeddingCache
 from embedclf.embedding._backbones import DEFAULT_MODEL, load_backbone, resolve_backbone
 from embedclf.embedding._compute_once import embed_missing
+from embedclf.embedding._identity_memo import hash_paths
 from embedclf.embedding._images import (
     DEFAULT_MAX_IMAGE_PIXELS,
     PREPROCESSING,
-    content_key,
     load_image,
-    read_image_bytes,
 )
 from embedclf.embedding._prefetch import prefetched_batches
 from embedclf.exceptions import ImageDecodeError
@@ -117,6 +115,12 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
     max_image_pixels : int or None, default=89478485
         Refuse images larger than this (decompression-bomb guard; JPEGs are
         first decoded at reduced size). None disables the check.
+    rehash_files : bool, default=False
+        With a cache, files whose (device, inode, size, mtime, ctime) are
+        unchanged since they were last hashed are not read again (a memo
+        beside the cache, ``<cache>.identities``; see
+        ``embedclf/embedding/_identity_memo.py`` for when that can be
+        fooled). True re-reads and re-hashes every file.
 
     Attributes
     ----------
@@ -165,6 +169,7 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         "cache_dtype": [StrOptions({"float32", "float16"})],
         "n_decode_threads": [Interval(numbers.Integral, 1, None, closed="left")],
         "max_image_pixels": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "rehash_files": ["boolean"],
     }
 
     def __init__(
@@ -179,6 +184,7 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         cache_dtype="float32",
         n_decode_threads=2,
         max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
+        rehash_files=False,
     ):
         self.model = model
         self.cache = cache
@@ -189,6 +195,7 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         self.cache_dtype = cache_dtype
         self.n_decode_threads = n_decode_threads
         self.max_image_pixels = max_image_pixels
+        self.rehash_files = rehash_files
 
     def __sklearn_is_fitted__(self):
         return True
@@ -283,8 +290,12 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         if dim is None:
             dim = self._dim_without_images(spec)
         fill = 0.0 if self.on_error == "zero" else np.nan
-        out = np.full((len(paths), dim), fill, dtype=np.float32)
-        for i, k in enumerate(keys):
+        if vectors and not todo and len(unique) == len(keys) == len(vectors):
+            out, keys_left = found_vecs, ()  # all cached, distinct, in order
+        else:
+            out = np.full((len(paths), dim), fill, dtype=np.float32)
+            keys_left = keys
+        for i, k in enumerate(keys_left):
             if errors[i] is None and k in vectors:
                 out[i] = vectors[k]
         self.failed_paths_ = np.array(
@@ -326,26 +337,14 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         return backbone.dim
 
     def _hash_all(self, paths):
-        """Read and hash every file (threads); errors are collected per index.
-
-        Each thread takes a contiguous chunk of paths: one task per file costs
-        more in scheduling than reading and hashing a small photo does.
-        """
-
-        def chunk(indices):
-            out = []
-            for i in indices:
-                try:
-                    out.append((content_key(read_image_bytes(paths[i])), None))
-                except _IMAGE_ERRORS as exc:
-                    out.append((None, exc))
-            return out
-
-        n_chunks = min(len(paths), 4 * self.n_decode_threads)
-        chunks = np.array_split(np.arange(len(paths)), max(n_chunks, 1))
-        with ThreadPoolExecutor(self.n_decode_threads) as pool:
-            results = [r for part in pool.map(chunk, chunks) for r in part]
-        return [r[0] for r in results], [r[1] for r in results]
+        """Content keys (stat-only for files the identity memo knows)."""
+        return hash_paths(
+            paths,
+            self.cache,
+            n_threads=self.n_decode_threads,
+            rehash=self.rehash_files,
+            errors=_IMAGE_ERRORS,
+        )
 
     def _raise_first(self, errors, paths):
         if self.on_error != "raise":
