@@ -40,8 +40,10 @@ def _check_renders(page, tmp_path):
     shutil.rmtree(page.parent / "thumbs")
     bare = colourful_fraction(screenshot(page, tmp_path / "bare.png"))
     assert shown > 0.05, f"only {shown:.1%} colourful pixels: thumbnails missing?"
-    # (Links and highlighted labels are the only colour left.)
-    assert bare < 0.03 and bare < shown / 4, (shown, bare)
+    # Links, highlighted labels and the report's figures keep some colour
+    # (how much of a figure is drawn at shot time varies): the thumbnails
+    # must add at least 3 % of the pixels.
+    assert bare < 0.03 and shown - bare > 0.03, (shown, bare)
     return shown
 
 
