@@ -51,7 +51,7 @@ def plot_training_curves(path, head, grid=(), *, best_C=None) -> Path | None:
     best_C : float or None, default=None
         The C that was kept, marked on the C curve.
     """
-    from embedclf.workflow._report import _import_pyplot
+    from embedclf.workflow._report_figures import _import_pyplot
 
     curves = epoch_curves(head)
     if curves is None and len(grid) < 2:
