@@ -20,6 +20,7 @@ Items
 5 head         SoftmaxClassifier (lbfgs) vs retrain.py's gradient-descent head
 6 accuracy     grocery_store test accuracy: softmax, SVM, augmented views
 7 scaling      time and peak RSS of embedding 1k, 2k, 4k images
+8 open_set     unknown scores on grocery with 20 classes held out (AUROC, FPR95)
 """
 
 from __future__ import annotations
@@ -54,9 +55,10 @@ ITEMS = {
     5: "bench_head",
     6: "bench_accuracy",
     7: "bench_scaling",
+    8: "bench_open_set",
 }
 # Item 6 fills the shared grocery cache that item 5 reads, so it runs first.
-ORDER = [6, 5, 1, 2, 4, 3, 7]
+ORDER = [6, 5, 1, 2, 4, 3, 7, 8]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

@@ -95,8 +95,10 @@ def _logits(estimator, X) -> np.ndarray:
             "max_proba, knn or mahalanobis score, or SoftmaxClassifier."
         )
     logits = np.asarray(estimator.decision_function(X), dtype=np.float64)
-    if logits.ndim == 1:  # binary: the logit of classes_[1] against classes_[0]
-        logits = np.column_stack([np.zeros_like(logits), logits])
+    if logits.ndim == 1:
+        # Binary: d is the log-odds of classes_[1]; (-d/2, d/2) are logits with
+        # the same softmax, centred as a multiclass model's would be.
+        logits = np.column_stack([-logits / 2, logits / 2])
     return logits
 
 
