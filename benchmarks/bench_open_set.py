@@ -79,7 +79,7 @@ def _draw(X, y, held, rows):
     from sklearn.linear_model import LogisticRegression
 
     from embedclf import OpenSetClassifier
-    from embedclf.heads._unknown_scores import compute_scores, fit_score_state
+    from embedclf.heads._unknown_scores import compute_scores
 
     (Xtr, Xva), (ytr, yva) = X, y
     tr, va = ~np.isin(ytr, held), ~np.isin(yva, held)
@@ -101,9 +101,8 @@ def _draw(X, y, held, rows):
             row["known_recall"] = float(np.mean(~pred[known_te]))
             row["rejected"] = float(np.mean(pred[~known_te]))
         out[name] = row
-    default = fits["default (fusion of max_proba + knn)"]
-    state = fit_score_state(Xtr[tr], ytr[tr], SCORES)
-    scores = compute_scores(default.estimator_, state, Xte, SCORES)
+    every = fits["fusion of all six scores"]
+    scores = compute_scores(every.estimator_, every.score_state_, Xte, SCORES)
     for name in SCORES:
         out[name] = _measure(scores[name][known_te], scores[name][~known_te])
     lr = LogisticRegression(max_iter=2000).fit(Xtr[tr], ytr[tr])

@@ -42,9 +42,16 @@ def _unit(X: np.ndarray) -> np.ndarray:
 
 
 def _whitening(covariance_model) -> np.ndarray:
-    """W with ``W @ W.T`` the precision, so that ``||(x - m) @ W||²`` is Mahalanobis."""
-    values, vectors = np.linalg.eigh(covariance_model.precision_)
-    return vectors * np.sqrt(np.clip(values, 0.0, None))
+    """W with ``||(x - m) @ W||²`` the Mahalanobis distance of the covariance.
+
+    ``W = inv(L).T`` for the Cholesky factor ``L`` of the (shrunk, so
+    positive definite) covariance: several times faster than the
+    eigendecomposition behind ``precision_`` on 1,000+ features.
+    """
+    from scipy.linalg import cholesky, solve_triangular
+
+    L = cholesky(covariance_model.covariance_, lower=True)
+    return solve_triangular(L, np.eye(len(L)), lower=True).T
 
 
 def fit_score_state(X, y, names, *, kth_neighbor: int = 1) -> dict:
@@ -76,11 +83,12 @@ def fit_score_state(X, y, names, *, kth_neighbor: int = 1) -> dict:
     if names & _MAHALANOBIS:
         classes, index = np.unique(y, return_inverse=True)
         means = np.array([U[index == j].mean(axis=0) for j in range(len(classes))])
-        W = _whitening(LedoitWolf(assume_centered=True).fit(U - means[index]))
+        shrunk = LedoitWolf(store_precision=False, assume_centered=True)
+        W = _whitening(shrunk.fit(U - means[index]))
         state["maha_whitening"] = W
         state["maha_means"] = means @ W
     if "relative_mahalanobis" in names:
-        background = LedoitWolf().fit(U)
+        background = LedoitWolf(store_precision=False).fit(U)
         Wg = _whitening(background)
         state["maha_global_whitening"] = Wg
         state["maha_global_mean"] = background.location_ @ Wg
