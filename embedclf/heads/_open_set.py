@@ -19,13 +19,8 @@ from sklearn.utils import Bunch
 from embedclf._compat import Interval, StrOptions, _fit_context
 from embedclf.heads import _open_set_legacy as legacy
 from embedclf.heads._open_set_rules import _known_rows, _label_dtype, _open_set_decision
-from embedclf.heads._unknown_fusion import (
-    fit_fusion,
-    fused_score,
-    held_out_scores,
-    tune_unknown_threshold,
-)
-from embedclf.heads._unknown_scores import SCORES, compute_scores, fit_score_state
+from embedclf.heads._unknown_fusion import fit_score_rule, fused_score
+from embedclf.heads._unknown_scores import SCORES, compute_scores
 from embedclf.heads._validation import (
     _check_class_labels,
     _check_n_classes,
@@ -35,8 +30,6 @@ from embedclf.heads._validation import (
 
 __all__ = ["OpenSetClassifier"]
 
-#: Components of ``detector="fusion"`` when ``fusion_scores`` is None.
-DEFAULT_FUSION = ("max_proba", "knn")
 # Parameters added after 0.1.0, with the value that keeps a 0.1.0 model's rule.
 _NEW_PARAMS = {
     "detector": None,
@@ -279,17 +272,6 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             )
         return clone(self.estimator)
 
-    def _components(self) -> list:
-        if self.detector != "fusion":
-            return [self.detector]
-        names = list(self.fusion_scores or DEFAULT_FUSION)
-        if not names or set(names) - set(SCORES):
-            raise ValueError(
-                f"fusion_scores must be a non-empty tuple of scores from "
-                f"{SCORES}; got {self.fusion_scores!r}."
-            )
-        return names
-
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, X_val=None, y_val=None):
         """Fit the classifier and the unknown score, and set the threshold.
@@ -338,7 +320,7 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if self.detector is None:
             legacy.fit_two_thresholds(self, base, Xk, yk, name)
         else:
-            self._fit_score(base, X, y, known, X_val, y_val, name)
+            fit_score_rule(self, base, X, y, known, X_val, y_val, name)
             if X_val is not None:
                 y_val = np.asarray(y_val)
                 background.append(X_val[y_val == self.unknown_label])
@@ -348,40 +330,6 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             pred = self._decide(background)
             self.unknown_recall_ = float(np.mean(pred == self.unknown_label))
         return self
-
-    def _fit_score(self, base, X, y, known, X_val, y_val, name):
-        self.probability_threshold_ = self.distance_threshold_ = None
-        self.distance_model_ = None
-        names = self._components()
-        Xk, yk = X[known], y[known]
-        self.score_state_ = fit_score_state(
-            Xk, yk, names, kth_neighbor=self.kth_neighbor
-        )
-        tune = self.score_threshold == "auto"
-        self.known_recall_ = None
-        if not tune and self.detector != "fusion":
-            self.unknown_threshold_ = float(self.score_threshold)
-            return
-        if X_val is not None:
-            X_val = _validate_for_predict(self, X_val)
-            y_val = _check_class_labels(np.asarray(y_val), name)
-            _known_rows(y_val, self.unknown_label, name)
-        held_known, held_bg = held_out_scores(
-            base, X, y, known, names, X_val=X_val, y_val=y_val, cv=self.cv,
-            kth_neighbor=self.kth_neighbor, unknown_label=self.unknown_label,
-            name=name,
-        )  # fmt: skip
-        if self.detector == "fusion":
-            self.fusion_ = fit_fusion(held_known, held_bg)
-            held = fused_score(self.fusion_, held_known)
-        else:
-            held = held_known[self.detector]
-        if tune:
-            self.unknown_threshold_, self.known_recall_ = tune_unknown_threshold(
-                held, self.target_recall
-            )
-        else:
-            self.unknown_threshold_ = float(self.score_threshold)
 
     def _unknown_score(self, X):
         if self.detector_ is None:  # the two-threshold rule: 1 - max probability
@@ -465,16 +413,8 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     def open_set_scores(self, X):
         """The scores of the two-threshold rule (``detector=None``).
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Embeddings.
-
-        Returns
-        -------
-        scores : Bunch
-            ``max_proba`` (ndarray of shape (n_samples,)) and ``distance``
-            (ndarray of shape (n_samples,), or None when not used).
+        Returns a Bunch of ``max_proba`` and ``distance`` (None when unused),
+        each of shape (n_samples,), for embeddings ``X``.
         """
         X = _validate_for_predict(self, X)
         dist = None

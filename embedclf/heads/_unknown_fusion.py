@@ -24,16 +24,22 @@ from numbers import Integral
 
 import numpy as np
 
-from embedclf.heads._unknown_scores import compute_scores, fit_score_state
+from embedclf.heads._open_set_rules import _known_rows
+from embedclf.heads._unknown_scores import SCORES, compute_scores, fit_score_state
+from embedclf.heads._validation import _check_class_labels, _validate_for_predict
 
 __all__ = [
+    "DEFAULT_FUSION",
     "MIN_BACKGROUND",
+    "fit_score_rule",
     "fit_fusion",
     "fused_score",
     "held_out_scores",
     "tune_unknown_threshold",
 ]
 
+#: Components of ``detector="fusion"`` when ``fusion_scores`` is None.
+DEFAULT_FUSION = ("max_proba", "knn")
 #: Background (unknown) images needed before the logistic fusion is used.
 MIN_BACKGROUND = 10
 
@@ -188,3 +194,50 @@ def tune_unknown_threshold(known_scores, target_recall: float):
     need = max(1, math.ceil(target_recall * len(s) - 1e-9))
     threshold = float(s[need - 1])
     return threshold, float(np.mean(s <= threshold))
+
+
+def _components(self) -> list:
+    """The component scores of OpenSetClassifier ``self``'s detector."""
+    if self.detector != "fusion":
+        return [self.detector]
+    names = list(self.fusion_scores or DEFAULT_FUSION)
+    if not names or set(names) - set(SCORES):
+        raise ValueError(
+            f"fusion_scores must be a non-empty tuple of scores from "
+            f"{SCORES}; got {self.fusion_scores!r}."
+        )
+    return names
+
+
+def fit_score_rule(self, base, X, y, known, X_val, y_val, name):
+    """Fit OpenSetClassifier ``self``'s score rule: state, fusion, threshold."""
+    self.probability_threshold_ = self.distance_threshold_ = None
+    self.distance_model_ = None
+    names = _components(self)
+    Xk, yk = X[known], y[known]
+    self.score_state_ = fit_score_state(Xk, yk, names, kth_neighbor=self.kth_neighbor)
+    tune = self.score_threshold == "auto"
+    self.known_recall_ = None
+    if not tune and self.detector != "fusion":
+        self.unknown_threshold_ = float(self.score_threshold)
+        return
+    if X_val is not None:
+        X_val = _validate_for_predict(self, X_val)
+        y_val = _check_class_labels(np.asarray(y_val), name)
+        _known_rows(y_val, self.unknown_label, name)
+    held_known, held_bg = held_out_scores(
+        base, X, y, known, names, X_val=X_val, y_val=y_val, cv=self.cv,
+        kth_neighbor=self.kth_neighbor, unknown_label=self.unknown_label,
+        name=name,
+    )  # fmt: skip
+    if self.detector == "fusion":
+        self.fusion_ = fit_fusion(held_known, held_bg)
+        held = fused_score(self.fusion_, held_known)
+    else:
+        held = held_known[self.detector]
+    if tune:
+        self.unknown_threshold_, self.known_recall_ = tune_unknown_threshold(
+            held, self.target_recall
+        )
+    else:
+        self.unknown_threshold_ = float(self.score_threshold)
