@@ -24,15 +24,9 @@ import os
 import numpy as np
 from _common import SHARED, Timer
 
+from embedclf.heads._unknown_scores import SCORES
+
 LITE2 = SHARED / "models" / "efficientnet_lite2_feature_vector"
-SCORES = (
-    "max_proba",
-    "max_logit",
-    "energy",
-    "knn",
-    "mahalanobis",
-    "relative_mahalanobis",
-)
 FIVE = ("Royal-Gala", "Satsumas", "Regular-Tomato", "Watermelon", "Banana")
 N_HELD_OUT = 20
 

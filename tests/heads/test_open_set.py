@@ -139,9 +139,7 @@ def test_fixed_threshold_then_auto_one(data):
         "passes it. Lower the fixed threshold or set it to 'auto'."
     )
     with pytest.warns(UserWarning, match=re.escape(msg)):
-        _legacy(probability_threshold=1.0, target_recall=0.9).fit(
-            X_train, y_train
-        )
+        _legacy(probability_threshold=1.0, target_recall=0.9).fit(X_train, y_train)
 
 
 def test_unknown_training_rows_are_background_not_a_class(data):
