@@ -50,7 +50,11 @@ def _whitening(covariance_model) -> np.ndarray:
     """
     from scipy.linalg import cholesky, solve_triangular
 
-    L = cholesky(covariance_model.covariance_, lower=True)
+    C = np.array(covariance_model.covariance_, dtype=np.float64)
+    # A tiny ridge keeps a degenerate covariance (e.g. one feature, which is
+    # constant after L2 normalisation) factorisable.
+    C[np.diag_indices_from(C)] += 1e-9 * max(float(np.trace(C)) / len(C), 1e-3)
+    L = cholesky(C, lower=True)
     return solve_triangular(L, np.eye(len(L)), lower=True).T
 
 
