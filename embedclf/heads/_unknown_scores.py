@@ -53,7 +53,7 @@ def _whitening(covariance_model) -> np.ndarray:
     C = np.array(covariance_model.covariance_, dtype=np.float64)
     # A tiny ridge keeps a degenerate covariance (e.g. one feature, which is
     # constant after L2 normalisation) factorisable.
-    C[np.diag_indices_from(C)] += 1e-9 * max(float(np.trace(C)) / len(C), 1e-3)
+    C[np.diag_indices_from(C)] += 1e-12 * max(float(np.trace(C)) / len(C), 1e-3)
     L = cholesky(C, lower=True)
     return solve_triangular(L, np.eye(len(L)), lower=True).T
 
