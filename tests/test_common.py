@@ -24,8 +24,11 @@ ESTIMATORS = [
     ),
     SVMClassifier(kernel="linear", calibration="isotonic", cv=3),
     OpenSetClassifier(unknown_label=-1),
+    OpenSetClassifier(unknown_label=-1, detector=None),
+    OpenSetClassifier(unknown_label=-1, detector="mahalanobis", cv=3),
     OpenSetClassifier(
         SoftmaxClassifier(C=0.1),
+        detector=None,
         unknown_label=-1,
         probability_threshold=0.2,
         distance="knn",

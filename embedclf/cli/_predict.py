@@ -161,6 +161,7 @@ def run_evaluate(args) -> int:
     from pathlib import Path
 
     from embedclf.workflow._report import format_metrics, write_report
+    from embedclf.workflow._report_open_set import format_open_set, open_set_inputs
     from embedclf.workflow._train import _folder
 
     model_dir, handle = _load_for_predict(args)
@@ -180,8 +181,11 @@ def run_evaluate(args) -> int:
         proba,
         model_dir.labels,
         title=f"{name}: accuracy {float((y_true[ok] == y_pred).mean()):.4f}",
+        open_set=open_set_inputs(head, X[ok]),
     )
     print(format_metrics(metrics))
+    if "open_set" in metrics:
+        print(format_open_set(metrics["open_set"]))
     print(
         f"Accuracy on {args.image_dir}: {metrics['accuracy']:.4f} "
         f"({metrics['n_samples']} images)"

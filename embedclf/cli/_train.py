@@ -55,6 +55,7 @@ def run_train(args) -> int:
         save_model_dir,
     )
     from embedclf.workflow._report import write_report
+    from embedclf.workflow._report_open_set import format_open_set, open_set_inputs
     from embedclf.workflow._train import collect_images, parse_unknown
 
     t0 = time.perf_counter()
@@ -135,7 +136,9 @@ def run_train(args) -> int:
             f"{time.perf_counter() - t:.1f} s ({n_views_computed} by the backbone)."
         )
     t = time.perf_counter()
-    head, tuning = _fit_head(args, X_fit, y_fit, groups, unknown)
+    X_bg = _background(args, embedder, unknown)
+    val = (X[va], labels[va]) if unknown == "auto" else (None, None)
+    head, tuning = _fit_head(args, X_fit, y_fit, groups, unknown, val, X_bg)
     for row in tuning["grid"]:
         _print(
             f"  C={row['C']:<8g} train accuracy {row['train_accuracy']:.4f}  "
@@ -154,14 +157,7 @@ def run_train(args) -> int:
     else:
         _print(_mlp_summary(head))
     if unknown != "off":
-        _print(
-            f"Open set: unknown below top probability {head.probability_threshold_:.4g}"
-            + (
-                f" or beyond distance {head.distance_threshold_:.4g}"
-                if head.distance_threshold_ is not None
-                else ""
-            )
-        )
+        _print(_unknown_text(head))
     t_fit = time.perf_counter() - t
     val_acc, test_acc = (
         _accuracy(head, X[va], labels[va]),
@@ -216,7 +212,7 @@ def run_train(args) -> int:
     eval_idx, eval_name = (te, "testing") if len(te) else (va, "validation")
     if len(eval_idx):
         eval_acc = _accuracy(head, X[eval_idx], labels[eval_idx])
-        write_report(
+        report = write_report(
             out / "report",
             paths[eval_idx],
             labels[eval_idx],
@@ -224,7 +220,10 @@ def run_train(args) -> int:
             head.predict_proba(X[eval_idx]),
             [str(c) for c in head.classes_],
             title=f"{eval_name} part: accuracy {eval_acc:.4f}",
+            open_set=open_set_inputs(head, X[eval_idx]),
         )
+        if "open_set" in report:
+            _print(format_open_set(report["open_set"]))
     from embedclf.workflow._curves import CURVES_FILE, plot_training_curves
 
     plot_training_curves(
@@ -258,7 +257,49 @@ def run_train(args) -> int:
     return 0
 
 
-def _fit_head(args, X_fit, y_fit, groups, unknown):
+def _background(args, embedder, unknown):
+    """Vectors of the ``--unknown-dir`` images (background), or None."""
+    if not getattr(args, "unknown_dir", None) or unknown == "off":
+        return None
+    from pathlib import Path
+
+    import numpy as np
+
+    from embedclf.embedding._images import IMAGE_EXTENSIONS
+
+    root = Path(args.unknown_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"--unknown-dir {str(root)!r} is not a folder. Pass a folder of "
+            "images of none of the classes."
+        )
+    paths = sorted(
+        str(p) for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+    if not paths:
+        raise ValueError(f"--unknown-dir {str(root)!r} holds no images.")
+    X = embedder.transform(paths)
+    _print(f"Embedded {len(paths)} background images from {root}.")
+    return X[~np.isin(paths, embedder.failed_paths_)]
+
+
+def _unknown_text(head) -> str:
+    if getattr(head, "detector_", None) is None:
+        return (
+            f"Open set: unknown below top probability {head.probability_threshold_:.4g}"
+        )
+    text = (
+        f"Open set: unknown when the {head.detector_} score is above "
+        f"{head.unknown_threshold_:.4g}"
+    )
+    if head.known_recall_ is not None:
+        text += f" (held-out known recall {head.known_recall_:.1%})"
+    if head.unknown_recall_ is not None:
+        text += f"; background images rejected {head.unknown_recall_:.1%}"
+    return text + "."
+
+
+def _fit_head(args, X_fit, y_fit, groups, unknown, val=(None, None), X_bg=None):
     """Tune C, fit the head (and the open-set rule), through the fit memo."""
     from embedclf.workflow._fit_memo import load_fit, memo_dir_for, memo_key, save_fit
     from embedclf.workflow._train import tune_head, wrap_open_set
@@ -273,6 +314,9 @@ def _fit_head(args, X_fit, y_fit, groups, unknown):
         C_grid=args.C_grid,
         class_weight=class_weight,
         unknown=unknown,
+        open_set_version=2,
+        val=None if val[0] is None else memo_key(val[0], val[1]),
+        background=None if X_bg is None else memo_key(X_bg, []),
     )
     hit = load_fit(memo, key)
     if hit is not None:
@@ -299,9 +343,18 @@ def _fit_head(args, X_fit, y_fit, groups, unknown):
     )
     if unknown != "off":
         splits = tuning["splits"] if not (y_fit == "unknown").any() else None
+        import numpy as np
+
+        X_os, y_os, g_os = X_fit, y_fit, groups
+        if X_bg is not None:  # background rows: "unknown", never cross-validated
+            X_os = np.vstack([X_fit, X_bg])
+            y_os = np.concatenate([y_fit, np.full(len(X_bg), "unknown")])
+            if groups is not None:
+                g_os = np.concatenate([groups, np.full(len(X_bg), -1)])
         head = wrap_open_set(
-            head, X_fit, y_fit, unknown=unknown, splits=splits, groups=groups
-        )
+            head, X_os, y_os, unknown=unknown, splits=splits, groups=g_os,
+            X_val=val[0], y_val=val[1],
+        )  # fmt: skip
     tuning = {k: v for k, v in tuning.items() if k != "splits"}
     save_fit(memo, key, head, tuning)
     return head, tuning
@@ -324,9 +377,14 @@ def _unknown_entry(head, unknown):
     return {
         "mode": "auto" if unknown == "auto" else "threshold",
         "label": head.unknown_label,
+        "detector": head.detector_,
+        "threshold": head.unknown_threshold_,
+        "fusion": None if not head.fusion_ else head.fusion_["kind"],
+        "fusion_scores": None if not head.fusion_ else list(head.fusion_["names"]),
         "probability_threshold": head.probability_threshold_,
         "distance_threshold": head.distance_threshold_,
         "known_recall": head.known_recall_,
+        "background_rejected": head.unknown_recall_,
     }
 
 

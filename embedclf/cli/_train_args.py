@@ -127,10 +127,21 @@ def format_train_parser(parser):
         default="off",
         metavar="auto|THRESHOLD|off",
         help=(
-            "Answer 'unknown' for images unlike every class: 'auto' tunes a "
-            "probability and an embedding-distance threshold by "
-            "cross-validation, a number in [0, 1] is the lowest accepted top "
-            "probability, 'off' always answers a class. Default: off."
+            "Answer 'unknown' for images unlike every class: 'auto' fuses the "
+            "top probability and the distance to the nearest training image, "
+            "with the threshold keeping 95%% of known images of the validation "
+            "part (or of out-of-fold scores); a number in [0, 1] is the lowest "
+            "accepted top probability; 'off' always answers a class. Default: off."
+        ),
+    )
+    parser.add_argument(
+        "--unknown-dir",
+        default=None,
+        metavar="DIR",
+        help=(
+            "Folder of background images of none of the classes (like a class "
+            "folder named 'unknown'), used with --unknown auto to weigh the "
+            "unknown scores and measured in the summary. Default: none."
         ),
     )
     dist = parser.add_argument_group(

@@ -1,9 +1,11 @@
 """The "unknown" answer: the OpenSetClassifier meta-estimator.
 
-OpenSetClassifier wraps a probabilistic classifier, adds an embedding-distance
-score and tunes both thresholds by cross-validation. The decision rule and the
-threshold tuning it shares with SoftmaxClassifier and SVMClassifier live in
-:mod:`embedclf.heads._open_set_rules`.
+OpenSetClassifier wraps a probabilistic classifier and answers
+``unknown_label`` when an unknown score (:mod:`embedclf.heads._unknown_scores`)
+is above a threshold set on held-out data (:mod:`embedclf.heads._unknown_fusion`).
+The two-threshold rule of 0.1.0 (``detector=None``) lives in
+:mod:`embedclf.heads._open_set_legacy`, the rule shared with SoftmaxClassifier
+and SVMClassifier in :mod:`embedclf.heads._open_set_rules`.
 """
 
 from __future__ import annotations
@@ -12,38 +14,40 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
-from sklearn.metrics import pairwise_distances
-from sklearn.model_selection import cross_val_predict
-from sklearn.neighbors import NearestCentroid, NearestNeighbors
 from sklearn.utils import Bunch
 
 from embedclf._compat import Interval, StrOptions, _fit_context
-from embedclf.heads._open_set_rules import (
-    _known_rows,
-    _open_set_decision,
-    _tune_thresholds,
-)
+from embedclf.heads import _open_set_legacy as legacy
+from embedclf.heads._open_set_rules import _known_rows, _label_dtype, _open_set_decision
+from embedclf.heads._unknown_fusion import fit_score_rule, fused_score
+from embedclf.heads._unknown_scores import SCORES, compute_scores
 from embedclf.heads._validation import (
     _check_class_labels,
-    _check_cv_splits,
     _check_n_classes,
-    _label_repr,
     _validate_embeddings,
     _validate_for_predict,
 )
 
 __all__ = ["OpenSetClassifier"]
 
+# Parameters added after 0.1.0, with the value that keeps a 0.1.0 model's rule.
+_NEW_PARAMS = {
+    "detector": None,
+    "score_threshold": "auto",
+    "fusion_scores": None,
+    "kth_neighbor": 1,
+}
+
 
 class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     """Classifier that answers ``unknown_label`` for samples unlike any known class.
 
-    Wraps a probabilistic classifier and adds two scores: the classifier's max
-    class probability, and the distance in embedding space from the sample to
-    the known classes (nearest class centroid, or mean distance to the nearest
-    training samples). Each score has a threshold, given as a number or tuned
-    from out-of-fold scores on the training data to keep ``target_recall`` of
-    the known samples.
+    Wraps a probabilistic classifier and computes an unknown score per
+    sample (higher = less like any known class): by default a fusion of the
+    classifier's max probability and the cosine distance to the nearest
+    training sample. The threshold keeps ``target_recall`` of known samples,
+    measured on held-out data: ``X_val`` when given, else group-aware
+    out-of-fold scores.
 
     Parameters
     ----------
@@ -52,41 +56,54 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         ``SoftmaxClassifier()``.
 
     unknown_label : str or int, default="unknown"
-        Label returned for unknown samples. Training rows with this label (a
-        background folder named "unknown", as in the retrain tutorial) are not
-        a class: they are left out of the classifier and of the distances, and
-        used to measure ``unknown_recall_``.
+        Label returned for unknown samples. Training (and ``y_val``) rows with
+        this label (a background folder named "unknown", as in the retrain
+        tutorial) are not a class: they fit the logistic fusion and measure
+        ``unknown_recall_``.
+
+    detector : {"fusion", "max_proba", "max_logit", "energy", "knn", \
+            "mahalanobis", "relative_mahalanobis"} or None, default="fusion"
+        The unknown score (see Notes). None selects the two-threshold rule of
+        embedclf 0.1.0 (``probability_threshold``, ``distance_threshold``).
+
+    score_threshold : float or "auto", default="auto"
+        Largest unknown score of a known sample. "auto" tunes it to
+        ``target_recall`` on held-out data.
+
+    fusion_scores : tuple of str, default=None
+        Components of ``detector="fusion"``; None means ("max_proba", "knn").
+
+    kth_neighbor : int, default=1
+        k of the "knn" score: distance to the k-th nearest training sample.
 
     probability_threshold : float in [0, 1], "auto" or None, default="auto"
-        Lowest max class probability of a known sample. "auto" tunes it;
-        None does not use this score.
+        ``detector=None`` only: lowest max class probability of a known sample.
 
     distance_threshold : float >= 0, "auto" or None, default="auto"
-        Largest distance to the known classes of a known sample. "auto" tunes
-        it; None does not use this score.
+        ``detector=None`` only: largest distance to the known classes.
 
     distance : {"centroid", "knn"}, default="centroid"
-        "centroid": distance to the nearest class centroid (mean embedding).
-        "knn": mean distance to the ``n_neighbors`` nearest training samples.
+        ``detector=None`` only: distance to the nearest class centroid, or mean
+        distance to the ``n_neighbors`` nearest training samples.
 
     metric : {"euclidean", "cosine"}, default="euclidean"
-        Metric of the distance score.
+        ``detector=None`` only: metric of the distance.
 
     n_neighbors : int, default=5
-        Neighbours of the "knn" distance.
+        ``detector=None`` only: neighbours of the "knn" distance.
 
     target_recall : float in (0, 1], default=0.95
-        Fraction of known training samples the tuned thresholds accept,
-        measured on out-of-fold scores.
+        Fraction of held-out known samples the tuned threshold accepts.
 
     cv : int, cross-validation generator or iterable, default=5
-        Splits for the out-of-fold scores, as in ``cross_val_predict``; an int
-        means stratified k-fold. Every class needs at least ``cv`` samples.
-        Given splits index the training rows not labelled ``unknown_label``
-        (only those are cross-validated).
+        Folds of the out-of-fold scores when there is no ``X_val``. An int
+        means ``StratifiedGroupKFold`` over
+        :func:`~embedclf.model_selection.near_duplicate_groups` of the known
+        rows (with ``detector=None``: stratified k-fold); an iterable gives
+        index splits of the known rows.
 
     n_jobs : int, default=None
-        Jobs for ``cross_val_predict``.
+        Jobs for ``cross_val_predict`` (``detector=None``).
 
     Attributes
     ----------
@@ -96,22 +113,34 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     classes_ : ndarray of shape (n_classes,)
         Known classes (never ``unknown_label``).
 
+    detector_ : str or None
+        The unknown score in use; None for the two-threshold rule.
+
+    unknown_threshold_ : float or None
+        Samples whose unknown score is above it are unknown.
+
+    fusion_ : dict or None
+        Scales (and logistic weights) of the fusion, fitted on held-out
+        scores; None unless ``detector="fusion"``.
+
+    score_state_ : dict of ndarray or None
+        Fitted state of the embedding scores (training vectors for "knn",
+        class means and whitening for "mahalanobis").
+
+    probability_threshold_, distance_threshold_ : float or None
+        Thresholds of the two-threshold rule; None with a ``detector``.
+
     distance_model_ : NearestCentroid, NearestNeighbors or None
-        Fitted model of the distance score; None when it is not used.
-
-    probability_threshold_ : float or None
-        Threshold in use for the max probability.
-
-    distance_threshold_ : float or None
-        Threshold in use for the distance.
+        Distance model of the two-threshold rule.
 
     known_recall_ : float or None
-        Out-of-fold fraction of known training samples accepted by the
-        thresholds; None when nothing was tuned.
+        Fraction of held-out known samples accepted; None when nothing was
+        tuned.
 
     unknown_recall_ : float or None
-        Fraction of training rows labelled ``unknown_label`` that ``predict``
-        calls unknown; None when there are none.
+        Fraction of background rows (``unknown_label`` in ``y`` and ``y_val``)
+        that ``predict`` calls unknown; None when there are none. Optimistic
+        when they also fitted the logistic fusion.
 
     n_features_in_ : int
         Number of features seen during fit.
@@ -125,24 +154,31 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
 
     Notes
     -----
-    Decision rule. Let ``p(x)`` be the max of ``estimator_.predict_proba(x)``
-    and ``d(x)`` the distance of ``x`` to the known classes. ``predict``
-    returns ``classes_[argmax predict_proba(x)]`` when ``p(x) >=
-    probability_threshold_`` and ``d(x) <= distance_threshold_`` (a ``None``
-    threshold is skipped), and ``unknown_label`` otherwise.
+    Decision rule. ``predict`` returns ``classes_[argmax predict_proba(x)]``
+    when ``unknown_score(x) <= unknown_threshold_`` and ``unknown_label``
+    otherwise. Scores: ``max_proba`` is ``1 - max predict_proba``;
+    ``max_logit`` and ``energy`` minus the max and the log-sum-exp of the
+    logits; ``knn`` is ``1 - cos`` to the ``kth_neighbor``-th nearest
+    training sample; ``mahalanobis`` the squared distance of the
+    L2-normalised sample to the nearest class mean under a LedoitWolf-shrunk
+    shared covariance, ``relative_mahalanobis`` that minus the distance to
+    the overall mean. ``fusion`` maps each component to its empirical CDF
+    among held-out known samples (extended linearly beyond their range) and
+    averages them; with 10 or more background samples a logistic regression
+    on the same scaled components, known vs background, weighs them instead.
 
-    Tuning. The known training samples get out-of-fold scores:
-    ``cross_val_predict(estimator, method="predict_proba")`` for ``p`` and, per
-    fold, distances to a distance model fitted on the other folds. When both
-    thresholds are "auto" they sit at the same quantile level ``q`` of their
-    out-of-fold score distributions, with ``q`` the largest level at which at
-    least ``target_recall`` of the samples pass both. A numeric threshold is
-    applied first and the "auto" one is tuned on the samples that pass it.
+    Threshold. The held-out known samples are ``X_val`` when given (scores
+    from models fitted on ``X``), else out-of-fold samples of ``X``; the
+    threshold is their ``target_recall`` quantile.
+
+    With ``detector=None`` (models of embedclf 0.1.0): known when ``max
+    predict_proba >= probability_threshold_`` and the distance is ``<=
+    distance_threshold_`` (a None threshold is skipped); "auto" thresholds
+    share one quantile level of their out-of-fold distributions, the largest
+    at which ``target_recall`` of the samples pass both.
 
     ``predict_proba`` is the wrapped classifier's: its columns are the known
-    classes only and rows still sum to one. Unknown rows in the training data
-    never change the thresholds; compare ``unknown_recall_`` with
-    ``known_recall_`` to judge them.
+    classes only and rows still sum to one.
 
     Examples
     --------
@@ -161,6 +197,10 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "estimator": [object, None],
         "unknown_label": [str, Integral],
+        "detector": [StrOptions({"fusion", *SCORES}), None],
+        "score_threshold": [Real, StrOptions({"auto"})],
+        "fusion_scores": [tuple, list, None],
+        "kth_neighbor": [Interval(Integral, 1, None, closed="left")],
         "probability_threshold": [
             Interval(Real, 0, 1, closed="both"),
             StrOptions({"auto"}),
@@ -184,6 +224,10 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         estimator=None,
         *,
         unknown_label="unknown",
+        detector="fusion",
+        score_threshold="auto",
+        fusion_scores=None,
+        kth_neighbor=1,
         probability_threshold="auto",
         distance_threshold="auto",
         distance="centroid",
@@ -195,6 +239,10 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     ):
         self.estimator = estimator
         self.unknown_label = unknown_label
+        self.detector = detector
+        self.score_threshold = score_threshold
+        self.fusion_scores = fusion_scores
+        self.kth_neighbor = kth_neighbor
         self.probability_threshold = probability_threshold
         self.distance_threshold = distance_threshold
         self.distance = distance
@@ -203,6 +251,13 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.target_recall = target_recall
         self.cv = cv
         self.n_jobs = n_jobs
+
+    def __setstate__(self, state):
+        # A model pickled by embedclf 0.1.0 has none of the newer parameters
+        # or attributes: fill them so that it keeps its two-threshold rule.
+        state = {**_NEW_PARAMS, **state}
+        state.setdefault("detector_", None)
+        super().__setstate__(state)
 
     def _base_estimator(self):
         if self.estimator is None:
@@ -217,21 +272,9 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             )
         return clone(self.estimator)
 
-    def _fit_distance(self, X, y):
-        if self.distance == "centroid":
-            return NearestCentroid().fit(X, y)
-        k = min(self.n_neighbors, len(X))
-        return NearestNeighbors(n_neighbors=k, metric=self.metric).fit(X)
-
-    def _distances(self, model, X):
-        if isinstance(model, NearestCentroid):
-            d = pairwise_distances(X, model.centroids_, metric=self.metric)
-            return d.min(axis=1)
-        return model.kneighbors(X)[0].mean(axis=1)
-
     @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y):
-        """Fit the classifier, the distance model, and tune the thresholds.
+    def fit(self, X, y, X_val=None, y_val=None):
+        """Fit the classifier and the unknown score, and set the threshold.
 
         Parameters
         ----------
@@ -242,6 +285,13 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             Labels, all strings or all integers; rows equal to
             ``unknown_label`` are background examples.
 
+        X_val : array-like of shape (n_val_samples, n_features), default=None
+            Held-out embeddings to set the threshold (and fit the fusion) on;
+            None uses out-of-fold scores of ``X``. Ignored when ``detector=None``.
+
+        y_val : array-like of shape (n_val_samples,), default=None
+            Labels of ``X_val``; ``unknown_label`` rows are background.
+
         Returns
         -------
         self : object
@@ -250,8 +300,8 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         Raises
         ------
         ValueError
-            If fewer than 2 known classes, a class too small for ``cv`` when a
-            threshold is "auto", NaN rows or continuous labels.
+            If fewer than 2 known classes, too few samples or groups for
+            ``cv`` when a threshold is "auto", NaN rows or continuous labels.
         TypeError
             If the estimator has no predict_proba or labels mix types.
         """
@@ -263,78 +313,51 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.classes_ = np.unique(yk)
         _check_n_classes(self.classes_, yk, name)
         base = self._base_estimator()
-
-        # Scores are oriented "higher = more like a known class": the max
-        # probability, and minus the distance.
-        given = {"p": self.probability_threshold, "d": self.distance_threshold}
-        sign = {"p": 1.0, "d": -1.0}
-        used = [key for key, value in given.items() if value is not None]
-        auto = [key for key in used if given[key] == "auto"]
         self.estimator_ = clone(base).fit(Xk, yk)
-        self.distance_model_ = self._fit_distance(Xk, yk) if "d" in used else None
-        self.known_recall_ = None
-        if auto:
-            oof = self._oof_scores(base, Xk, yk, used, name)
-            accepted = np.ones(len(yk), dtype=bool)
-            for key in set(used) - set(auto):
-                accepted &= oof[key] >= sign[key] * given[key]
-            tuned, self.known_recall_ = _tune_thresholds(
-                np.column_stack([oof[key] for key in auto]),
-                self.target_recall,
-                accepted,
-            )
-            given.update({key: sign[key] * t for key, t in zip(auto, tuned)})
-        self.probability_threshold_ = float(given["p"]) if "p" in used else None
-        self.distance_threshold_ = float(given["d"]) if "d" in used else None
-
+        self.detector_, self.fusion_, self.score_state_ = self.detector, None, None
+        self.unknown_threshold_ = None
+        background = [X[~known]]
+        if self.detector is None:
+            legacy.fit_two_thresholds(self, base, Xk, yk, name)
+        else:
+            fit_score_rule(self, base, X, y, known, X_val, y_val, name)
+            if X_val is not None:
+                y_val = np.asarray(y_val)
+                background.append(X_val[y_val == self.unknown_label])
+        background = np.vstack(background)
         self.unknown_recall_ = None
-        if not known.all():
-            pred = self._decide(X[~known])
+        if len(background):
+            pred = self._decide(background)
             self.unknown_recall_ = float(np.mean(pred == self.unknown_label))
         return self
 
-    def _oof_scores(self, base, X, y, used, name):
-        """Out-of-fold scores of the known training samples, keyed "p" and "d"."""
-        splits = _check_cv_splits(
-            self.cv,
-            y,
-            self.classes_,
-            name=name,
-            purpose="tune its thresholds",
-            alternative="give probability_threshold and distance_threshold as "
-            "numbers so that nothing is tuned",
-            rows=f"training rows not labelled {_label_repr(self.unknown_label)}",
-        )
-        oof = {}
-        if "p" in used:
-            proba = cross_val_predict(
-                clone(base), X, y, cv=splits, method="predict_proba",
-                n_jobs=self.n_jobs,
-            )  # fmt: skip
-            oof["p"] = proba.max(axis=1)
-        if "d" in used:
-            oof["d"] = np.empty(len(y))
-            for train, test in splits:
-                model = self._fit_distance(X[train], y[train])
-                oof["d"][test] = -self._distances(model, X[test])
-        return oof
-
-    def _proba_and_distance(self, X):
-        dist = None
-        if self.distance_model_ is not None:
-            dist = self._distances(self.distance_model_, X)
-        return self.estimator_.predict_proba(X), dist
+    def _unknown_score(self, X):
+        if self.detector_ is None:  # the two-threshold rule: 1 - max probability
+            return 1.0 - self.estimator_.predict_proba(X).max(axis=1)
+        names = list(self.fusion_["names"]) if self.fusion_ else [self.detector_]
+        scores = compute_scores(self.estimator_, self.score_state_, X, names)
+        if self.detector_ == "fusion":
+            return fused_score(self.fusion_, scores)
+        return scores[self.detector_]
 
     def _decide(self, X):
-        proba, dist = self._proba_and_distance(X)
-        return _open_set_decision(
-            self.classes_,
-            proba,
-            self.unknown_label,
-            probability_threshold=self.probability_threshold_,
-            distances=dist,
-            distance_threshold=self.distance_threshold_,
-        )
+        proba = self.estimator_.predict_proba(X)
+        if self.detector_ is None:
+            dist = None
+            if self.distance_model_ is not None:
+                dist = legacy.distances(self, self.distance_model_, X)
+            return _open_set_decision(
+                self.classes_,
+                proba,
+                self.unknown_label,
+                probability_threshold=self.probability_threshold_,
+                distances=dist,
+                distance_threshold=self.distance_threshold_,
+            )
+        labels = self.classes_[np.argmax(proba, axis=1)]
+        out = labels.astype(_label_dtype(self.classes_, self.unknown_label))
+        out[self._unknown_score(X) > self.unknown_threshold_] = self.unknown_label
+        return out
 
     def predict(self, X):
         """Predict known classes, or ``unknown_label`` (see Notes).
@@ -368,8 +391,12 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         X = _validate_for_predict(self, X)
         return self.estimator_.predict_proba(X)
 
-    def open_set_scores(self, X):
-        """The two scores the decision rule compares with the thresholds.
+    def unknown_score(self, X):
+        """How unlike every known class each sample is (higher = less like).
+
+        ``predict`` answers ``unknown_label`` where it is above
+        ``unknown_threshold_``. With ``detector=None`` it is ``1 - max
+        predict_proba`` (the distance rule is then a second test).
 
         Parameters
         ----------
@@ -378,10 +405,21 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
 
         Returns
         -------
-        scores : Bunch
-            ``max_proba`` (ndarray of shape (n_samples,)) and ``distance``
-            (ndarray of shape (n_samples,), or None when not used).
+        scores : ndarray of shape (n_samples,)
         """
         X = _validate_for_predict(self, X)
-        proba, dist = self._proba_and_distance(X)
-        return Bunch(max_proba=proba.max(axis=1), distance=dist)
+        return self._unknown_score(X)
+
+    def open_set_scores(self, X):
+        """The scores of the two-threshold rule (``detector=None``).
+
+        Returns a Bunch of ``max_proba`` and ``distance`` (None when unused),
+        each of shape (n_samples,), for embeddings ``X``.
+        """
+        X = _validate_for_predict(self, X)
+        dist = None
+        if self.distance_model_ is not None:
+            dist = legacy.distances(self, self.distance_model_, X)
+        return Bunch(
+            max_proba=self.estimator_.predict_proba(X).max(axis=1), distance=dist
+        )

@@ -105,7 +105,9 @@ def format_metrics(metrics: dict, *, only_present: bool = True) -> str:
     return "\n".join(lines)
 
 
-def write_report(out_dir, paths, y_true, y_pred, proba, classes, *, title=None):
+def write_report(
+    out_dir, paths, y_true, y_pred, proba, classes, *, title=None, open_set=None
+):
     """Write metrics.json, per_class.tsv, the figures and misclassified.html.
 
     Parameters
@@ -119,6 +121,11 @@ def write_report(out_dir, paths, y_true, y_pred, proba, classes, *, title=None):
         The model's classes (columns of ``proba``).
     title : str, optional
         Shown on the confusion matrix.
+    open_set : dict, optional
+        ``scores`` (unknown score per image) and ``threshold`` (or None), as
+        :func:`embedclf.workflow._report_open_set.open_set_inputs` gives: adds the
+        files of :func:`embedclf.workflow._report_open_set.write_open_set_report`
+        and ``metrics["open_set"]``.
 
     Returns
     -------
@@ -166,4 +173,17 @@ def write_report(out_dir, paths, y_true, y_pred, proba, classes, *, title=None):
         "reliability.png",
         "misclassified.html",
     ]
+    if open_set is not None:
+        from embedclf.workflow._report_open_set import write_open_set_report
+
+        closed = np.asarray([str(c) for c in classes])[np.argmax(proba, axis=1)]
+        metrics["open_set"] = write_open_set_report(
+            out,
+            open_set["scores"],
+            y_true,
+            closed,
+            classes,
+            threshold=open_set["threshold"],
+        )
+        metrics["files"] += metrics["open_set"]["files"]
     return metrics

@@ -336,34 +336,46 @@ def tune_head(X, y, *, classifier, C_grid, class_weight=None, groups=None, n_job
     }
 
 
-def wrap_open_set(head, X, y, *, unknown: str, splits=None, groups=None):
+#: Known validation images needed to set the unknown threshold on them.
+MIN_VALIDATION = 50
+
+
+def wrap_open_set(
+    head, X, y, *, unknown: str, splits=None, groups=None, X_val=None, y_val=None
+):
     """Wrap a fitted head in OpenSetClassifier per ``--unknown``.
 
-    ``unknown`` is "auto" (tune both thresholds), or a number: the lowest max
-    probability accepted as a known class (no distance rule). ``splits`` index
-    the rows not labelled "unknown" (OpenSetClassifier cross-validates over
-    those only); None builds them here, keeping each ``groups`` value (the
-    views of one image) in one fold.
+    ``unknown`` is "auto" (the default fusion score, its threshold set on the
+    validation part when it has at least :data:`MIN_VALIDATION` known images,
+    else on group-aware out-of-fold scores), or a number: the lowest max
+    probability accepted as a known class (the 0.1.0 rule, no distance).
+    Rows labelled "unknown" in ``y`` or ``y_val`` are background images.
+    For the 0.1.0 rule, ``splits`` index the rows not labelled "unknown"
+    (only those are cross-validated); None builds them here, keeping each
+    ``groups`` value (the views of one image) in one fold.
     """
     from sklearn.base import clone
 
     from embedclf.heads._open_set import OpenSetClassifier
 
     if unknown == "auto":
-        p_thr, d_thr = "auto", "auto"
-    else:
-        p_thr, d_thr = float(unknown), None
+        model = OpenSetClassifier(clone(head), unknown_label="unknown", cv=3)
+        n_val = 0 if y_val is None else int(np.sum(np.asarray(y_val) != "unknown"))
+        if n_val >= MIN_VALIDATION:
+            return model.fit(X, y, X_val=X_val, y_val=y_val)
+        return model.fit(X, y)
     if splits is None:
         known = np.asarray(y) != "unknown"
-        cv = cv_splits(np.asarray(y)[known], None if groups is None else groups[known])
-    else:
-        cv = splits
+        splits = cv_splits(
+            np.asarray(y)[known], None if groups is None else groups[known]
+        )
     model = OpenSetClassifier(
         clone(head),
         unknown_label="unknown",
-        probability_threshold=p_thr,
-        distance_threshold=d_thr,
-        cv=cv,
+        detector=None,
+        probability_threshold=float(unknown),
+        distance_threshold=None,
+        cv=splits,
     )
     return model.fit(X, y)
 

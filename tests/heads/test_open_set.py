@@ -43,6 +43,11 @@ def data():
     return X_train, y_train, X_known, y_known, unknown
 
 
+def _legacy(*args, **kwargs):
+    """The two-threshold rule of 0.1.0, which these tests pin."""
+    return OpenSetClassifier(*args, detector=None, **kwargs)
+
+
 def unknown_rate(clf, X):
     return np.mean(clf.predict(X) == "unknown")
 
@@ -50,7 +55,7 @@ def unknown_rate(clf, X):
 @pytest.mark.parametrize("target_recall", [0.9, 0.95])
 def test_third_class_is_unknown_and_tuned_recall_holds(data, target_recall):
     X_train, y_train, X_known, y_known, unknown = data
-    clf = OpenSetClassifier(target_recall=target_recall).fit(X_train, y_train)
+    clf = _legacy(target_recall=target_recall).fit(X_train, y_train)
     assert clf.classes_.tolist() == ["a", "b"]
     assert clf.known_recall_ >= target_recall
 
@@ -65,9 +70,9 @@ def test_third_class_is_unknown_and_tuned_recall_holds(data, target_recall):
 
 def test_each_score_catches_what_the_other_misses(data):
     X_train, y_train, _, _, unknown = data
-    both = OpenSetClassifier().fit(X_train, y_train)
-    proba_only = OpenSetClassifier(distance_threshold=None).fit(X_train, y_train)
-    dist_only = OpenSetClassifier(probability_threshold=None).fit(X_train, y_train)
+    both = _legacy().fit(X_train, y_train)
+    proba_only = _legacy(distance_threshold=None).fit(X_train, y_train)
+    dist_only = _legacy(probability_threshold=None).fit(X_train, y_train)
 
     # past class "a" the classifier is sure: only the distance notices
     assert unknown_rate(proba_only, unknown["beyond"]) < 0.1
@@ -90,14 +95,14 @@ def test_each_score_catches_what_the_other_misses(data):
 )
 def test_other_distances_and_estimators(data, params):
     X_train, y_train, X_known, _, unknown = data
-    clf = OpenSetClassifier(**params).fit(X_train, y_train)
+    clf = _legacy(**params).fit(X_train, y_train)
     assert abs(np.mean(clf.predict(X_known) != "unknown") - 0.95) <= 0.03
     assert unknown_rate(clf, unknown["other"]) >= 0.95
 
 
 def test_predict_follows_the_documented_rule(data):
     X_train, y_train, X_known, _, unknown = data
-    clf = OpenSetClassifier().fit(X_train, y_train)
+    clf = _legacy().fit(X_train, y_train)
     X = np.r_[X_known[::20], unknown["between"][::10], unknown["beyond"][::10]]
     scores = clf.open_set_scores(X)
     proba = clf.predict_proba(X)
@@ -112,7 +117,7 @@ def test_predict_follows_the_documented_rule(data):
 
 def test_given_thresholds_are_used_as_is(data):
     X_train, y_train, X_known, _, _ = data
-    clf = OpenSetClassifier(probability_threshold=0.999, distance_threshold=6.0)
+    clf = _legacy(probability_threshold=0.999, distance_threshold=6.0)
     clf.fit(X_train, y_train)
     assert (clf.probability_threshold_, clf.distance_threshold_) == (0.999, 6.0)
     assert clf.known_recall_ is None  # nothing tuned
@@ -123,7 +128,7 @@ def test_given_thresholds_are_used_as_is(data):
 
 def test_fixed_threshold_then_auto_one(data):
     X_train, y_train, _, _, _ = data
-    clf = OpenSetClassifier(probability_threshold=0.5, target_recall=0.9)
+    clf = _legacy(probability_threshold=0.5, target_recall=0.9)
     clf.fit(X_train, y_train)
     assert clf.probability_threshold_ == 0.5
     assert 0.9 <= clf.known_recall_ < 0.91
@@ -134,9 +139,7 @@ def test_fixed_threshold_then_auto_one(data):
         "passes it. Lower the fixed threshold or set it to 'auto'."
     )
     with pytest.warns(UserWarning, match=re.escape(msg)):
-        OpenSetClassifier(probability_threshold=1.0, target_recall=0.9).fit(
-            X_train, y_train
-        )
+        _legacy(probability_threshold=1.0, target_recall=0.9).fit(X_train, y_train)
 
 
 def test_unknown_training_rows_are_background_not_a_class(data):
@@ -144,11 +147,11 @@ def test_unknown_training_rows_are_background_not_a_class(data):
     X_bg = unknown["other"][:100]
     X = np.r_[X_train, X_bg]
     y = np.r_[y_train, ["unknown"] * 100]
-    clf = OpenSetClassifier().fit(X, y)
+    clf = _legacy().fit(X, y)
     assert clf.classes_.tolist() == ["a", "b"]
     assert clf.unknown_recall_ >= 0.95
     # they do not move the thresholds, which are tuned on known samples only
-    ref = OpenSetClassifier().fit(X_train, y_train)
+    ref = _legacy().fit(X_train, y_train)
     assert clf.probability_threshold_ == ref.probability_threshold_
     assert clf.distance_threshold_ == ref.distance_threshold_
     assert ref.unknown_recall_ is None
@@ -159,7 +162,7 @@ def test_unknown_training_rows_are_background_not_a_class(data):
 def test_integer_labels_and_integer_unknown_label(data):
     X_train, y_train, X_known, _, unknown = data
     y_int = (y_train == "b").astype(int)
-    clf = OpenSetClassifier(unknown_label=-1).fit(X_train, y_int)
+    clf = _legacy(unknown_label=-1).fit(X_train, y_int)
     pred = clf.predict(np.r_[X_known[:50], unknown["other"][:50]])
     assert pred.dtype.kind == "i"
     assert set(pred[50:]) == {-1} and -1 not in clf.classes_
@@ -203,9 +206,9 @@ def test_class_with_one_image_under_stratified_cv(data):
         "nothing is tuned."
     )
     with pytest.raises(ValueError, match=re.escape(msg)):
-        OpenSetClassifier().fit(X, y)
+        _legacy().fit(X, y)
     # the suggested way out: fixed thresholds need no cross-validation
-    clf = OpenSetClassifier(probability_threshold=0.5, distance_threshold=8.0)
+    clf = _legacy(probability_threshold=0.5, distance_threshold=8.0)
     assert clf.fit(X, y).classes_.tolist() == ["a", "b", "lonely"]
 
 
@@ -219,7 +222,7 @@ def test_non_stratified_cv_that_drops_a_class(data):
         "is tuned."
     )
     with pytest.raises(ValueError, match=re.escape(msg)):
-        OpenSetClassifier(cv=KFold(2)).fit(X_train, y_train)
+        _legacy(cv=KFold(2)).fit(X_train, y_train)
 
 
 def test_given_splits_over_all_rows_get_a_clear_error(data):
@@ -253,7 +256,7 @@ def test_single_known_class_error(data):
         "class 'a' (300 samples)."
     )
     with pytest.raises(ValueError, match=re.escape(msg)):
-        OpenSetClassifier().fit(X_train, y)
+        _legacy().fit(X_train, y)
 
 
 def test_estimator_without_predict_proba():
@@ -267,16 +270,16 @@ def test_estimator_without_predict_proba():
         "sklearn.calibration.CalibratedClassifierCV."
     )
     with pytest.raises(TypeError, match=re.escape(msg)):
-        OpenSetClassifier(LinearSVC()).fit(X, y)
+        _legacy(LinearSVC()).fit(X, y)
 
 
 def test_default_estimator_is_a_fresh_softmax(data):
     X_train, y_train, _, _, _ = data
-    clf = OpenSetClassifier().fit(X_train, y_train)
+    clf = _legacy().fit(X_train, y_train)
     assert isinstance(clf.estimator_, SoftmaxClassifier) and clf.estimator is None
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        OpenSetClassifier(SoftmaxClassifier(C=0.1), cv=3).fit(X_train, y_train)
+        _legacy(SoftmaxClassifier(C=0.1), cv=3).fit(X_train, y_train)
 
 
 @pytest.mark.tf

@@ -93,7 +93,15 @@ def test_export_keeps_open_set_rule(session, tmp_path, tiny_model_dir, capsys):
         == 0
     )
     _, loaded = _exported(tmp_path, model_dir, capsys)
-    paths = list_images([str(session["data"] / "test")])
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    noise = []
+    for i in range(4):  # photos of none of the classes
+        path = tmp_path / f"noise{i}.png"
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(path)
+        noise.append(str(path))
+    paths = list_images([str(session["data"] / "test")]) + noise
     expected = _predict_json(model_dir, paths, capsys)
     data = tf.constant([open(p, "rb").read() for p in paths])
     got = loaded.signatures["serving_default"](image_bytes=data)

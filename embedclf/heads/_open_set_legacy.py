@@ -1,0 +1,86 @@
+"""OpenSetClassifier's two-threshold rule (``score=None``, embedclf 0.1.0).
+
+A max-probability threshold and an embedding-distance threshold (nearest
+class centroid, or mean distance to the nearest training samples), tuned
+jointly on out-of-fold scores by ``_open_set_rules._tune_thresholds``.
+Models pickled by 0.1.0 use this rule; ``score=None`` keeps it for new ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.metrics import pairwise_distances
+from sklearn.model_selection import cross_val_predict
+from sklearn.neighbors import NearestCentroid, NearestNeighbors
+
+from embedclf.heads._open_set_rules import _tune_thresholds
+from embedclf.heads._validation import _check_cv_splits
+
+__all__ = ["distances", "fit_two_thresholds"]
+
+
+def fit_distance(clf, X, y):
+    if clf.distance == "centroid":
+        return NearestCentroid().fit(X, y)
+    k = min(clf.n_neighbors, len(X))
+    return NearestNeighbors(n_neighbors=k, metric=clf.metric).fit(X)
+
+
+def distances(clf, model, X):
+    """Distance of each row of ``X`` to the known classes under ``model``."""
+    if isinstance(model, NearestCentroid):
+        d = pairwise_distances(X, model.centroids_, metric=clf.metric)
+        return d.min(axis=1)
+    return model.kneighbors(X)[0].mean(axis=1)
+
+
+def fit_two_thresholds(clf, base, Xk, yk, name):
+    """Set ``distance_model_`` and the two thresholds of ``clf`` (see its Notes)."""
+    # Scores are oriented "higher = more like a known class": the max
+    # probability, and minus the distance.
+    given = {"p": clf.probability_threshold, "d": clf.distance_threshold}
+    sign = {"p": 1.0, "d": -1.0}
+    used = [key for key, value in given.items() if value is not None]
+    auto = [key for key in used if given[key] == "auto"]
+    clf.distance_model_ = fit_distance(clf, Xk, yk) if "d" in used else None
+    clf.known_recall_ = None
+    if auto:
+        oof = _oof_scores(clf, base, Xk, yk, used, name)
+        accepted = np.ones(len(yk), dtype=bool)
+        for key in set(used) - set(auto):
+            accepted &= oof[key] >= sign[key] * given[key]
+        tuned, clf.known_recall_ = _tune_thresholds(
+            np.column_stack([oof[key] for key in auto]),
+            clf.target_recall,
+            accepted,
+        )
+        given.update({key: sign[key] * t for key, t in zip(auto, tuned)})
+    clf.probability_threshold_ = float(given["p"]) if "p" in used else None
+    clf.distance_threshold_ = float(given["d"]) if "d" in used else None
+
+
+def _oof_scores(clf, base, X, y, used, name):
+    """Out-of-fold scores of the known training samples, keyed "p" and "d"."""
+    splits = _check_cv_splits(
+        clf.cv,
+        y,
+        clf.classes_,
+        name=name,
+        purpose="tune its thresholds",
+        alternative="give probability_threshold and distance_threshold as "
+        "numbers so that nothing is tuned",
+    )
+    oof = {}
+    if "p" in used:
+        proba = cross_val_predict(
+            clone(base), X, y, cv=splits, method="predict_proba",
+            n_jobs=clf.n_jobs,
+        )  # fmt: skip
+        oof["p"] = proba.max(axis=1)
+    if "d" in used:
+        oof["d"] = np.empty(len(y))
+        for train, test in splits:
+            model = fit_distance(clf, X[train], y[train])
+            oof["d"][test] = -distances(clf, model, X[test])
+    return oof

@@ -1,0 +1,220 @@
+"""Unknown scores, their fusion and the held-out threshold of OpenSetClassifier.
+
+Embeddings are non-negative like a CNN's pooled features: two known classes
+are bumps on different coordinates; unknown samples are bumps on a third
+coordinate ("other"), or a mix of the two known ones ("between").
+"""
+
+import pickle
+import re
+import warnings
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+
+from embedclf import OpenSetClassifier, SoftmaxClassifier
+from embedclf.heads._unknown_fusion import (
+    MIN_BACKGROUND,
+    fit_fusion,
+    fused_score,
+    tune_unknown_threshold,
+)
+from embedclf.heads._unknown_scores import SCORES, compute_scores, fit_score_state
+
+DIM = 16
+
+
+def bump(axes, n, seed, weight=None):
+    rng = np.random.default_rng(seed)
+    X = np.abs(rng.normal(0, 0.3, (n, DIM)))
+    for i, a in enumerate(axes):
+        X[:, a] += 3.0 if weight is None else weight[i]
+    return X
+
+
+@pytest.fixture(scope="module")
+def data():
+    X = np.r_[bump([0], 200, 0), bump([1], 200, 1)]
+    y = np.repeat(["a", "b"], 200)
+    X_val = np.r_[bump([0], 100, 2), bump([1], 100, 3)]
+    y_val = np.repeat(["a", "b"], 100)
+    X_known = np.r_[bump([0], 1000, 4), bump([1], 1000, 5)]
+    other = bump([2], 1000, 6)
+    between = bump([0, 1], 1000, 7, weight=[1.5, 1.5])
+    return X, y, X_val, y_val, X_known, other, between
+
+
+def auroc(clf, X_known, X_unknown):
+    from sklearn.metrics import roc_auc_score
+
+    s = np.r_[clf.unknown_score(X_known), clf.unknown_score(X_unknown)]
+    return roc_auc_score(np.r_[np.zeros(len(X_known)), np.ones(len(X_unknown))], s)
+
+
+def test_scores_match_their_definitions(data):
+    X, y, *_, X_known, other, _ = data
+    est = SoftmaxClassifier().fit(X, y)
+    state = fit_score_state(X, y, SCORES, kth_neighbor=3)
+    Q = np.r_[X_known[:5], other[:5]]
+    s = compute_scores(est, state, Q, SCORES)
+    np.testing.assert_allclose(s["max_proba"], 1 - est.predict_proba(Q).max(axis=1))
+    d = est.decision_function(Q)
+    logits = np.column_stack([-d / 2, d / 2])  # binary: one log-odds
+    np.testing.assert_allclose(s["max_logit"], -logits.max(axis=1))
+    np.testing.assert_allclose(s["energy"], -logsumexp(logits, axis=1))
+    U = X / np.linalg.norm(X, axis=1, keepdims=True)
+    q = Q / np.linalg.norm(Q, axis=1, keepdims=True)
+    np.testing.assert_allclose(s["knn"], 1 - np.sort(q @ U.T, axis=1)[:, -3])
+    from sklearn.covariance import LedoitWolf
+
+    means = np.array([U[y == c].mean(axis=0) for c in ["a", "b"]])
+    P = LedoitWolf(assume_centered=True).fit(U - means[(y == "b").astype(int)])
+    maha = np.array([[(v - m) @ P.precision_ @ (v - m) for m in means] for v in q])
+    np.testing.assert_allclose(s["mahalanobis"], maha.min(axis=1), rtol=1e-6)
+    g = LedoitWolf().fit(U)
+    d0 = np.array([(v - g.location_) @ g.precision_ @ (v - g.location_) for v in q])
+    np.testing.assert_allclose(
+        s["relative_mahalanobis"], maha.min(axis=1) - d0, rtol=1e-6, atol=1e-6
+    )
+
+
+# relative Mahalanobis subtracts the distance under the covariance of all
+# training samples, which with two classes spans the a-b direction: weaker here.
+MIN_AUROC = dict.fromkeys(["fusion", *SCORES], 0.95) | {"relative_mahalanobis": 0.8}
+
+
+@pytest.mark.parametrize("detector", ["fusion", *SCORES])
+def test_each_detector_separates_other_class(data, detector):
+    X, y, X_val, y_val, X_known, other, _ = data
+    clf = OpenSetClassifier(detector=detector).fit(X, y, X_val=X_val, y_val=y_val)
+    assert clf.detector_ == detector
+    assert auroc(clf, X_known, other) > MIN_AUROC[detector]
+    pred = clf.predict(X_known)
+    # the rule: unknown exactly where the score is above the threshold
+    unknown = clf.unknown_score(X_known) > clf.unknown_threshold_
+    assert (pred == "unknown").tolist() == unknown.tolist()
+    assert abs(np.mean(~unknown) - 0.95) <= 0.03
+    assert clf.predict_proba(X_known).shape == (len(X_known), 2)
+
+
+def test_fusion_catches_what_max_proba_misses(data):
+    X, y, X_val, y_val, X_known, *_ = data
+    # "a" with an extra feature: the classifier is sure, the nearest training
+    # photo is not close; and an a/b mix, where the classifier is unsure.
+    sideways = bump([0, 5], 500, 8, weight=[3.0, 1.2])
+    mixed = bump([0, 1], 500, 9, weight=[1.7, 1.3])
+    fit = dict(X_val=X_val, y_val=y_val)
+    proba = OpenSetClassifier(detector="max_proba").fit(X, y, **fit)
+    both = OpenSetClassifier().fit(X, y, **fit)
+    assert both.fusion_["kind"] == "rank"
+    assert list(both.fusion_["names"]) == ["max_proba", "knn"]
+    unknown = np.r_[sideways, mixed]
+    assert auroc(proba, X_known, unknown) < 0.8
+    assert auroc(both, X_known, unknown) > 0.9
+    assert auroc(both, X_known, mixed) > 0.9
+
+
+def test_threshold_comes_from_the_validation_set(data):
+    X, y, X_val, y_val, X_known, *_ = data
+    clf = OpenSetClassifier(detector="knn").fit(X, y, X_val=X_val, y_val=y_val)
+    s_val = clf.unknown_score(X_val)
+    assert clf.unknown_threshold_ == pytest.approx(np.sort(s_val)[189])  # 95 % of 200
+    assert clf.known_recall_ == pytest.approx(0.95)
+    oof = OpenSetClassifier(detector="knn").fit(X, y)
+    assert oof.unknown_threshold_ != clf.unknown_threshold_
+
+
+def test_out_of_fold_folds_keep_near_duplicates_together():
+    # each photo is shot 4 times (near-duplicates); without groups a fold sees
+    # the other shots and the knn score of known samples is near zero.
+    base = np.r_[bump([0], 40, 10), bump([1], 40, 11)]
+    rng = np.random.default_rng(12)
+    X = np.repeat(base, 4, axis=0) + rng.normal(0, 0.01, (320, DIM))
+    y = np.repeat(np.repeat(["a", "b"], 40), 4)
+    grouped = OpenSetClassifier(detector="knn").fit(X, y)
+    from sklearn.model_selection import StratifiedKFold
+
+    plain = OpenSetClassifier(
+        detector="knn", cv=StratifiedKFold(5, shuffle=True, random_state=0)
+    ).fit(X, y)
+    fresh = np.r_[bump([0], 500, 13), bump([1], 500, 14)]
+    recall = lambda c: np.mean(c.predict(fresh) != "unknown")  # noqa: E731
+    assert recall(grouped) >= 0.85
+    assert recall(plain) < 0.5
+    assert grouped.unknown_threshold_ > 5 * plain.unknown_threshold_
+
+
+def test_background_rows_fit_a_logistic_fusion(data):
+    X, y, X_val, y_val, X_known, other, between = data
+    Xb = np.r_[X, other[:30], between[:30]]
+    yb = np.r_[y, ["unknown"] * 60]
+    clf = OpenSetClassifier(fusion_scores=("max_proba", "knn", "energy"))
+    clf.fit(Xb, yb, X_val=X_val, y_val=y_val)
+    assert clf.fusion_["kind"] == "logistic"
+    assert clf.fusion_["coef"].shape == (3,)
+    assert clf.unknown_recall_ >= 0.9
+    assert auroc(clf, X_known, np.r_[other[30:], between[30:]]) > 0.95
+    assert clf.classes_.tolist() == ["a", "b"]
+
+
+def test_fusion_is_monotone_beyond_the_reference():
+    known = {"s": np.arange(100.0)}
+    fusion = fit_fusion(known, None)
+    out = fused_score(fusion, {"s": np.array([-50.0, 0.0, 50.0, 99.0, 150.0, 300.0])})
+    assert np.all(np.diff(out) > 0)
+    assert fit_fusion(known, {"s": np.zeros(MIN_BACKGROUND - 1)})["kind"] == "rank"
+
+
+@pytest.mark.parametrize("target", [0.5, 0.9, 0.95, 1.0])
+def test_tune_unknown_threshold_reaches_the_target_tightly(target):
+    s = np.random.default_rng(0).normal(size=401)
+    thr, recall = tune_unknown_threshold(s, target)
+    assert recall >= target
+    assert np.mean(s < thr) < target  # one step lower misses it
+
+
+def test_pickled_default_round_trips(data):
+    X, y, X_val, y_val, X_known, *_ = data
+    clf = OpenSetClassifier().fit(X, y, X_val=X_val, y_val=y_val)
+    again = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(again.predict(X_known), clf.predict(X_known))
+    assert again.get_params() == clf.get_params()
+
+
+def test_model_state_without_new_attributes_keeps_two_threshold_rule(data):
+    # an OpenSetClassifier pickled by 0.1.0 has none of the new names
+    X, y, *_, X_known, other, _ = data
+    clf = OpenSetClassifier(detector=None).fit(X, y)
+    state = dict(clf.__getstate__())
+    for name in ["detector", "score_threshold", "fusion_scores", "kth_neighbor"]:
+        state.pop(name)
+    for name in ["detector_", "unknown_threshold_", "fusion_", "score_state_"]:
+        state.pop(name)
+    old = OpenSetClassifier.__new__(OpenSetClassifier)
+    old.__setstate__(state)
+    Q = np.r_[X_known[:200], other[:200]]
+    assert old.predict(Q).tolist() == clf.predict(Q).tolist()
+    assert old.get_params()["detector"] is None
+    np.testing.assert_allclose(
+        old.unknown_score(Q), 1 - clf.predict_proba(Q).max(axis=1)
+    )
+
+
+def test_bad_fusion_scores_and_too_few_validation_samples(data):
+    X, y, X_val, y_val, *_ = data
+    with pytest.raises(ValueError, match=re.escape("fusion_scores must be")):
+        OpenSetClassifier(fusion_scores=("max_proba", "nope")).fit(X, y)
+    with pytest.raises(ValueError, match="X_val with 1 known samples"):
+        OpenSetClassifier().fit(X, y, X_val=X_val[:1], y_val=y_val[:1])
+
+
+def test_collapsed_groups_warn_and_fall_back_to_stratified_folds():
+    X = np.r_[bump([0], 30, 20), bump([1], 30, 21)]
+    y = np.repeat(["a", "b"], 30)
+    X[:, 2:] = 0.0  # every sample of a class is a near-duplicate of the others
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf = OpenSetClassifier(detector="knn").fit(X, y)
+    assert any("not group-aware" in str(w.message) for w in caught)
+    assert clf.known_recall_ >= 0.95
