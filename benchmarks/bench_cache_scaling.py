@@ -96,8 +96,8 @@ def run(ctx) -> dict:
     from embedclf.cache._segments import list_segments
     from embedclf.cache._store import CacheNamespace
 
-    small_n, large_n = (1_000, 20_000) if ctx.quick else (10_000, 1_000_000)
-    rounds = 4 if ctx.quick else 16
+    small_n, large_n = (1_000, 4_000) if ctx.quick else (10_000, 1_000_000)
+    rounds = 2 if ctx.quick else 16
     ns = CacheNamespace("synthetic", "synthetic-1280", "default", "bench-v1")
     with Timer() as t_build:
         small, large = _cache_of(ctx, ns, small_n), _cache_of(ctx, ns, large_n)

@@ -50,8 +50,8 @@ def run(ctx) -> dict:
     from embedclf.embedding._backbones import resolve_backbone
     from embedclf.embedding._images import content_key
 
-    n = 2000 if ctx.quick else 50_000
-    rounds = 3 if ctx.quick else 5
+    n = 300 if ctx.quick else 50_000
+    rounds = 2 if ctx.quick else 5
     with Timer() as t_images:
         paths = _images(ctx.workdir / f"memo_images_{n}", n)
     work = ctx.fresh_dir("identity_memo")

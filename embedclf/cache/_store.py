@@ -161,10 +161,14 @@ class EmbeddingCache:
         return open_checked(path, self.path)
 
     def _merged_through(self) -> int:
+        return self._main_attrs()[1]
+
+    def _main_attrs(self) -> tuple[int, int]:
+        """(format_version, merged_through) of the main file ((2, 0) if none)."""
         if _stat_token(self.path) is None:
-            return 0
+            return FORMAT_VERSION, 0
         with self._open(self.path) as f:
-            return int(f.attrs.get("merged_through", 0))
+            return int(f.attrs["format_version"]), int(f.attrs.get("merged_through", 0))
 
     def _state(self):
         """(main file's size or None, live segments, superseded ones, next seq)."""
@@ -286,7 +290,11 @@ class EmbeddingCache:
             main, live, old, nxt = self._state()
             if records:
                 journal_bytes = os.path.getsize(self.journal_path)
-                if main is None or main + journal_bytes <= _segments.FOLD_BYTES:
+                small = main is None or main + journal_bytes <= _segments.FOLD_BYTES
+                # A format-1 main file is rewritten once as format 2 before any
+                # segment exists, so older embedclf refuses the cache instead
+                # of reading it without its segments.
+                if small or self._main_attrs()[0] < 2:
                     self._write_main(live, records)
                 else:
                     self._write_segment(

@@ -321,6 +321,15 @@ def _format_1_copy(tmp_path):
     return path
 
 
+def test_a_format_1_cache_is_upgraded_before_any_segment(tmp_path, segment_mode):
+    path = _format_1_copy(tmp_path)
+    EmbeddingCache(path).compact()  # the journal's 2 rows: no segment on format 1
+    with h5py.File(path, "r") as f:
+        assert f.attrs["format_version"] == 2
+    assert _segments_of(path) == []
+    assert EmbeddingCache(path).get(NS, keys(12))[1].all()
+
+
 def test_a_format_1_cache_is_read_then_rewritten_as_format_2(tmp_path):
     path = _format_1_copy(tmp_path)
     with h5py.File(path, "r") as f:
@@ -368,11 +377,13 @@ def test_the_shared_format_1_grocery_cache_reads_the_same_after_rewrite(
     before = {
         fp: EmbeddingCache(path).get(ns, k) for fp, (ns, k, _) in namespaces.items()
     }
-    EmbeddingCache(path).compact()  # folds the journal: now format 2
-    assert _merged_through(path) == 0
     monkeypatch.setattr(_segments, "FOLD_BYTES", 0)
     ns, _, dim = next(iter(namespaces.values()))
     EmbeddingCache(path).put(ns, ["f" * 64], np.zeros((1, dim)))
+    EmbeddingCache(path).compact()  # format 1: rewritten once, no segment yet
+    with h5py.File(path, "r") as f:
+        assert f.attrs["format_version"] == 2 and _segments_of(path) == []
+    EmbeddingCache(path).put(ns, ["e" * 64], np.zeros((1, dim)))
     EmbeddingCache(path).compact()
     assert len(_segments_of(path)) == 1
     for fp, (ns, k, _) in namespaces.items():
