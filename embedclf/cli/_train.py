@@ -118,19 +118,33 @@ def run_train(args) -> int:
             f"Added {len(views)} distorted views ({copies} per training image) in "
             f"{time.perf_counter() - t:.1f} s ({n_views_computed} by the backbone)."
         )
-    t = time.perf_counter()
-    head, tuning = _fit_head(args, X_fit, y_fit, groups, unknown)
-    for row in tuning["grid"]:
-        _print(
-            f"  C={row['C']:<8g} train accuracy {row['train_accuracy']:.4f}  "
-            f"cross-validated accuracy {row['validation_accuracy']:.4f}"
+    if args.balance == "views":
+        from embedclf.workflow._balance import add_balance_views
+
+        t = time.perf_counter()
+        X_fit, y_fit, groups, n_extra, n_bal_computed = add_balance_views(
+            X_fit,
+            y_fit,
+            groups,
+            paths[tr],
+            model=spec.handle,
+            settings=settings,
+            copies=copies,
+            cache=args.cache,
+            image_size=image_size,
+            batch_size=args.batch_size,
         )
-    cv_text = (
-        f" (cross-validated accuracy {tuning['cv_accuracy']:.4f})"
-        if tuning["cv_accuracy"] is not None
-        else ""
-    )
-    _print(f"Best C = {tuning['best_C']:g}{cv_text}.")
+        n_views_computed += n_bal_computed
+        _print(
+            f"Added {n_extra} distorted views to the classes below the median "
+            f"size (--balance views) in {time.perf_counter() - t:.1f} s "
+            f"({n_bal_computed} by the backbone)."
+        )
+    t = time.perf_counter()
+    head, tuning = _fit_head(args, X_fit, y_fit, groups, unknown, X[va], labels[va])
+    from embedclf.cli._train_select import print_selection
+
+    print_selection(_print, tuning)
     if unknown != "off":
         _print(
             f"Open set: unknown below top probability {head.probability_threshold_:.4g}"
@@ -141,13 +155,17 @@ def run_train(args) -> int:
             )
         )
     t_fit = time.perf_counter() - t
+    # The head was refitted on training + validation: the validation accuracy
+    # is that of the chosen settings fitted on the training part alone.
     val_acc, test_acc = (
-        _accuracy(head, X[va], labels[va]),
+        tuning.get("validation_accuracy"),
         _accuracy(head, X[te], labels[te]),
     )
     if val_acc is not None:
         _print(f"Validation accuracy = {val_acc:.2%} (N={len(va)})")
     metrics = {
+        "selection_rule": tuning.get("rule"),
+        "estimate": tuning.get("estimate"),
         "cv_accuracy": tuning["cv_accuracy"],
         "validation_accuracy": val_acc,
         "test_accuracy": test_acc,
@@ -169,8 +187,12 @@ def run_train(args) -> int:
         "classifier": {
             "type": args.classifier,
             "C": tuning["best_C"],
+            "standardize": tuning.get("standardize"),
             "class_weight": args.class_weight,
-            "C_grid": list(args.C_grid),
+            "balance": args.balance,
+            "C_grid": args.C_grid
+            if isinstance(args.C_grid, str)
+            else list(args.C_grid),
         },
         "unknown": _unknown_entry(head, unknown),
         "augmentation": {
@@ -205,7 +227,12 @@ def run_train(args) -> int:
     if args.summaries_dir:
         from embedclf.workflow._summaries import write_projector, write_scalars
 
-        grid = tuning["grid"] or [_single_c_row(head, tuning, X, labels, tr, va)]
+        grid = [
+            row
+            for row in tuning["grid"]
+            if row.get("standardize", tuning.get("standardize"))
+            == tuning.get("standardize")
+        ] or [_single_c_row(head, tuning, X, labels, tr, va)]
         write_scalars(args.summaries_dir, grid)
         write_projector(args.summaries_dir, X, labels, paths, split)
         _print(
@@ -222,10 +249,12 @@ def run_train(args) -> int:
     return 0
 
 
-def _fit_head(args, X_fit, y_fit, groups, unknown):
-    """Tune C, fit the head (and the open-set rule), through the fit memo."""
+def _fit_head(args, X_fit, y_fit, groups, unknown, X_val, y_val):
+    """Choose C and scaling, fit the head (and the open-set rule), memoised."""
+    from embedclf.cli._train_select import selection_text
     from embedclf.workflow._fit_memo import load_fit, memo_dir_for, memo_key, save_fit
-    from embedclf.workflow._train import tune_head, wrap_open_set
+    from embedclf.workflow._select import select_head
+    from embedclf.workflow._train import wrap_open_set
 
     class_weight = None if args.class_weight == "none" else args.class_weight
     memo = memo_dir_for(args.cache)
@@ -237,6 +266,9 @@ def _fit_head(args, X_fit, y_fit, groups, unknown):
         C_grid=args.C_grid,
         class_weight=class_weight,
         unknown=unknown,
+        scaling=args.scaling,
+        selection="v2",
+        val=memo_key(X_val, y_val) if len(y_val) else None,
     )
     hit = load_fit(memo, key)
     if hit is not None:
@@ -245,18 +277,26 @@ def _fit_head(args, X_fit, y_fit, groups, unknown):
             f"settings ({memo / key}.skops)."
         )
         return hit
-    grid_text = ", ".join(f"{c:g}" for c in args.C_grid)
-    _print(f"Tuning C over [{grid_text}] by cross-validation on the training part ...")
-    head, tuning = tune_head(
+    _print(selection_text(args, has_val=len(y_val) > 0))
+    standardize = {"auto": "auto", "standardize": True, "none": False}[args.scaling]
+    head, tuning = select_head(
         X_fit,
         y_fit,
         classifier=args.classifier,
         C_grid=args.C_grid,
+        standardize=standardize,
         class_weight=class_weight,
         groups=groups,
+        X_val=X_val if len(y_val) else None,
+        y_val=y_val if len(y_val) else None,
         n_jobs=args.n_jobs,
     )
     if unknown != "off":
+        import numpy as np
+
+        if tuning["rule"] == "validation":
+            X_fit = np.vstack([X_fit, X_val])
+            y_fit = np.concatenate([y_fit, y_val])
         splits = tuning["splits"] if not (y_fit == "unknown").any() else None
         head = wrap_open_set(head, X_fit, y_fit, unknown=unknown, splits=splits)
     tuning = {k: v for k, v in tuning.items() if k != "splits"}
