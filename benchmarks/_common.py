@@ -36,12 +36,16 @@ class Context:
     data: Path
     workdir: Path
     batch_size: int = 64
+    cache: Path | None = None
     _memo: dict = field(default_factory=dict)
 
     @property
     def shared_cache(self) -> Path:
-        """The cache of grocery embeddings shared by repeated runs."""
-        return self.workdir / "grocery_embeddings.h5"
+        """The cache of grocery embeddings shared by repeated runs.
+
+        ``--cache`` of run.py, else ``<workdir>/grocery_embeddings.h5``.
+        """
+        return self.cache or self.workdir / "grocery_embeddings.h5"
 
     def fresh_dir(self, name: str) -> Path:
         """An empty directory under the work directory (for cold caches)."""

@@ -18,7 +18,7 @@ Items
 3 warm_rerun   ``embedclf train`` on a warm cache vs cold
 4 tuning       GridSearchCV with the cache vs recomputing embeddings per fold
 5 head         SoftmaxClassifier (lbfgs) vs retrain.py's gradient-descent head
-6 accuracy     grocery_store test accuracy: softmax, SVM, augmented views
+6 accuracy     grocery_store: plain probe vs embedclf train, each accuracy lever
 7 scaling      time and peak RSS of embedding 1k, 2k, 4k images
 """
 
@@ -80,6 +80,14 @@ def _parse(argv):
         default=Path("/tmp/embedclf-bench"),
         help="Directory for caches and scratch files; the grocery embedding "
         "cache in it is reused across runs. Default: /tmp/embedclf-bench.",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="Embedding cache of the grocery photos to read and fill (e.g. one "
+        "already holding Lite0 and Lite2 vectors). Default: "
+        "<workdir>/grocery_embeddings.h5.",
     )
     parser.add_argument(
         "--output",
@@ -196,6 +204,7 @@ def main(argv=None) -> int:
         data=args.data,
         workdir=args.workdir,
         batch_size=32 if args.quick else 64,
+        cache=args.cache,
     )
     started = datetime.datetime.now(datetime.timezone.utc)
     load_before = list(os.getloadavg())
