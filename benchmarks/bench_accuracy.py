@@ -49,8 +49,12 @@ def _vectors(ctx, model, name):
         paths, y = ctx.split(name)
         from embedclf import ImageEmbedder
 
-        emb = ImageEmbedder(str(model), cache=ctx.shared_cache,
-                            batch_size=ctx.batch_size, progress=False)  # fmt: skip
+        emb = ImageEmbedder(
+            str(model),
+            cache=ctx.shared_cache,
+            batch_size=ctx.batch_size,
+            progress=False,
+        )
         ctx._memo[key] = (emb.transform(paths), y, emb.n_computed_)
     return ctx._memo[key]
 
@@ -112,9 +116,14 @@ def run(ctx: Context) -> dict:
     # --- the baseline: plain scikit-learn on the same vectors -------------
     with Timer() as t, threadpool_limits(1, "blas"):
         probe = LogisticRegression(C=1, max_iter=3000).fit(X_tr, y_tr)
-    add("baseline", "LogisticRegression(C=1, max_iter=3000), train only", t.seconds,
-        _acc(probe.predict(X_te), y_te), estimate=_acc(probe.predict(X_va), y_va),
-        chosen="fixed")  # fmt: skip
+    add(
+        "baseline",
+        "LogisticRegression(C=1, max_iter=3000), train only",
+        t.seconds,
+        _acc(probe.predict(X_te), y_te),
+        estimate=_acc(probe.predict(X_va), y_va),
+        chosen="fixed",
+    )
 
     # --- default embedclf train ------------------------------------------
     head0, res0 = selected(
@@ -134,29 +143,80 @@ def run(ctx: Context) -> dict:
         ).fit(X_tr, y_tr)
         old_head = SoftmaxClassifier(standardize=True, C=old.best_params_["C"])
         old_head.fit(X_tr, y_tr)
-    add("rule", "0.1.0: ungrouped 3-fold CV over [0.01, 0.1, 1], standardised",
-        t.seconds, _acc(old_head.predict(X_te), y_te), estimate=old.best_score_,
-        chosen=f"C={old.best_params_['C']:g}")  # fmt: skip
-    selected("rule", "near-duplicate-grouped CV (no validation part)",
-             X_tr, y_tr, None, None, X_te)  # fmt: skip
+    add(
+        "rule",
+        "0.1.0: ungrouped 3-fold CV over [0.01, 0.1, 1], standardised",
+        t.seconds,
+        _acc(old_head.predict(X_te), y_te),
+        estimate=old.best_score_,
+        chosen=f"C={old.best_params_['C']:g}",
+    )
+    selected(
+        "rule",
+        "near-duplicate-grouped CV (no validation part)",
+        X_tr,
+        y_tr,
+        None,
+        None,
+        X_te,
+    )
+    # retrain.py's hash split of train/ alone: its validation part shares
+    # sessions (near-duplicates) with its training part
+    from embedclf.model_selection import retrain_split
+
+    part = np.asarray(retrain_split(list(ctx.split("train")[0]), 10, 0))
+    hs_tr, hs_va = part == "training", part == "validation"
+    if hs_va.any() and len(np.unique(y_tr[hs_va])) > 1:
+        selected(
+            "rule",
+            "hash split of train/ (10 % validation), no val/ folder",
+            X_tr[hs_tr],
+            y_tr[hs_tr],
+            X_tr[hs_va],
+            y_tr[hs_va],
+            X_te,
+        )
     rows.append(dict(rows[1], group="rule", setting="validation part (default)"))
 
     # --- lever: scaling ---------------------------------------------------
     for label, value in (("none", False), ("standardised", True)):
-        selected("scaling", f"scaling {label} only", X_tr, y_tr, X_va, y_va, X_te,
-                 standardize=value)  # fmt: skip
+        selected(
+            "scaling",
+            f"scaling {label} only",
+            X_tr,
+            y_tr,
+            X_va,
+            y_va,
+            X_te,
+            standardize=value,
+        )
     rows.append(dict(rows[1], group="scaling", setting="auto: both tried (default)"))
 
     # --- lever: backbones -------------------------------------------------
     if has_lite2:
-        selected("backbones", "Lite2 alone", L2["train"], y_tr, L2["val"], y_va,
-                 L2["test"])  # fmt: skip
+        selected(
+            "backbones", "Lite2 alone", L2["train"], y_tr, L2["val"], y_va, L2["test"]
+        )
         cat = {k: np.hstack([d[k][0], L2[k]]) for k in ("train", "val", "test")}
-        selected("backbones", "Lite0 + Lite2 concatenated, raw", cat["train"], y_tr,
-                 cat["val"], y_va, cat["test"])  # fmt: skip
+        selected(
+            "backbones",
+            "Lite0 + Lite2 concatenated, raw",
+            cat["train"],
+            y_tr,
+            cat["val"],
+            y_va,
+            cat["test"],
+        )
         l2cat = {k: _l2_blocks(d[k][0], L2[k]) for k in ("train", "val", "test")}
-        selected("backbones", "Lite0 + Lite2, each L2-normalised", l2cat["train"],
-                 y_tr, l2cat["val"], y_va, l2cat["test"])  # fmt: skip
+        selected(
+            "backbones",
+            "Lite0 + Lite2, each L2-normalised",
+            l2cat["train"],
+            y_tr,
+            l2cat["val"],
+            y_va,
+            l2cat["test"],
+        )
 
     # --- lever: training views and test-time views -----------------------
     k = 1 if ctx.quick else 2
@@ -164,28 +224,51 @@ def run(ctx: Context) -> dict:
     paths_tr, _ = ctx.split("train")
     paths_te, _ = ctx.split("test")
     with Timer() as t_views:
-        views, source, _ = embed_views(paths_tr, model=ctx.model, settings=settings,
-                                       copies=k, cache=ctx.shared_cache,
-                                       batch_size=ctx.batch_size)  # fmt: skip
+        views, source, _ = embed_views(
+            paths_tr,
+            model=ctx.model,
+            settings=settings,
+            copies=k,
+            cache=ctx.shared_cache,
+            batch_size=ctx.batch_size,
+        )
     X_aug = np.vstack([X_tr, views])
     y_aug = np.concatenate([y_tr, y_tr[source]])
     groups = np.concatenate([np.arange(len(y_tr)), source])
-    head_aug, _ = selected("views", f"+ {k} distorted training views per image",
-                           X_aug, y_aug, X_va, y_va, X_te, groups=groups)  # fmt: skip
+    head_aug, _ = selected(
+        "views",
+        f"+ {k} distorted training views per image",
+        X_aug,
+        y_aug,
+        X_va,
+        y_va,
+        X_te,
+        groups=groups,
+    )
     rows[-1]["seconds"] += t_views.seconds
     rows[-1]["views_s"] = t_views.seconds
     with Timer() as t_tta:
-        tviews, tsource, _ = embed_views(paths_te, model=ctx.model, settings=settings,
-                                         copies=k, cache=ctx.shared_cache,
-                                         batch_size=ctx.batch_size)  # fmt: skip
+        tviews, tsource, _ = embed_views(
+            paths_te,
+            model=ctx.model,
+            settings=settings,
+            copies=k,
+            cache=ctx.shared_cache,
+            batch_size=ctx.batch_size,
+        )
     for name, head in (("default head", head0), ("views head", head_aug)):
         with Timer() as t:
             proba = head.predict_proba(X_te)
             for v in range(k):
                 proba = proba + head.predict_proba(tviews[v::k])
         pred = head.classes_[np.argmax(proba, axis=1)]
-        add("views", f"{name} + test-time average over {k} distorted views",
-            t_tta.seconds + t.seconds, _acc(pred, y_te), chosen="same head")  # fmt: skip
+        add(
+            "views",
+            f"{name} + test-time average over {k} distorted views",
+            t_tta.seconds + t.seconds,
+            _acc(pred, y_te),
+            chosen="same head",
+        )
 
     # --- lever: class balancing ------------------------------------------
     classes, counts = np.unique(y_tr, return_counts=True)
@@ -194,38 +277,75 @@ def run(ctx: Context) -> dict:
 
     def balance_row(name, head, seconds):
         pred = head.predict(X_te).astype(str)
-        recalls = [_acc(pred[y_te == c], y_te[y_te == c]) for c in classes
-                   if (y_te == c).any()]  # fmt: skip
-        balance.append({
-            "setting": name,
-            "seconds": seconds,
-            "test_accuracy": _acc(pred, y_te),
-            "mean_recall": float(np.mean(recalls)),
-            "smallest": _smallest_recall(pred, y_te, small),
-        })  # fmt: skip
+        recalls = [
+            _acc(pred[y_te == c], y_te[y_te == c]) for c in classes if (y_te == c).any()
+        ]
+        balance.append(
+            {
+                "setting": name,
+                "seconds": seconds,
+                "test_accuracy": _acc(pred, y_te),
+                "mean_recall": float(np.mean(recalls)),
+                "smallest": _smallest_recall(pred, y_te, small),
+            }
+        )
 
     balance_row("none (default)", head0, rows[1]["seconds"])
-    head_bw, _ = selected("balance", "class_weight='balanced'", X_tr, y_tr, X_va, y_va,
-                          X_te, class_weight="balanced")  # fmt: skip
+    head_bw, _ = selected(
+        "balance",
+        "class_weight='balanced'",
+        X_tr,
+        y_tr,
+        X_va,
+        y_va,
+        X_te,
+        class_weight="balanced",
+    )
     balance_row("class_weight='balanced'", head_bw, rows[-1]["seconds"])
     from embedclf.workflow._balance import add_balance_views
 
     with Timer() as t_bal:
         Xb, yb, gb, n_extra, _ = add_balance_views(
-            X_tr, y_tr, None, list(paths_tr), model=ctx.model,
-            settings=Distortions(), copies=0, cache=ctx.shared_cache,
+            X_tr,
+            y_tr,
+            None,
+            list(paths_tr),
+            model=ctx.model,
+            settings=Distortions(),
+            copies=0,
+            cache=ctx.shared_cache,
             batch_size=ctx.batch_size,
-        )  # fmt: skip
-    head_bv, _ = selected("balance", f"--balance views (+{n_extra} views)", Xb, yb,
-                          X_va, y_va, X_te, groups=gb)  # fmt: skip
+        )
+    head_bv, _ = selected(
+        "balance",
+        f"--balance views (+{n_extra} views)",
+        Xb,
+        yb,
+        X_va,
+        y_va,
+        X_te,
+        groups=gb,
+    )
     rows[-1]["seconds"] += t_bal.seconds
     balance_row(f"--balance views (+{n_extra} views)", head_bv, rows[-1]["seconds"])
 
     # --- near-duplicate threshold of the grouped CV -----------------------
     thresholds = _threshold_table(X_tr, y_tr, quick=ctx.quick)
 
-    return _report(ctx, rows, balance, small, counts, classes, thresholds, res0,
-                   y_tr, y_va, y_te, t_embed.seconds)  # fmt: skip
+    return _report(
+        ctx,
+        rows,
+        balance,
+        small,
+        counts,
+        classes,
+        thresholds,
+        res0,
+        y_tr,
+        y_va,
+        y_te,
+        t_embed.seconds,
+    )
 
 
 def _threshold_table(X, y, *, quick):
@@ -249,8 +369,14 @@ def _threshold_table(X, y, *, quick):
             score = cross_val_score(
                 LogisticRegression(C=1, max_iter=3000, tol=1e-3), X, y, cv=cv
             ).mean()
-        out.append({"threshold": thr, "grouped": grouped, "cv_accuracy": float(score),
-                    "seconds": t.seconds})  # fmt: skip
+        out.append(
+            {
+                "threshold": thr,
+                "grouped": grouped,
+                "cv_accuracy": float(score),
+                "seconds": t.seconds,
+            }
+        )
     return out
 
 
@@ -258,8 +384,20 @@ def _pct(value):
     return "-" if value is None else f"{100 * value:.1f} %"
 
 
-def _report(ctx, rows, balance, small, counts, classes, thresholds, res0,
-            y_tr, y_va, y_te, embed_s):  # fmt: skip
+def _report(
+    ctx,
+    rows,
+    balance,
+    small,
+    counts,
+    classes,
+    thresholds,
+    res0,
+    y_tr,
+    y_va,
+    y_te,
+    embed_s,
+):
     base = rows[0]["test_accuracy"]
     default = rows[1]
     gap = abs(default["estimate"] - default["test_accuracy"])

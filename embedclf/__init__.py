@@ -21,6 +21,7 @@ _EXPORTS = {
     "SVMClassifier": "embedclf.heads",
     "OpenSetClassifier": "embedclf.heads",
     "HashSplit": "embedclf.model_selection",
+    "NearDuplicateKFold": "embedclf.model_selection",
     "retrain_split": "embedclf.model_selection",
 }
 

@@ -49,6 +49,22 @@ def print_selection(say, tuning: dict) -> None:
             f"validation accuracy {tuning['estimate']:.4f} (fitted on the "
             "training part) is the estimate. Refitted on training + validation."
         )
+        n_dup = tuning.get("validation_near_duplicates") or 0
+        if n_dup:
+            from embedclf.model_selection._group_split import SPLIT_THRESHOLD
+
+            other = tuning.get("estimate_unlike_training")
+            say(
+                f"  {n_dup} of {tuning.get('n_validation')} validation images "
+                f"have a near-duplicate (cosine >= {SPLIT_THRESHOLD:g}) of their "
+                "class in the training part, which flatters the estimate"
+                + (
+                    f"; on the other {tuning['n_validation'] - n_dup} it is "
+                    f"{other:.4f}."
+                    if other is not None
+                    else "."
+                )
+            )
     elif rule == "grouped-cv":
         say(
             f"{best}, chosen by the lowest cross-validated cross-entropy over "

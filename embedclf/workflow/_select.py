@@ -82,6 +82,20 @@ def _best(rows) -> dict:
     )
 
 
+def _near_duplicate_rows(X, y, X_val, y_val, threshold) -> np.ndarray:
+    """Validation rows with a same-class training row at cosine >= threshold."""
+    from sklearn.preprocessing import normalize
+
+    A, B = normalize(np.asarray(X, float)), normalize(np.asarray(X_val, float))
+    y, y_val = np.asarray(y), np.asarray(y_val)
+    found = np.zeros(len(y_val), dtype=bool)
+    for label in np.unique(y_val):
+        rows, train = np.flatnonzero(y_val == label), np.flatnonzero(y == label)
+        if len(train):
+            found[rows] = (B[rows] @ A[train].T).max(axis=1) >= threshold
+    return found
+
+
 def _grouped_folds(X, y, groups, *, threshold):
     """NearDuplicateKFold folds of the training rows (2 or 3 of them)."""
     from embedclf.model_selection._group_split import NearDuplicateKFold
@@ -193,6 +207,21 @@ def select_head(
     else:
         choice = {"C": grid[0], "standardize": scalings[0]}
         estimate = None
+    leak = {}
+    if rule == "validation":
+        # How many validation photos are near-duplicates of training photos
+        # (e.g. a hash split of one folder of sessions), and the accuracy on
+        # the others: an estimate for photos unlike the training ones.
+        dup = _near_duplicate_rows(
+            X, y, X_val, y_val, SPLIT_THRESHOLD if threshold is None else threshold
+        )
+        leak["validation_near_duplicates"] = int(dup.sum())
+        if dup.any() and (~dup).any():
+            fitted = clone(base).set_params(**choice).fit(X, y)
+            y_val = np.asarray(y_val)
+            leak["estimate_unlike_training"] = float(
+                np.mean(fitted.predict(X_val[~dup]) == y_val[~dup])
+            )
     head = clone(base).set_params(**choice).fit(X_all, y_all)
     logger.info(
         "embedclf: %s chose C=%g standardize=%s (estimate %s)",
@@ -211,5 +240,6 @@ def select_head(
         "validation_accuracy": estimate if rule == "validation" else None,
         "grid": rows,
         "n_groups": n_groups,
+        "n_validation": int(len(y_val)) if has_val else 0,
         "splits": splits,
-    }
+    } | leak

@@ -43,6 +43,18 @@ def test_validation_rule_chooses_on_validation_and_refits_on_both():
     assert len(res["grid"]) == 6
 
 
+def test_validation_near_duplicates_of_training_rows_are_counted():
+    X, y = blobs(20, seed=1)
+    X_val, y_val = blobs(8, seed=2)
+    X_val[:5] = X[:5] * 1.001  # five validation rows copied from training
+    y_val[:5] = y[:5]
+    _, res = select_head(X, y, X_val=X_val, y_val=y_val, C_grid=[1], threshold=0.999)
+    assert res["validation_near_duplicates"] == 5
+    fit = SoftmaxClassifier(C=1).fit(X, y)
+    expected = fit.score(X_val[5:], y_val[5:])
+    assert res["estimate_unlike_training"] == pytest.approx(expected)
+
+
 def test_auto_grid_is_wide_and_refined():
     X, y = blobs(15, seed=3)
     X_val, y_val = blobs(6, seed=4)
@@ -100,8 +112,9 @@ def test_balance_views_are_cached_views_of_the_small_class(tmp_path, tiny_model_
     y = np.array([p.split("/")[-2] for p in paths])
     cache = tmp_path / "c.h5"
     X = ImageEmbedder(str(tiny_model_dir), cache=cache, progress=False).transform(paths)
-    kwargs = dict(model=str(tiny_model_dir), settings=Distortions(), copies=0,
-                  cache=cache)  # fmt: skip
+    kwargs = dict(
+        model=str(tiny_model_dir), settings=Distortions(), copies=0, cache=cache
+    )
     Xb, yb, gb, n_added, n_computed = add_balance_views(X, y, None, paths, **kwargs)
     assert n_added == 3 and n_computed == 3
     assert yb[len(y) :].tolist() == ["green"] * 3
