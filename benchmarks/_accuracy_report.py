@@ -7,20 +7,12 @@ def _pct(value):
     return "-" if value is None else f"{100 * value:.1f} %"
 
 
-def report(
-    ctx,
-    rows,
-    balance,
-    small,
-    counts,
-    classes,
-    thresholds,
-    res0,
-    y_tr,
-    y_va,
-    y_te,
-    embed_s,
-):
+def report(ctx, m: dict) -> dict:
+    """Markdown tables and ratios from the measurements ``m`` of ``run``."""
+    rows, balance, small = m["rows"], m["balance"], m["small"]
+    counts, classes, thresholds = m["counts"], m["classes"], m["thresholds"]
+    res0, y_tr, y_va, y_te = m["res0"], m["y_tr"], m["y_va"], m["y_te"]
+    embed_s = m["embed_s"]
     base = rows[0]["test_accuracy"]
     default = rows[1]
     gap = abs(default["estimate"] - default["test_accuracy"])

@@ -60,6 +60,21 @@ def _vectors(ctx, model, name):
     return ctx._memo[key]
 
 
+def _views(ctx, paths, settings, k):
+    """(vectors, source) of k distorted views of each path, through the cache."""
+    from embedclf.embedding._augment import embed_views
+
+    views, source, _ = embed_views(
+        paths,
+        model=ctx.model,
+        settings=settings,
+        copies=k,
+        cache=ctx.shared_cache,
+        batch_size=ctx.batch_size,
+    )
+    return views, source
+
+
 def _l2_blocks(*blocks):
     from sklearn.preprocessing import normalize
 
@@ -74,7 +89,7 @@ def run(ctx: Context) -> dict:
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_limits
 
-    from embedclf.embedding._augment import Distortions, embed_views
+    from embedclf.embedding._augment import Distortions
     from embedclf.workflow._select import select_head
 
     d = {}
@@ -232,14 +247,7 @@ def run(ctx: Context) -> dict:
     paths_tr, _ = ctx.split("train")
     paths_te, _ = ctx.split("test")
     with Timer() as t_views:
-        views, source, _ = embed_views(
-            paths_tr,
-            model=ctx.model,
-            settings=settings,
-            copies=k,
-            cache=ctx.shared_cache,
-            batch_size=ctx.batch_size,
-        )
+        views, source = _views(ctx, paths_tr, settings, k)
     X_aug = np.vstack([X_tr, views])
     y_aug = np.concatenate([y_tr, y_tr[source]])
     groups = np.concatenate([np.arange(len(y_tr)), source])
@@ -256,14 +264,7 @@ def run(ctx: Context) -> dict:
     rows[-1]["seconds"] += t_views.seconds
     rows[-1]["views_s"] = t_views.seconds
     with Timer() as t_tta:
-        tviews, tsource, _ = embed_views(
-            paths_te,
-            model=ctx.model,
-            settings=settings,
-            copies=k,
-            cache=ctx.shared_cache,
-            batch_size=ctx.batch_size,
-        )
+        tviews, tsource = _views(ctx, paths_te, settings, k)
     for name, head in (("default head", head0), ("views head", head_aug)):
         with Timer() as t:
             proba = head.predict_proba(X_te)
@@ -342,17 +343,19 @@ def run(ctx: Context) -> dict:
 
     return report(
         ctx,
-        rows,
-        balance,
-        small,
-        counts,
-        classes,
-        thresholds,
-        res0,
-        y_tr,
-        y_va,
-        y_te,
-        t_embed.seconds,
+        dict(
+            rows=rows,
+            balance=balance,
+            small=small,
+            counts=counts,
+            classes=classes,
+            thresholds=thresholds,
+            res0=res0,
+            y_tr=y_tr,
+            y_va=y_va,
+            y_te=y_te,
+            embed_s=t_embed.seconds,
+        ),
     )
 
 
