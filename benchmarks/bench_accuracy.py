@@ -60,13 +60,13 @@ def _vectors(ctx, model, name):
     return ctx._memo[key]
 
 
-def _views(ctx, paths, settings, k):
+def _views(ctx, paths, settings, k, model=None):
     """(vectors, source) of k distorted views of each path, through the cache."""
     from embedclf.embedding._augment import embed_views
 
     views, source, _ = embed_views(
         paths,
-        model=ctx.model,
+        model=str(model or ctx.model),
         settings=settings,
         copies=k,
         cache=ctx.shared_cache,
@@ -221,7 +221,7 @@ def run(ctx: Context) -> dict:
             "backbones", "Lite2 alone", L2["train"], y_tr, L2["val"], y_va, L2["test"]
         )
         cat = {k: np.hstack([d[k][0], L2[k]]) for k in ("train", "val", "test")}
-        selected(
+        _, res_raw = selected(
             "backbones",
             "Lite0 + Lite2 concatenated, raw",
             cat["train"],
@@ -231,7 +231,7 @@ def run(ctx: Context) -> dict:
             cat["test"],
         )
         l2cat = {k: _l2_blocks(d[k][0], L2[k]) for k in ("train", "val", "test")}
-        selected(
+        _, res_l2 = selected(
             "backbones",
             "Lite0 + Lite2, each L2-normalised",
             l2cat["train"],
@@ -276,6 +276,48 @@ def run(ctx: Context) -> dict:
             f"{name} + test-time average over {k} distorted views",
             t_tta.seconds + t.seconds,
             _acc(pred, y_te),
+            chosen="same head",
+        )
+
+    # --- both backbones + training views + test-time views ---------------
+    if has_lite2:
+        # raw or per-backbone L2, whichever has the lower validation
+        # cross-entropy (never the test split)
+        def val_loss(res):
+            return min(r["validation_cross_entropy"] for r in res["grid"])
+
+        use_l2 = val_loss(res_l2) < val_loss(res_raw)
+        join = _l2_blocks if use_l2 else (lambda *b: np.hstack(b))
+        with Timer() as t_v2:
+            views2, _ = _views(ctx, paths_tr, settings, k, model=LITE2)
+            tviews2, _ = _views(ctx, paths_te, settings, k, model=LITE2)
+        both = {
+            "train": join(np.vstack([X_tr, views]), np.vstack([L2["train"], views2])),
+            "val": join(X_va, L2["val"]),
+            "test": join(X_te, L2["test"]),
+            "tta": join(tviews, tviews2),
+        }
+        name = f"Lite0 + Lite2 ({'each L2' if use_l2 else 'raw'}) + {k} views"
+        head_b, _ = selected(
+            "combined",
+            name,
+            both["train"],
+            y_aug,
+            both["val"],
+            y_va,
+            both["test"],
+            groups=groups,
+        )
+        rows[-1]["seconds"] += t_v2.seconds + t_views.seconds
+        with Timer() as t:
+            proba = head_b.predict_proba(both["test"])
+            for v in range(k):
+                proba = proba + head_b.predict_proba(both["tta"][v::k])
+        add(
+            "combined",
+            f"{name} + test-time average over {k} views",
+            rows[-1]["seconds"] + t_tta.seconds + t.seconds,
+            _acc(head_b.classes_[np.argmax(proba, axis=1)], y_te),
             chosen="same head",
         )
 
