@@ -138,3 +138,23 @@ def test_train_selects_on_the_validation_folder(tmp_path_factory, tiny_model_dir
     assert manifest["classifier"]["standardize"] in (True, False)
     assert "on the validation part" in session["stdout"]
     assert "Refitted on training + validation" in session["stdout"]
+
+
+@pytest.mark.tf
+def test_train_balance_views_fills_the_small_class(tmp_path, tiny_model_dir, capsys):
+    from embedclf.cli import main
+
+    root = tmp_path / "data"
+    for part, n in (("train", 6), ("val", 2), ("test", 2)):
+        make_image_folder(root / part, ("red", "green", "blue"), n, seed=len(part))
+    for extra in sorted((root / "train" / "green").iterdir())[2:]:
+        extra.unlink()  # green: 2 training images, the median class has 6
+    argv = ["train", str(root), "--output", str(tmp_path / "m"), "--model",
+            str(tiny_model_dir), "--cache", str(tmp_path / "c.h5"), "--C", "1",
+            "--balance", "views", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Added 4 distorted views to the classes below the median size" in out
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["classifier"]["balance"] == "views"
+    assert manifest["metrics"]["n_augmented_views"] == 4
