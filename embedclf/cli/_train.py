@@ -141,7 +141,19 @@ def run_train(args) -> int:
             f"({n_bal_computed} by the backbone)."
         )
     t = time.perf_counter()
-    head, tuning = _fit_head(args, X_fit, y_fit, groups, unknown, X[va], labels[va])
+    X_val, y_val = X[va], labels[va]
+    if data.layout == "hash-split" and len(va):
+        from embedclf.workflow._select import merge_validation
+
+        X_fit, y_fit, groups, X_val, y_val = merge_validation(
+            X_fit, y_fit, groups, X_val, y_val
+        )
+        _print(
+            "Hash split: its validation images can be near-duplicates of "
+            "training ones (shots of one session), so C is chosen by grouped "
+            "cross-validation on training + validation instead."
+        )
+    head, tuning = _fit_head(args, X_fit, y_fit, groups, unknown, X_val, y_val)
     from embedclf.cli._train_select import print_selection
 
     print_selection(_print, tuning)

@@ -25,7 +25,7 @@ import logging
 
 import numpy as np
 
-__all__ = ["AUTO_C_GRID", "select_head", "fit_and_score"]
+__all__ = ["AUTO_C_GRID", "fit_and_score", "merge_validation", "select_head"]
 
 logger = logging.getLogger("embedclf")
 
@@ -94,6 +94,28 @@ def _near_duplicate_rows(X, y, X_val, y_val, threshold) -> np.ndarray:
         if len(train):
             found[rows] = (B[rows] @ A[train].T).max(axis=1) >= threshold
     return found
+
+
+def merge_validation(X, y, groups, X_val, y_val):
+    """Append the validation rows to the training rows (for grouped CV).
+
+    Used for retrain.py's hash split, whose validation part is drawn from the
+    same folder as the training part: on the Grocery Store training photos its
+    validation accuracy was 99.2 % against 68.5 % on the official test photos
+    (benchmark item 6), as leaky as ungrouped cross-validation.
+
+    Returns
+    -------
+    X, y, groups, X_val, y_val : the merged rows, and an empty validation part
+    """
+    n = len(y)
+    X = np.vstack([X, X_val])
+    y = np.concatenate([y, y_val])
+    if groups is not None:
+        start = int(np.max(groups)) + 1 if len(groups) else 0
+        groups = np.concatenate([groups, start + np.arange(len(y_val))])
+    empty = np.asarray(y_val)[:0]
+    return X, y, groups, X[n:n], empty
 
 
 def _grouped_folds(X, y, groups, *, threshold):

@@ -10,7 +10,7 @@ from conftest import make_image_folder
 
 from embedclf import SoftmaxClassifier
 from embedclf.workflow._balance import add_balance_views, balance_plan
-from embedclf.workflow._select import select_head
+from embedclf.workflow._select import merge_validation, select_head
 from embedclf.workflow._train import cross_entropy_score
 
 
@@ -158,3 +158,27 @@ def test_train_balance_views_fills_the_small_class(tmp_path, tiny_model_dir, cap
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert manifest["classifier"]["balance"] == "views"
     assert manifest["metrics"]["n_augmented_views"] == 4
+
+
+def test_merge_validation_gives_validation_rows_their_own_groups():
+    X, y = blobs(4, seed=8)
+    X_val, y_val = blobs(2, seed=9)
+    groups = np.arange(len(y)) // 2
+    Xm, ym, gm, Xv, yv = merge_validation(X, y, groups, X_val, y_val)
+    assert len(ym) == len(y) + len(y_val) and len(yv) == 0 and Xv.shape[0] == 0
+    assert gm[len(y) :].tolist() == list(range(6, 12))
+
+
+@pytest.mark.tf
+def test_train_on_a_hash_split_chooses_by_grouped_cv(tmp_path, tiny_model_dir, capsys):
+    from embedclf.cli import main
+
+    root = make_image_folder(tmp_path / "flat", ("red", "green", "blue"), 10)
+    argv = ["train", str(root), "--output", str(tmp_path / "m"), "--model",
+            str(tiny_model_dir), "--C", "0.1,1", "--scaling", "none",
+            "--validation-percentage", "20", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "chosen by grouped cross-validation on training + validation" in out
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["metrics"]["selection_rule"] == "grouped-cv"
