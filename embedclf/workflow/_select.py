@@ -2,8 +2,9 @@
 
 The rule (as in the linear-probe protocols of Kornblith et al. 2019 and CLIP):
 
-* a validation part exists (official ``val/``, ``--val-dir`` or the hash
-  split): fit on the training part for every candidate, keep the one with the
+* a validation part exists (official ``val/`` or ``--val-dir``; the CLI
+  merges retrain.py's hash split back into training, see
+  ``merge_validation``): fit on the training part for every candidate, keep the one with the
   lowest cross-entropy on the validation part, report its validation accuracy
   as the estimate, then refit it on training + validation;
 * otherwise: the same on near-duplicate-grouped, stratified folds of the
