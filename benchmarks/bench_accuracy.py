@@ -204,7 +204,7 @@ def run(ctx: Context) -> dict:
     if hs_va.any() and len(np.unique(y_tr[hs_va])) > 1:
         selected(
             "rule",
-            "hash split of train/ (10 % validation), no val/ folder",
+            "hash split of train/, selected on its 10 % validation part",
             X_tr[hs_tr],
             y_tr[hs_tr],
             X_tr[hs_va],
