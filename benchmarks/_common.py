@@ -41,7 +41,10 @@ class Context:
 
     @property
     def shared_cache(self) -> Path:
-        """The cache of grocery embeddings shared by repeated runs."""
+        """The cache of grocery embeddings shared by repeated runs.
+
+        ``--cache`` of run.py, else ``<workdir>/grocery_embeddings.h5``.
+        """
         return self.cache or self.workdir / "grocery_embeddings.h5"
 
     def fresh_dir(self, name: str) -> Path:

@@ -19,7 +19,7 @@ Items
 4 tuning       GridSearchCV with the cache vs recomputing embeddings per fold
 5 head         SoftmaxClassifier (lbfgs) vs retrain.py's gradient-descent head;
                MLPHeadClassifier vs softmax vs plain LogisticRegression
-6 accuracy     grocery_store test accuracy: softmax, SVM, augmented views
+6 accuracy     grocery_store: plain probe vs embedclf train, each accuracy lever
 7 scaling      time and peak RSS of embedding 1k, 2k, 4k images
 8 cache_scaling  adding 100 rows to caches of 10k and 1M rows
 9 identity_memo  warm transform of 50k paths: identity memo vs full re-hash
@@ -94,9 +94,9 @@ def _parse(argv):
         "--cache",
         type=Path,
         default=None,
-        help="An existing embedding cache (e.g. one filled by `embedclf embed`) "
-        "to read the grocery vectors from instead of <workdir>/"
-        "grocery_embeddings.h5. Default: none.",
+        help="Embedding cache of the grocery photos to read and fill (e.g. one "
+        "already holding Lite0 and Lite2 vectors). Default: "
+        "<workdir>/grocery_embeddings.h5.",
     )
     parser.add_argument(
         "--output",

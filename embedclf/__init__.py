@@ -22,6 +22,7 @@ _EXPORTS = {
     "MLPHeadClassifier": "embedclf.heads",
     "OpenSetClassifier": "embedclf.heads",
     "HashSplit": "embedclf.model_selection",
+    "NearDuplicateKFold": "embedclf.model_selection",
     "retrain_split": "embedclf.model_selection",
     "quiet_tensorflow": "embedclf.embedding",
 }

@@ -135,37 +135,63 @@ def run_train(args) -> int:
             f"Added {len(views)} distorted views ({copies} per training image) in "
             f"{time.perf_counter() - t:.1f} s ({n_views_computed} by the backbone)."
         )
+    if args.balance == "views":
+        from embedclf.workflow._balance import add_balance_views
+
+        t = time.perf_counter()
+        X_fit, y_fit, groups, n_extra, n_bal_computed = add_balance_views(
+            X_fit,
+            y_fit,
+            groups,
+            paths[tr],
+            model=spec.handle,
+            settings=settings,
+            copies=copies,
+            cache=args.cache,
+            image_size=image_size,
+            batch_size=args.batch_size,
+        )
+        n_views_computed += n_bal_computed
+        _print(
+            f"Added {n_extra} distorted views to the classes below the median "
+            f"size (--balance views) in {time.perf_counter() - t:.1f} s "
+            f"({n_bal_computed} by the backbone)."
+        )
     t = time.perf_counter()
     X_bg = _background(args, embedder, unknown)
-    val = (X[va], labels[va]) if unknown == "auto" else (None, None)
-    head, tuning = _fit_head(args, X_fit, y_fit, groups, unknown, val, X_bg)
-    for row in tuning["grid"]:
-        _print(
-            f"  C={row['C']:<8g} train accuracy {row['train_accuracy']:.4f}  "
-            f"cross-validated accuracy {row['validation_accuracy']:.4f}"
+    X_val, y_val = X[va], labels[va]
+    if data.layout == "hash-split" and len(va):
+        from embedclf.workflow._select import merge_validation
+
+        X_fit, y_fit, groups, X_val, y_val = merge_validation(
+            X_fit, y_fit, groups, X_val, y_val
         )
-    cv_text = (
-        f" (cross-validated accuracy {tuning['cv_accuracy']:.4f}: the mean over "
-        "held-out folds of the training part, which C was picked by; "
-        "near-duplicate photos across folds can inflate it, so judge the model "
-        "by the validation and test accuracy)"
-        if tuning["cv_accuracy"] is not None
-        else ""
-    )
-    if tuning["best_C"] is not None:
-        _print(f"Best C = {tuning['best_C']:g}{cv_text}.")
-    else:
+        _print(
+            "Hash split: its validation images can be near-duplicates of "
+            "training ones (shots of one session), so C is chosen by grouped "
+            "cross-validation on training + validation instead."
+        )
+    head, tuning = _fit_head(args, X_fit, y_fit, groups, unknown, X_val, y_val, X_bg)
+    if args.classifier == "mlp":
         _print(_mlp_summary(head))
+    else:
+        from embedclf.cli._train_select import print_selection
+
+        print_selection(_print, tuning)
     if unknown != "off":
         _print(_unknown_text(head))
     t_fit = time.perf_counter() - t
+    # The head was refitted on training + validation: the validation accuracy
+    # is that of the chosen settings fitted on the training part alone.
     val_acc, test_acc = (
-        _accuracy(head, X[va], labels[va]),
+        tuning.get("validation_accuracy"),
         _accuracy(head, X[te], labels[te]),
     )
     if val_acc is not None:
         _print(f"Validation accuracy = {val_acc:.2%} (N={len(va)})")
     metrics = {
+        "selection_rule": tuning.get("rule"),
+        "estimate": tuning.get("estimate"),
         "cv_accuracy": tuning["cv_accuracy"],
         "validation_accuracy": val_acc,
         "test_accuracy": test_acc,
@@ -187,8 +213,12 @@ def run_train(args) -> int:
         "classifier": {
             "type": args.classifier,
             "C": tuning["best_C"],
+            "standardize": tuning.get("standardize"),
             "class_weight": args.class_weight,
-            "C_grid": list(args.C_grid),
+            "balance": args.balance,
+            "C_grid": args.C_grid
+            if isinstance(args.C_grid, str)
+            else list(args.C_grid),
         },
         "unknown": _unknown_entry(head, unknown),
         "augmentation": {
@@ -240,7 +270,12 @@ def run_train(args) -> int:
         if epoch_curves(head) is not None:
             write_epoch_scalars(args.summaries_dir, epoch_curves(head))
         else:
-            grid = tuning["grid"] or [_single_c_row(head, tuning, X, labels, tr, va)]
+            grid = [
+                row
+                for row in tuning["grid"]
+                if row.get("standardize", tuning.get("standardize"))
+                == tuning.get("standardize")
+            ] or [_single_c_row(head, tuning, X, labels, tr, va)]
             write_scalars(args.summaries_dir, grid)
         write_projector(args.summaries_dir, X, labels, paths, split)
         _print(
@@ -299,9 +334,13 @@ def _unknown_text(head) -> str:
     return text + "."
 
 
-def _fit_head(args, X_fit, y_fit, groups, unknown, val=(None, None), X_bg=None):
-    """Tune C, fit the head (and the open-set rule), through the fit memo."""
+def _fit_head(args, X_fit, y_fit, groups, unknown, X_val, y_val, X_bg=None):
+    """Choose C and scaling, fit the head (and the open-set rule), memoised."""
+    import numpy as np
+
+    from embedclf.cli._train_select import selection_text
     from embedclf.workflow._fit_memo import load_fit, memo_dir_for, memo_key, save_fit
+    from embedclf.workflow._select import select_head
     from embedclf.workflow._train import tune_head, wrap_open_set
 
     class_weight = None if args.class_weight == "none" else args.class_weight
@@ -315,8 +354,10 @@ def _fit_head(args, X_fit, y_fit, groups, unknown, val=(None, None), X_bg=None):
         class_weight=class_weight,
         unknown=unknown,
         open_set_version=2,
-        val=None if val[0] is None else memo_key(val[0], val[1]),
         background=None if X_bg is None else memo_key(X_bg, []),
+        scaling=args.scaling,
+        selection="v2",
+        val=memo_key(X_val, y_val) if len(y_val) else None,
     )
     hit = load_fit(memo, key)
     if hit is not None:
@@ -325,26 +366,45 @@ def _fit_head(args, X_fit, y_fit, groups, unknown, val=(None, None), X_bg=None):
             f"settings ({memo / key}.skops)."
         )
         return hit
-    if args.classifier == "mlp":
+    if args.classifier == "mlp":  # fitted once: early stopping, no C to choose
         _print("Training the MLP head (early stopping on 10% of the training part) ...")
-    else:
-        grid_text = ", ".join(f"{c:g}" for c in args.C_grid)
-        _print(
-            f"Tuning C over [{grid_text}] by cross-validation on the training part ..."
+        head, tuning = tune_head(
+            X_fit, y_fit, classifier="mlp", C_grid=args.C_grid,
+            class_weight=class_weight, groups=groups, n_jobs=args.n_jobs,
+        )  # fmt: skip
+        tuning["rule"] = "mlp-early-stopping"
+        tuning["validation_accuracy"] = (
+            float(np.mean(head.predict(X_val) == y_val)) if len(y_val) else None
         )
-    head, tuning = tune_head(
-        X_fit,
-        y_fit,
-        classifier=args.classifier,
-        C_grid=args.C_grid,
-        class_weight=class_weight,
-        groups=groups,
-        n_jobs=args.n_jobs,
-    )
+    else:
+        _print(selection_text(args, has_val=len(y_val) > 0))
+        standardize = {"auto": "auto", "standardize": True, "none": False}[args.scaling]
+        head, tuning = select_head(
+            X_fit,
+            y_fit,
+            classifier=args.classifier,
+            C_grid=args.C_grid,
+            standardize=standardize,
+            class_weight=class_weight,
+            groups=groups,
+            X_val=X_val if len(y_val) else None,
+            y_val=y_val if len(y_val) else None,
+            n_jobs=args.n_jobs,
+        )
     if unknown != "off":
-        splits = tuning["splits"] if not (y_fit == "unknown").any() else None
-        import numpy as np
-
+        val = (X_val, y_val) if len(y_val) else (None, None)
+        if tuning.get("rule") == "validation":
+            # The head was refitted on training + validation, so validation
+            # photos cannot set its unknown threshold: group-aware out-of-fold
+            # scores over both parts do.
+            X_fit = np.vstack([X_fit, X_val])
+            y_fit = np.concatenate([y_fit, y_val])
+            if groups is not None:
+                groups = np.concatenate(
+                    [groups, groups.max() + 1 + np.arange(len(y_val))]
+                )
+            val = (None, None)
+        splits = tuning.get("splits") if not (y_fit == "unknown").any() else None
         X_os, y_os, g_os = X_fit, y_fit, groups
         if X_bg is not None:  # background rows: "unknown", never cross-validated
             X_os = np.vstack([X_fit, X_bg])

@@ -6,7 +6,7 @@ import argparse
 
 __all__ = ["format_train_parser"]
 
-DEFAULT_C_GRID = "0.01,0.1,1"
+DEFAULT_C_GRID = "auto"
 
 
 def _percentage(text: str) -> float:
@@ -16,14 +16,16 @@ def _percentage(text: str) -> float:
     return value
 
 
-def _c_grid(text: str) -> list[float]:
+def _c_grid(text: str) -> list[float] | str:
+    if text.strip() == "auto":
+        return "auto"
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         values = []
     if not values or any(v <= 0 for v in values):
         raise argparse.ArgumentTypeError(
-            f"must be positive numbers separated by commas; got {text!r}"
+            f"must be 'auto' or positive numbers separated by commas; got {text!r}"
         )
     return sorted(set(values))
 
@@ -111,9 +113,34 @@ def format_train_parser(parser):
         default=_c_grid(DEFAULT_C_GRID),
         metavar="VALUES",
         help=(
-            "Inverse regularisation strengths to try, comma-separated; the best "
-            "by cross-validation on the training part is kept, and a single "
-            f"value skips the search. Default: {DEFAULT_C_GRID}."
+            "Inverse regularisation strengths to try, comma-separated, or 'auto' "
+            "(every decade from 1e-4 to 1e4, then the half-decades around the "
+            "best). The one with the lowest cross-entropy on the validation "
+            "part is kept (then refitted on training + validation); without a "
+            "validation part, by cross-validation on the training part with "
+            "near-duplicate photos kept in one fold. Default: auto."
+        ),
+    )
+    parser.add_argument(
+        "--scaling",
+        choices=["auto", "standardize", "none"],
+        default="auto",
+        help=(
+            "Feature scaling of the head: 'standardize' (zero mean, unit "
+            "variance), 'none', or 'auto' (both tried, the better kept, as C). "
+            "Default: auto."
+        ),
+    )
+    parser.add_argument(
+        "--balance",
+        choices=["none", "views"],
+        default="none",
+        help=(
+            "'views' adds distorted views (cached) of the training images of "
+            "each class smaller than the median class, up to the median size; "
+            "the distortions are those set below, or crop, scale and "
+            "brightness 10 %% and flips when none is set. Compare "
+            "--class-weight balanced. Default: none."
         ),
     )
     parser.add_argument(

@@ -30,7 +30,7 @@ def blobs(n_classes=3, n_per_class=40, dim=8, seed=0, spread=1.0, labels=None):
 @pytest.mark.parametrize("n_classes", [2, 4])
 def test_coef_intercept_are_in_the_original_feature_space(n_classes):
     X, y = blobs(n_classes, spread=3.0)
-    clf = SoftmaxClassifier(C=0.5).fit(X, y)
+    clf = SoftmaxClassifier(C=0.5, standardize=True).fit(X, y)
     X_new, _ = blobs(n_classes, seed=1, spread=3.0)
     logits = X_new @ clf.coef_.T + clf.intercept_
     expected_shape = (len(X_new),) if n_classes == 2 else (len(X_new), n_classes)
@@ -52,8 +52,9 @@ def test_standardisation_makes_the_fit_scale_invariant():
     X, y = blobs(3, spread=3.0)
     X /= np.logspace(-2, 2, X.shape[1])  # undo the built-in feature scales
     scales = np.logspace(-1, 1, X.shape[1])
-    p = SoftmaxClassifier().fit(X, y).predict_proba(X)
-    p_scaled = SoftmaxClassifier().fit(X * scales, y).predict_proba(X * scales)
+    std = SoftmaxClassifier(standardize=True)
+    p = std.fit(X, y).predict_proba(X)
+    p_scaled = std.fit(X * scales, y).predict_proba(X * scales)
     np.testing.assert_allclose(p, p_scaled, rtol=1e-5, atol=1e-8)
     # without it, the same rescaling changes the model
     q = SoftmaxClassifier(standardize=False).fit(X, y).predict_proba(X)
@@ -61,9 +62,21 @@ def test_standardisation_makes_the_fit_scale_invariant():
     assert np.abs(q - q_scaled.predict_proba(X * scales)).max() > 1e-3
 
 
+def test_default_head_is_plain_logistic_regression():
+    # issue 13: the default head is never beaten by the plain scikit-learn
+    # probe on the same vectors, because it is that probe (standardisation off)
+    X, y = blobs(3, spread=3.0)
+    X /= np.logspace(-2, 2, X.shape[1])
+    ref = LogisticRegression(max_iter=1000).fit(X, y)
+    clf = SoftmaxClassifier().fit(X, y)
+    np.testing.assert_allclose(
+        clf.predict_proba(X), ref.predict_proba(X), rtol=1e-6, atol=1e-10
+    )
+
+
 def test_probabilities_are_softmax_of_logits_and_predict_is_argmax():
     X, y = blobs(4, spread=4.0, labels=["ant", "bee", "cat", "dog"])
-    clf = SoftmaxClassifier(C=0.1).fit(X, y)
+    clf = SoftmaxClassifier(C=0.1, standardize=True).fit(X, y)
     proba = clf.predict_proba(X)
     np.testing.assert_allclose(proba, softmax(clf.decision_function(X), axis=1))
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
@@ -85,7 +98,9 @@ def test_binary_probabilities_follow_classes_order():
 def test_smaller_C_regularises_more():
     X, y = blobs(3, spread=3.0)
     norms = [
-        np.linalg.norm(SoftmaxClassifier(C=C).fit(X, y).coef_ * X.std(axis=0))
+        np.linalg.norm(
+            SoftmaxClassifier(C=C, standardize=True).fit(X, y).coef_ * X.std(axis=0)
+        )
         for C in (0.001, 0.1, 10.0)
     ]
     assert norms[0] < norms[1] < norms[2]
@@ -111,12 +126,14 @@ def test_unknown_label_rows_are_not_a_class_and_low_confidence_is_unknown():
     X_all = np.r_[X, X_bg]
     y_all = np.r_[y, ["unknown"] * 15]
 
-    clf = SoftmaxClassifier(unknown_label="unknown", unknown_threshold=0.9)
+    clf = SoftmaxClassifier(
+        unknown_label="unknown", unknown_threshold=0.9, standardize=True
+    )
     clf.fit(X_all, y_all)
     assert clf.classes_.tolist() == ["cat", "dog"]
     assert clf.predict_proba(X_all).shape == (len(X_all), 2)
     # same fit as without the background rows
-    ref = SoftmaxClassifier().fit(X, y)
+    ref = SoftmaxClassifier(standardize=True).fit(X, y)
     np.testing.assert_allclose(clf.coef_, ref.coef_)
 
     pred = clf.predict(X_all)
@@ -132,10 +149,11 @@ def test_unknown_label_rows_are_not_a_class_and_low_confidence_is_unknown():
 
 def test_int_unknown_label_with_int_classes():
     X, y = blobs(3, spread=4.0)
-    clf = SoftmaxClassifier(unknown_label=-1, unknown_threshold=0.8).fit(X, y)
+    clf = SoftmaxClassifier(unknown_label=-1, unknown_threshold=0.8, standardize=True)
+    clf.fit(X, y)
     pred = clf.predict(X)
     assert pred.dtype.kind == "i" and -1 in pred
-    assert clf.score(X, y) < SoftmaxClassifier().fit(X, y).score(X, y)
+    assert clf.score(X, y) < SoftmaxClassifier(standardize=True).fit(X, y).score(X, y)
 
 
 def test_pickle_and_skops_round_trip():
