@@ -41,17 +41,20 @@ def _add_backbone_args(parser, *, required_default=True, cache_required=False):
     parser.add_argument(
         "--model",
         metavar="M",
-        default=DEFAULT_MODEL if required_default else None,
+        action="append",
+        default=None,
         help=(
             "Backbone that turns images into vectors: a local SavedModel "
             "directory with the TF Hub image feature-vector interface, a TF Hub "
-            "handle, or keras:<ApplicationName>. "
+            "handle, or keras:<ApplicationName>. Repeat it to use several "
+            "backbones at once (their vectors are concatenated, in order). "
             + (
                 "Default: TF Hub's Inception V3 feature vector, version 5, as "
                 "in retrain.py (needs internet)."
                 if required_default
-                else "Default: the backbone recorded in the model directory; "
-                "pass a local copy of it when that path has moved."
+                else "Default: the backbone(s) recorded in the model directory; "
+                "pass a local copy of each, in the recorded order, when those "
+                "paths have moved."
             )
         ),
     )
@@ -104,20 +107,43 @@ def _add_image_size(parser):
     )
 
 
+def _add_test_views(parser, *, default_text):
+    parser.add_argument(
+        "--test-views",
+        choices=["none", "flip", "train"],
+        default=None,
+        help=(
+            "Average the predicted probabilities over extra views of each "
+            "image, cached like training views: 'flip' adds the mirrored "
+            "image, 'train' adds the training distortions' views (as many as "
+            "--augment-copies), 'none' predicts from the plain image only. "
+            f"Default: {default_text}."
+        ),
+    )
+
+
+def _models(args, default=None):
+    """``--model`` values: one handle (str), a list for several, or ``default``."""
+    if not args.model:
+        return default
+    return args.model[0] if len(args.model) == 1 else list(args.model)
+
+
 def _progress(args):
     return "auto" if args.progress is None else args.progress
 
 
-def _embedder(args, model, *, on_error="nan", image_size=None):
+def _embedder(args, model, *, on_error="nan", **settings):
+    """The ImageEmbedder of a command; ``settings`` are its other parameters."""
     from embedclf.embedding._embedder import ImageEmbedder
 
     return ImageEmbedder(
         model=model,
         cache=args.cache,
         batch_size=args.batch_size,
-        image_size=image_size,
         on_error=on_error,
         progress=_progress(args),
+        **settings,
     )
 
 

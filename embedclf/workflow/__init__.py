@@ -4,7 +4,7 @@ Owns: collecting labelled images from folders (``load_image_folder``, the
 official ``train/ val/ test/`` layout, the hash split), tuning and fitting a
 head on embedded images, the model directory (head, labels, manifest),
 the report (metrics, confusion matrix, misclassified-image page), TensorBoard
-summaries, and the SavedModel export.
+summaries, test-time views, and the SavedModel export.
 
 May import: :mod:`embedclf.embedding`, :mod:`embedclf.heads`,
 :mod:`embedclf.model_selection`, :mod:`embedclf.cache`, and the top-level
@@ -17,6 +17,7 @@ from embedclf._lazy import lazy_exports
 
 _EXPORTS = {
     "load_image_folder": "embedclf.workflow._datasets",
+    "predict_proba_views": "embedclf.workflow._views",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

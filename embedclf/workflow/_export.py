@@ -1,21 +1,25 @@
 """Export a model directory as one TensorFlow SavedModel (backbone + head).
 
 The SavedModel maps images to class probabilities with no Python embedclf
-code: it holds the backbone, the head as a dense layer built from ``coef_`` and
-``intercept_``, the open-set rule when the head has one, and ``labels.txt``
-as an asset. Two signatures:
+code: it holds the backbone (or each of several, whose vectors are
+concatenated, normalised per backbone when the model was trained so), the head
+as a dense layer built from ``coef_`` and ``intercept_``, the open-set rule
+when the head has one, the mirrored test view when the model predicts with
+``--test-views flip``, and ``labels.txt`` as an asset. Two signatures:
 
 ``serving_default(image_bytes)``
-    ``tf.string [batch]`` of encoded JPEG/PNG/GIF/BMP files, decoded and
-    resized bit for bit as ``embedclf predict`` does with Pillow (see
-    ``_tf_images.py``; EXIF orientation and transparency are not applied).
+    ``tf.string [batch]`` of encoded JPEG/PNG/GIF/BMP files, decoded, cropped
+    and resized bit for bit as ``embedclf predict`` does with Pillow (the
+    recorded resize filter and crop fraction; see ``_tf_images.py``; EXIF
+    orientation of non-JPEG files and transparency are not applied).
 ``predict_images(images)``
     ``tf.float32 [batch, H, W, 3]`` in [0, 1]; images of another size than
     ``image_size`` are resized with ``tf.image.resize`` (bilinear,
     antialiased).
 
 The module's ``image_size`` variable holds the (height, width) that images
-are resized to before the backbone, as in ``embedclf predict``. Both
+are resized to before the (first) backbone, as in ``embedclf predict``;
+``image_sizes`` holds one row per backbone. Both
 signatures return ``probabilities`` (``[batch, n_classes]``, columns in the order
 of labels.txt), ``class_index`` (argmax), ``label`` (the class name, or the
 unknown label when the open-set rule rejects the image) and ``known``.
@@ -85,13 +89,18 @@ def head_arrays(head) -> dict:
     return params
 
 
-def _build_module(backbone, size, params, labels_path):
+def _build_module(backbones, sizes, params, labels_path, prep):
+    """The tf.Module: per backbone decode + embed, concatenate, head.
+
+    ``prep`` holds ``resample``, ``crop_fraction``, ``normalize_each`` and
+    ``mirror`` (average with the mirrored image: ``--test-views flip``).
+    """
     import tensorflow as tf
 
     from embedclf.embedding._tf_images import decode_like_pillow
 
-    h, w = int(size[0]), int(size[1])
-    fn = backbone._fn
+    sizes = [(int(h), int(w)) for h, w in sizes]
+    fns = [b._fn for b in backbones]
     coef = tf.constant(params["coef"].T)
     intercept = tf.constant(params["intercept"])
     binary = params["coef"].shape[0] == 1
@@ -102,19 +111,33 @@ def _build_module(backbone, size, params, labels_path):
     d_thr = params["distance_threshold"]
     cosine = params["metric"] == "cosine"
 
-    def embed(images):
+    def embed_one(fn, images):
         out = fn(images)
         if isinstance(out, dict):
             out = out["default"] if "default" in out else next(iter(out.values()))
-        return tf.cast(out, tf.float32)
+        out = tf.cast(out, tf.float32)
+        if prep["normalize_each"]:  # as embedding._multi.normalize_blocks
+            norm = tf.norm(out, axis=1, keepdims=True)
+            out = tf.where(norm > 0, out / tf.where(norm > 0, norm, 1.0), out)
+        return out
 
-    def head(features):
+    def embed(per_backbone):
+        parts = [embed_one(fn, x) for fn, x in zip(fns, per_backbone)]
+        return parts[0] if len(parts) == 1 else tf.concat(parts, axis=1)
+
+    def probabilities(features):
         logits = tf.matmul(features, coef) + intercept
         if binary:
             p = tf.sigmoid(logits)
-            proba = tf.concat([1.0 - p, p], axis=1)
-        else:
-            proba = tf.nn.softmax(logits, axis=1)
+            return tf.concat([1.0 - p, p], axis=1)
+        return tf.nn.softmax(logits, axis=1)
+
+    def head(per_backbone):
+        features = embed(per_backbone)
+        proba = probabilities(features)
+        if prep["mirror"]:  # the test-time flip view, as workflow._views
+            mirrored = [x[:, :, ::-1] for x in per_backbone]
+            proba = (proba + probabilities(embed(mirrored))) / 2.0
         index = tf.argmax(proba, axis=1, output_type=tf.int32)
         label = tf.gather(class_names, index)
         known = tf.ones_like(index, dtype=tf.bool)
@@ -143,31 +166,53 @@ def _build_module(backbone, size, params, labels_path):
             "known": known,
         }
 
-    def resize(images):
-        return tf.image.resize(images, (h, w), method="bilinear", antialias=True)
+    def resized(images):
+        return [
+            tf.image.resize(images, (h, w), method="bilinear", antialias=True)
+            for h, w in sizes
+        ]
 
-    def decode_one(data):
-        return decode_like_pillow(data, h, w)
+    def decoded(image_bytes):
+        out = []
+        for h, w in sizes:
+
+            def decode_one(data, h=h, w=w):
+                return decode_like_pillow(
+                    data,
+                    h,
+                    w,
+                    resample=prep["resample"],
+                    crop_fraction=prep["crop_fraction"],
+                )
+
+            out.append(
+                tf.map_fn(
+                    decode_one,
+                    image_bytes,
+                    fn_output_signature=tf.TensorSpec([h, w, 3], tf.float32),
+                )
+            )
+        return out
 
     class ExportedClassifier(tf.Module):
         def __init__(self):
             super().__init__(name="embedclf_classifier")
-            self.backbone = backbone._owner
+            self.backbones = [b._owner for b in backbones]
             self.labels_file = tf.saved_model.Asset(str(labels_path))
-            self.image_size = tf.Variable([h, w], trainable=False, name="image_size")
+            self.image_size = tf.Variable(
+                list(sizes[0]), trainable=False, name="image_size"
+            )
+            self.image_sizes = tf.Variable(
+                [list(s) for s in sizes], trainable=False, name="image_sizes"
+            )
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
         def predict_bytes(self, image_bytes):
-            images = tf.map_fn(
-                decode_one,
-                image_bytes,
-                fn_output_signature=tf.TensorSpec([h, w, 3], tf.float32),
-            )
-            return head(embed(images))
+            return head(decoded(image_bytes))
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
         def predict_images(self, images):
-            return head(embed(resize(images)))
+            return head(resized(images))
 
     return ExportedClassifier()
 
@@ -192,14 +237,36 @@ def export_savedmodel(model_dir, out_dir, *, model=None) -> Path:
     import tensorflow as tf
 
     from embedclf.embedding._backbones import load_backbone, resolve_backbone
-    from embedclf.workflow._model_dir import check_backbone
+    from embedclf.embedding._multi import backbone_handles
+    from embedclf.workflow._model_dir import check_backbone, embedder_settings
 
     params = head_arrays(model_dir.head)
-    handle = check_backbone(model_dir, model)
-    spec = resolve_backbone(handle)
-    image_size = model_dir.manifest.get("image_size")
-    backbone = load_backbone(spec, image_size[0] if image_size else None)
-    size = tuple(image_size) if image_size else (backbone.default_image_size,) * 2
+    handles = backbone_handles(check_backbone(model_dir, model))
+    settings = embedder_settings(model_dir.manifest)
+    test_views = model_dir.manifest.get("test_views", "none")
+    if test_views not in ("none", "flip"):
+        raise ModelDirError(
+            f"Model directory {str(model_dir.path)!r} predicts with "
+            f"--test-views {test_views}, whose random distortions cannot be "
+            "reproduced in a SavedModel. Train it with --test-views flip or "
+            "none to export it."
+        )
+    image_size = settings["image_size"]
+    backbones, sizes = [], []
+    for handle in handles:
+        backbone = load_backbone(
+            resolve_backbone(handle), image_size[0] if image_size else None
+        )
+        backbones.append(backbone)
+        sizes.append(
+            tuple(image_size) if image_size else (backbone.default_image_size,) * 2
+        )
+    prep = {
+        "resample": settings["resample"],
+        "crop_fraction": settings["crop_fraction"],
+        "normalize_each": settings["normalize_each"],
+        "mirror": test_views == "flip",
+    }
     out_dir = Path(out_dir)
     parent = out_dir.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -207,7 +274,7 @@ def export_savedmodel(model_dir, out_dir, *, model=None) -> Path:
     try:
         labels_path = tmp / "labels.txt"
         labels_path.write_text("".join(c + "\n" for c in params["classes"]))
-        module = _build_module(backbone, size, params, labels_path)
+        module = _build_module(backbones, sizes, params, labels_path, prep)
         export_dir = tmp / "savedmodel"
         tf.saved_model.save(
             module,

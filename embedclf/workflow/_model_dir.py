@@ -35,11 +35,14 @@ __all__ = [
     "save_model_dir",
     "load_model_dir",
     "check_backbone",
+    "embedder_settings",
     "library_versions",
 ]
 
 MANIFEST_FORMAT = "embedclf-model-dir"
-MANIFEST_VERSION = 1
+#: Version 2: ``backbone`` may be a list (several backbones); directories
+#: with one backbone are still written as version 1.
+MANIFEST_VERSION = 2
 HEAD_FILE = "head.skops"
 LABELS_FILE = "labels.txt"
 MANIFEST_FILE = "manifest.json"
@@ -58,12 +61,20 @@ class ModelDir:
     labels: list = field(default_factory=list)
 
     @property
-    def backbone_handle(self) -> str:
-        return self.manifest["backbone"]["handle"]
+    def backbone_handle(self):
+        """The backbone's handle (a list of them for several backbones)."""
+        recorded = self.manifest["backbone"]
+        if isinstance(recorded, list):
+            return [r["handle"] for r in recorded]
+        return recorded["handle"]
 
     @property
-    def backbone_identity(self) -> str:
-        return self.manifest["backbone"]["identity"]
+    def backbone_identity(self):
+        """The backbone's identity (a list of them for several backbones)."""
+        recorded = self.manifest["backbone"]
+        if isinstance(recorded, list):
+            return [r["identity"] for r in recorded]
+        return recorded["identity"]
 
 
 def library_versions() -> dict:
@@ -126,7 +137,7 @@ def save_model_dir(path, head, manifest: dict) -> Path:
             )
     full = {
         "format": MANIFEST_FORMAT,
-        "format_version": MANIFEST_VERSION,
+        "format_version": 2 if isinstance(manifest.get("backbone"), list) else 1,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"
         ),
@@ -240,30 +251,52 @@ def load_model_dir(path) -> ModelDir:
 
 
 def check_backbone(model_dir: ModelDir, model=None):
-    """The backbone spec to embed with for ``model_dir``, checked.
+    """The backbone handle(s) to embed with for ``model_dir``, checked.
 
     Parameters
     ----------
     model_dir : ModelDir
-    model : str or None
-        A backbone handle given by the user (e.g. a local copy of the one in
-        the manifest); None uses the manifest's handle.
+    model : str, list of str or None
+        Backbone handle(s) given by the user (e.g. a local copy of the one in
+        the manifest), one per recorded backbone and in the same order; None
+        uses the manifest's handles.
 
     Returns
     -------
-    handle : str
-        The handle to pass to ImageEmbedder.
+    handle : str or list of str
+        What to pass to ImageEmbedder as ``model``: a list when the model
+        directory was trained on several backbones.
 
     Raises
     ------
     ModelDirError
-        If the backbone named by ``model`` (or the manifest) is not the one the
-        head was trained on, or the manifest's local backbone is gone.
+        If a backbone named by ``model`` (or the manifest) is not the one the
+        head was trained on, the number of backbones differs, or the
+        manifest's local backbone is gone.
     """
+    recorded = model_dir.manifest["backbone"]
+    several = isinstance(recorded, list)
+    recorded = recorded if several else [recorded]
+    given = [model] if isinstance(model, (str, os.PathLike)) else model
+    if given is not None and len(given) != len(recorded):
+        names = [r["handle"] for r in recorded]
+        raise ModelDirError(
+            f"Model directory {str(model_dir.path)!r} was trained on "
+            f"{len(recorded)} backbone(s), {names}, but {len(given)} were "
+            "given. Pass --model once per backbone, in that order (or not at "
+            "all to use the recorded ones)."
+        )
+    handles = [
+        _check_one_backbone(model_dir, r, None if given is None else given[i])
+        for i, r in enumerate(recorded)
+    ]
+    return handles if several else handles[0]
+
+
+def _check_one_backbone(model_dir: ModelDir, recorded: dict, model):
     from embedclf.embedding._backbones import resolve_backbone
     from embedclf.exceptions import BackboneLoadError
 
-    recorded = model_dir.manifest["backbone"]
     handle = model if model is not None else recorded["handle"]
     missing = None
     if model is None and recorded.get("kind") == "savedmodel":
@@ -290,3 +323,16 @@ def check_backbone(model_dir: ModelDir, model=None):
             "model directory with this one."
         )
     return spec.handle
+
+
+def embedder_settings(manifest: dict) -> dict:
+    """ImageEmbedder parameters (besides ``model``) a model was trained with.
+
+    Manifests written before an option existed get its default.
+    """
+    return {
+        "image_size": manifest.get("image_size"),
+        "resample": manifest.get("resample", "bilinear"),
+        "crop_fraction": manifest.get("crop_fraction", 1.0),
+        "normalize_each": manifest.get("normalize_each", False),
+    }

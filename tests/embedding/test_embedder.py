@@ -210,7 +210,7 @@ def test_decode_failures_in_ramp_and_full_batches_keep_rows_aligned(
 def test_file_edited_between_hashing_and_decoding_is_reported_not_stored(
     tiny_model_dir, folder, tmp_path, monkeypatch
 ):
-    import embedclf.embedding._embedder as embedder_module
+    import embedclf.embedding._batches as embedder_module
 
     victim = tmp_path / "victim.png"
     real_load = embedder_module.load_image
