@@ -16,11 +16,13 @@ import logging
 import os
 
 from embedclf.cli._common import (
+    DEFAULT_MODEL,
     PROG,
     _add_backbone_args,
     _add_image_size,
     _embedder,
     _Formatter,
+    _models,
     error,
     list_images,
     report_failures,
@@ -71,7 +73,8 @@ def run_embed(args) -> int:
     if not paths:
         error(f"No image files found in {args.image_dir!r}.")
         return 1
-    embedder = _embedder(args, args.model, image_size=args.image_size)
+    model = _models(args, DEFAULT_MODEL)
+    embedder = _embedder(args, model, image_size=args.image_size)
     start = time.perf_counter()
     try:
         embedder.transform(paths)

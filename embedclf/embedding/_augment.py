@@ -29,7 +29,7 @@ from embedclf.embedding._images import (
     preprocessing_tag,
     read_image_bytes,
 )
-from embedclf.embedding._prefetch import prefetched_batches
+from embedclf.embedding._prefetch import batches_with_progress
 from embedclf.exceptions import ImageDecodeError
 
 __all__ = [
@@ -243,7 +243,6 @@ def embed_views(
     if todo:
         backbone = load_backbone(spec, image_size[0] if image_size else None)
         size = image_size or (backbone.default_image_size,) * 2
-        from tqdm.auto import tqdm
 
         def decode(j, out):
             i, view = divmod(j, copies)
@@ -264,23 +263,17 @@ def embed_views(
                 crop_fraction=crop_fraction,
             )
 
-        with (
-            tqdm(
-                total=len(todo),
-                unit="view",
-                desc="augmenting",
-                leave=False,
-                disable=not progress,
-            ) as bar,  # closed on errors too
-            prefetched_batches(
-                todo,
-                decode,
-                batch_size=batch_size,
-                shape=(*size, 3),
-                dtype=np.float32,
-                n_threads=n_threads,
-            ) as batches,
-        ):
+        with batches_with_progress(
+            todo,
+            decode,
+            desc="augmenting",
+            unit="view",
+            show=progress,
+            batch_size=batch_size,
+            shape=(*size, 3),
+            dtype=np.float32,
+            n_threads=n_threads,
+        ) as (bar, batches):
             for batch, images, _ in batches:
                 batch_keys = [keys[j] for j in batch]
                 # once, even when another process augments the same images

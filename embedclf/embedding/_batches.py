@@ -12,7 +12,7 @@ import numpy as np
 
 from embedclf.embedding._compute_once import embed_missing
 from embedclf.embedding._images import load_image
-from embedclf.embedding._prefetch import prefetched_batches
+from embedclf.embedding._prefetch import batches_with_progress
 from embedclf.exceptions import ImageDecodeError
 
 __all__ = ["IMAGE_ERRORS", "PROGRESS_AUTO_MIN", "compute_missing"]
@@ -74,29 +74,21 @@ def compute_missing(embedder, paths, todo, backbone, size, ns, cache, vectors, e
         out[...] = arr  # in this thread, not between backbone calls
         return key, None
 
-    from tqdm.auto import tqdm
-
     show = embedder.progress is True or (
         embedder.progress == "auto" and len(items) >= PROGRESS_AUTO_MIN
     )
     computed = set()
-    with (
-        tqdm(
-            total=len(items),
-            unit="img",
-            desc="embedding",
-            leave=False,
-            disable=not show,
-        ) as bar,  # closed on errors too
-        prefetched_batches(
-            items,
-            decode,
-            batch_size=embedder.batch_size,
-            shape=(height, width, 3),
-            dtype=np.uint8,
-            n_threads=embedder.n_decode_threads,
-        ) as batches,
-    ):
+    with batches_with_progress(
+        items,
+        decode,
+        desc="embedding",
+        unit="img",
+        show=show,
+        batch_size=embedder.batch_size,
+        shape=(height, width, 3),
+        dtype=np.uint8,
+        n_threads=embedder.n_decode_threads,
+    ) as (bar, batches):
         for batch, images, results in batches:
             computed |= _embed_batch(
                 embedder.on_error,
