@@ -107,6 +107,50 @@ def _add_image_size(parser):
     )
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1]; got {text!r}")
+    return value
+
+
+def _add_preprocessing(parser):
+    """--resample, --crop-fraction, --normalize-each (train and embed)."""
+    prep = parser.add_argument_group(
+        "preprocessing",
+        "How images are resized before the backbone (part of the cache key and\n"
+        "of the model directory; predict, evaluate and export reuse them).",
+    )
+    prep.add_argument(
+        "--resample",
+        choices=["bilinear", "bicubic", "lanczos", "hamming", "box"],
+        default="bilinear",
+        help="Pillow's resize filter (antialiased). Default: bilinear.",
+    )
+    prep.add_argument(
+        "--crop-fraction",
+        type=_fraction,
+        default=0.875,
+        metavar="F",
+        help=(
+            "Keep the centred fraction F of each side before resizing; 1 keeps "
+            "the whole image (embedclf 0.1). Default: 0.875 (the usual "
+            "ImageNet evaluation crop)."
+        ),
+    )
+    prep.add_argument(
+        "--normalize-each",
+        action="store_true",
+        help=(
+            "Scale each backbone's vector to unit length before concatenating "
+            "them (useful with several --model). Default: off."
+        ),
+    )
+
+
 def _add_test_views(parser, *, default_text):
     parser.add_argument(
         "--test-views",

@@ -20,6 +20,7 @@ from embedclf.cli._common import (
     PROG,
     _add_backbone_args,
     _add_image_size,
+    _add_preprocessing,
     _embedder,
     _Formatter,
     _models,
@@ -57,6 +58,7 @@ def format_embed_parser(parser):
     )
     _add_backbone_args(parser, cache_required=True)
     _add_image_size(parser)
+    _add_preprocessing(parser)
     parser.set_defaults(handler=run_embed)
 
 
@@ -74,7 +76,14 @@ def run_embed(args) -> int:
         error(f"No image files found in {args.image_dir!r}.")
         return 1
     model = _models(args, DEFAULT_MODEL)
-    embedder = _embedder(args, model, image_size=args.image_size)
+    embedder = _embedder(
+        args,
+        model,
+        image_size=args.image_size,
+        resample=args.resample,
+        crop_fraction=args.crop_fraction,
+        normalize_each=args.normalize_each,
+    )
     start = time.perf_counter()
     try:
         embedder.transform(paths)

@@ -16,16 +16,6 @@ def _percentage(text: str) -> float:
     return value
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1]; got {text!r}")
-    return value
-
-
 def _c_grid(text: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
@@ -42,6 +32,7 @@ def format_train_parser(parser):
     from embedclf.cli._common import (
         _add_backbone_args,
         _add_image_size,
+        _add_preprocessing,
         _add_test_views,
     )
 
@@ -191,35 +182,7 @@ def format_train_parser(parser):
     )
     _add_backbone_args(parser)
     _add_image_size(parser)
-    prep = parser.add_argument_group(
-        "preprocessing",
-        "How images are resized before the backbone (part of the cache key and\n"
-        "of the model directory; predict, evaluate and export reuse them).",
-    )
-    prep.add_argument(
-        "--resample",
-        choices=["bilinear", "bicubic", "lanczos", "hamming", "box"],
-        default="bilinear",
-        help="Pillow's resize filter (antialiased). Default: bilinear.",
-    )
-    prep.add_argument(
-        "--crop-fraction",
-        type=_fraction,
-        default=1.0,
-        metavar="F",
-        help=(
-            "Keep the centred fraction F of each side before resizing (e.g. "
-            "0.875). Default: 1 (the whole image)."
-        ),
-    )
-    prep.add_argument(
-        "--normalize-each",
-        action="store_true",
-        help=(
-            "Scale each backbone's vector to unit length before concatenating "
-            "them (useful with several --model). Default: off."
-        ),
-    )
+    _add_preprocessing(parser)
     _add_test_views(parser, default_text="none")
     from embedclf.cli._train import run_train
 

@@ -97,3 +97,17 @@ def test_train_views_without_distortions_are_refused(
     assert status == 1
     assert "trained without distortions" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_manifests_without_the_options_keep_the_old_preprocessing(two):
+    """Model directories written before crop_fraction existed saw whole images."""
+    from embedclf.workflow._model_dir import embedder_settings
+
+    assert embedder_settings({"image_size": [32, 32]}) == {
+        "image_size": [32, 32],
+        "resample": "bilinear",
+        "crop_fraction": 1.0,
+        "normalize_each": False,
+    }
+    manifest = json.loads((two["out"] / "manifest.json").read_text())
+    assert embedder_settings(manifest)["crop_fraction"] == 0.9

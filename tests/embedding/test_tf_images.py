@@ -102,7 +102,9 @@ def test_embedder_options_use_their_own_cache_namespace(tiny_model_dir, tmp_path
     assert other.n_computed_ == len(folder.paths)  # not served plain vectors
     assert not np.allclose(X, Y)
     tags = sorted(ns["preprocessing"] for ns in EmbeddingCache(cache).info())
-    assert tags == sorted([PREPROCESSING, preprocessing_tag("bicubic", 0.8)])
+    expected = [preprocessing_tag("bilinear", 0.875), preprocessing_tag("bicubic", 0.8)]
+    assert tags == sorted(expected)
+    assert plain.crop_fraction == 0.875  # the default crop, not the whole image
     with pytest.raises(ValueError, match="crop_fraction"):
         ImageEmbedder(model=str(tiny_model_dir), crop_fraction=1.5).transform(
             folder.paths
