@@ -90,6 +90,8 @@ def test_export_keeps_open_set_rule(session, tmp_path, tiny_model_dir, capsys):
                 "1",
                 "--unknown",
                 "auto",
+                "--crop-fraction",  # whole images: the fixture's rejects
+                "1",
                 "--no-progress",
             ]
         )
@@ -112,12 +114,7 @@ def test_export_keeps_open_set_rule(session, tmp_path, tiny_model_dir, capsys):
     from embedclf.embedding._images import decode_image
 
     side = load_backbone(resolve_backbone(tiny_model_dir)).default_image_size
-    images = np.stack(
-        [
-            decode_image(open(p, "rb").read(), (side, side), crop_fraction=0.875)
-            for p in paths
-        ]
-    )
+    images = np.stack([decode_image(open(p, "rb").read(), (side, side)) for p in paths])
     got_f = loaded.signatures["predict_images"](images=tf.constant(images))
     assert [s.decode() for s in got_f["label"].numpy()] == [
         r["label"] for r in expected
