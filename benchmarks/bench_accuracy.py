@@ -371,6 +371,7 @@ def run(ctx: Context) -> dict:
         class_weight="balanced",
     )
     balance_row("class_weight='balanced'", head_bw, rows[-1]["seconds"])
+    from embedclf import ImageEmbedder
     from embedclf.workflow._balance import add_balance_views
 
     with Timer() as t_bal:
@@ -379,11 +380,14 @@ def run(ctx: Context) -> dict:
             y_tr,
             None,
             list(paths_tr),
-            model=ctx.model,
+            embedder=ImageEmbedder(
+                model=ctx.model,
+                cache=ctx.shared_cache,
+                batch_size=ctx.batch_size,
+                progress=False,
+            ),
             settings=Distortions(),
             copies=0,
-            cache=ctx.shared_cache,
-            batch_size=ctx.batch_size,
         )
     head_bv, _ = selected(
         "balance",

@@ -41,7 +41,8 @@ def _add_backbone_args(parser, *, required_default=True, cache_required=False):
     parser.add_argument(
         "--model",
         metavar="M",
-        default=DEFAULT_MODEL if required_default else None,
+        action="append",
+        default=None,
         help=(
             "Backbone that turns images into vectors: a local SavedModel "
             "directory with the TF Hub image feature-vector interface, a TF Hub "
@@ -49,14 +50,16 @@ def _add_backbone_args(parser, *, required_default=True, cache_required=False):
             "keras:InceptionV3?layer=mixed7&weights=FILE.weights.h5 (a layer, "
             "offline weights), DIR?signature=NAME&output=KEY (one of several "
             "outputs). "
+            "Repeat it to use several "
+            "backbones at once (their vectors are concatenated, in order). "
             + (
                 "Default: TF Hub's Inception V3 feature vector, version 5, as "
                 "in retrain.py (needs internet)."
                 if required_default
-                else "Default: the backbone recorded in the model directory "
-                "(found by its absolute path or its path relative to MODEL_DIR); "
-                "pass its new folder when it has moved (its identity is still "
-                "checked)."
+                else "Default: the backbone(s) recorded in the model directory "
+                "(found by absolute path or path relative to MODEL_DIR); when "
+                "they have moved, pass each one's new folder, in the recorded "
+                "order (identities are still checked)."
             )
         ),
     )
@@ -116,20 +119,87 @@ def _add_image_size(parser):
     )
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1]; got {text!r}")
+    return value
+
+
+def _add_preprocessing(parser):
+    """--resample, --crop-fraction, --normalize-each (train and embed)."""
+    prep = parser.add_argument_group(
+        "preprocessing",
+        "How images are resized before the backbone (part of the cache key and\n"
+        "of the model directory; predict, evaluate and export reuse them).",
+    )
+    prep.add_argument(
+        "--resample",
+        choices=["bilinear", "bicubic", "lanczos", "hamming", "box"],
+        default="bilinear",
+        help="Pillow's resize filter (antialiased). Default: bilinear.",
+    )
+    prep.add_argument(
+        "--crop-fraction",
+        type=_fraction,
+        default=0.875,
+        metavar="F",
+        help=(
+            "Keep the centred fraction F of each side before resizing; 1 keeps "
+            "the whole image (embedclf 0.1). Default: 0.875 (the usual "
+            "ImageNet evaluation crop)."
+        ),
+    )
+    prep.add_argument(
+        "--normalize-each",
+        action="store_true",
+        help=(
+            "Scale each backbone's vector to unit length before concatenating "
+            "them (useful with several --model). Default: off."
+        ),
+    )
+
+
+def _add_test_views(parser, *, default_text):
+    parser.add_argument(
+        "--test-views",
+        choices=["none", "flip", "train"],
+        default=None,
+        help=(
+            "Average the predicted probabilities over extra views of each "
+            "image, cached like training views: 'flip' adds the mirrored "
+            "image, 'train' adds the training distortions' views (as many as "
+            "--augment-copies), 'none' predicts from the plain image only. "
+            f"Default: {default_text}."
+        ),
+    )
+
+
+def _models(args, default=None):
+    """``--model`` values: one handle (str), a list for several, or ``default``."""
+    if not args.model:
+        return default
+    return args.model[0] if len(args.model) == 1 else list(args.model)
+
+
 def _progress(args):
     return "auto" if args.progress is None else args.progress
 
 
-def _embedder(args, model, *, on_error="nan", image_size=None):
+def _embedder(args, model, *, on_error="nan", **settings):
+    """The ImageEmbedder of a command; ``settings`` are its other parameters."""
     from embedclf.embedding._embedder import ImageEmbedder
 
     return ImageEmbedder(
         model=model,
         cache=args.cache,
         batch_size=args.batch_size,
-        image_size=image_size,
         on_error=on_error,
         progress=_progress(args),
+        **settings,
     )
 
 

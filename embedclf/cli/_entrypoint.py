@@ -17,11 +17,14 @@ import logging
 import os
 
 from embedclf.cli._common import (
+    DEFAULT_MODEL,
     PROG,
     _add_backbone_args,
     _add_image_size,
+    _add_preprocessing,
     _embedder,
     _Formatter,
+    _models,
     error,
     list_images,
     report_failures,
@@ -69,6 +72,7 @@ def format_embed_parser(parser):
             "those are only stat-ed)."
         ),
     )
+    _add_preprocessing(parser)
     parser.set_defaults(handler=run_embed)
 
 
@@ -85,7 +89,15 @@ def run_embed(args) -> int:
     if not paths:
         error(f"No image files found in {args.image_dir!r}.")
         return 1
-    embedder = _embedder(args, args.model, image_size=args.image_size)
+    model = _models(args, DEFAULT_MODEL)
+    embedder = _embedder(
+        args,
+        model,
+        image_size=args.image_size,
+        resample=args.resample,
+        crop_fraction=args.crop_fraction,
+        normalize_each=args.normalize_each,
+    )
     embedder.set_params(rehash_files=args.rehash)
     start = time.perf_counter()
     try:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from embedclf.cli._common import (
     _add_backbone_args,
     _add_model_dir,
+    _add_test_views,
     _embedder,
     _failure_reason,
+    _models,
     error,
     list_images,
     report_failures,
@@ -44,6 +46,7 @@ def format_predict_parser(parser):
         help="Print one JSON list of results instead of text. Default: text.",
     )
     _add_backbone_args(parser, required_default=False)
+    _add_test_views(parser, default_text="the model directory's (set at training)")
     parser.set_defaults(handler=run_predict)
 
 
@@ -59,7 +62,7 @@ def _load_for_predict(args):
     from embedclf.workflow._model_dir_locations import check_backbone, remembered_cache
 
     model_dir = load_model_dir(args.model_dir)
-    handle = check_backbone(model_dir, args.model)
+    handle = check_backbone(model_dir, _models(args))
     if args.cache is None:
         args.cache = remembered_cache(model_dir)
         if args.cache is not None:
@@ -72,14 +75,37 @@ def _load_for_predict(args):
 
 
 def _embed_for_model_dir(args, model_dir, handle, paths):
-    """Embed ``paths`` for a model dir; returns (X, ok mask)."""
+    """Embed ``paths`` for a model dir; returns (X, ok mask, embedder)."""
     import numpy as np
 
-    embedder = _embedder(args, handle, image_size=model_dir.manifest.get("image_size"))
+    from embedclf.workflow._model_dir import embedder_settings
+
+    embedder = _embedder(args, handle, **embedder_settings(model_dir.manifest))
     X = embedder.transform(paths)
     failed = set(embedder.failed_paths_.tolist())
     ok = np.array([p not in failed for p in paths], dtype=bool)
-    return X, ok
+    return X, ok, embedder
+
+
+def _predict_rows(args, model_dir, X, paths, embedder):
+    """(labels, probabilities), averaged over the test views when asked."""
+    import numpy as np
+
+    from embedclf.workflow._views import predict_proba_views
+
+    head = model_dir.head
+    test_views = args.test_views or model_dir.manifest.get("test_views", "none")
+    if test_views == "none" or len(X) == 0:
+        return head.predict(X), head.predict_proba(X)
+    proba, _ = predict_proba_views(
+        head,
+        X,
+        paths,
+        embedder,
+        test_views=test_views,
+        augmentation=model_dir.manifest.get("augmentation"),
+    )
+    return np.asarray(head.classes_)[proba.argmax(axis=1)], proba
 
 
 def run_predict(args) -> int:
@@ -95,12 +121,12 @@ def run_predict(args) -> int:
     if args.top_k < 1:
         error(f"--top-k must be at least 1; got {args.top_k}.")
         return 2
-    X, ok = _embed_for_model_dir(args, model_dir, handle, paths)
+    X, ok, embedder = _embed_for_model_dir(args, model_dir, handle, paths)
     head = model_dir.head
     results = []
     if ok.any():
-        proba = head.predict_proba(X[ok])
-        labels = head.predict(X[ok])
+        good = [p for p, g in zip(paths, ok) if g]
+        labels, proba = _predict_rows(args, model_dir, X[ok], good, embedder)
     classes = [str(c) for c in head.classes_]
     j = 0
     for i, path in enumerate(paths):
@@ -154,6 +180,7 @@ def format_evaluate_parser(parser):
         ),
     )
     _add_backbone_args(parser, required_default=False)
+    _add_test_views(parser, default_text="the model directory's (set at training)")
     parser.set_defaults(handler=run_evaluate)
 
 
@@ -166,11 +193,10 @@ def run_evaluate(args) -> int:
 
     model_dir, handle = _load_for_predict(args)
     paths, y_true = _folder(args.image_dir)
-    X, ok = _embed_for_model_dir(args, model_dir, handle, list(paths))
+    X, ok, embedder = _embed_for_model_dir(args, model_dir, handle, list(paths))
     n_failed = report_failures([p for p, good in zip(paths, ok) if not good])
-    head = model_dir.head
-    y_pred = head.predict(X[ok]).astype(str)
-    proba = head.predict_proba(X[ok])
+    y_pred, proba = _predict_rows(args, model_dir, X[ok], list(paths[ok]), embedder)
+    y_pred = y_pred.astype(str)
     name = Path(args.image_dir).resolve().name
     out = Path(args.report_dir or Path(args.model_dir) / f"report-{name}")
     metrics = write_report(
@@ -181,7 +207,7 @@ def run_evaluate(args) -> int:
         proba,
         model_dir.labels,
         title=f"{name}: accuracy {float((y_true[ok] == y_pred).mean()):.4f}",
-        open_set=open_set_inputs(head, X[ok]),
+        open_set=open_set_inputs(model_dir.head, X[ok]),
     )
     print(format_metrics(metrics))
     if "open_set" in metrics:
@@ -208,13 +234,15 @@ def format_export_parser(parser):
     )
     parser.add_argument(
         "--model",
+        action="append",
         default=None,
         metavar="M",
         help=(
-            "Backbone to include. Default: the one recorded in the model "
-            "directory (found by its absolute path or its path relative to "
-            "MODEL_DIR); pass its new folder when it has moved (its identity "
-            "is still checked)."
+            "Backbone to include (repeat it for a model trained on several). "
+            "Default: the one(s) recorded in the model directory (found by "
+            "absolute path or path relative to MODEL_DIR); pass each one's new "
+            "folder, in order, when they have moved (identities are still "
+            "checked)."
         ),
     )
     parser.set_defaults(handler=run_export)
@@ -225,7 +253,7 @@ def run_export(args) -> int:
     from embedclf.workflow._model_dir import load_model_dir
 
     model_dir = load_model_dir(args.model_dir)
-    out = export_savedmodel(model_dir, args.savedmodel, model=args.model)
+    out = export_savedmodel(model_dir, args.savedmodel, model=_models(args))
     print(
         f"SavedModel written to {out}. Load it with tf.saved_model.load; its "
         "'serving_default' signature maps encoded image bytes to "

@@ -42,13 +42,42 @@ def _accuracy(head, X, y):
     return float(np.mean(head.predict(X).astype(str) == y))
 
 
+def _predict_with_views(head, X, paths, embedder, test_views, augmentation):
+    """(labels, probabilities) of the rows of ``X``, averaged over test views."""
+    import numpy as np
+
+    from embedclf.workflow._views import predict_proba_views
+
+    if len(X) == 0:
+        return np.array([], dtype=str), np.zeros((0, len(head.classes_)))
+    if test_views == "none":
+        return head.predict(X).astype(str), head.predict_proba(X)
+    proba, _ = predict_proba_views(
+        head, X, paths, embedder, test_views=test_views, augmentation=augmentation
+    )
+    return np.asarray(head.classes_)[proba.argmax(axis=1)].astype(str), proba
+
+
+def _backbone_entry(model):
+    """The manifest's ``backbone``: one dict, or a list for several backbones."""
+    from embedclf.embedding._backbones import resolve_backbone
+    from embedclf.embedding._multi import backbone_handles
+
+    entries = []
+    for handle in backbone_handles(model):
+        spec = resolve_backbone(handle)
+        entries.append(
+            {"handle": spec.handle, "identity": spec.identity, "kind": spec.kind}
+        )
+    return entries[0] if isinstance(model, str) else entries
+
+
 def run_train(args) -> int:
     import numpy as np
 
-    from embedclf.cli._common import _embedder, report_failures
+    from embedclf.cli._common import DEFAULT_MODEL, _embedder, _models, report_failures
     from embedclf.cli._train_args import DEFAULT_C_GRID, _c_grid
-    from embedclf.embedding._backbones import resolve_backbone
-    from embedclf.embedding._images import PREPROCESSING
+    from embedclf.embedding._images import preprocessing_tag
     from embedclf.workflow._model_dir import (
         check_output_dir,
         manifest_c_grid,
@@ -57,6 +86,7 @@ def run_train(args) -> int:
     from embedclf.workflow._report import write_report
     from embedclf.workflow._report_open_set import format_open_set, open_set_inputs
     from embedclf.workflow._train import collect_images, parse_unknown
+    from embedclf.workflow._views import view_plan
 
     t0 = time.perf_counter()
     check_output_dir(args.output, force=args.force)  # before any slow step
@@ -68,7 +98,22 @@ def run_train(args) -> int:
         )
     unknown = parse_unknown(args.unknown)
     settings, copies = _distortions(args)
-    spec = resolve_backbone(args.model)
+    model = _models(args, DEFAULT_MODEL)
+    backbone = _backbone_entry(model)  # checks every handle before any work
+    test_views = args.test_views or "none"
+    augmentation = {
+        "copies": copies,
+        "random_crop": settings.random_crop,
+        "random_scale": settings.random_scale,
+        "random_brightness": settings.random_brightness,
+        "flip_left_right": settings.flip_left_right,
+    }
+    view_plan(test_views, augmentation)  # refuses 'train' without distortions
+    if test_views != "none" and unknown != "off":
+        raise ValueError(
+            "--test-views averages probabilities, which the --unknown rule does "
+            "not use; pass one of them, not both."
+        )
     data = collect_images(
         args.image_dir,
         val_dir=args.val_dir,
@@ -86,7 +131,13 @@ def run_train(args) -> int:
         f"(layout: {data.layout})."
     )
     image_size = [args.image_size] * 2 if args.image_size else None
-    embedder = _embedder(args, spec.handle, image_size=image_size)
+    prep = {
+        "image_size": image_size,
+        "resample": args.resample,
+        "crop_fraction": args.crop_fraction,
+        "normalize_each": args.normalize_each,
+    }
+    embedder = _embedder(args, model, **prep)
     t = time.perf_counter()
     X = embedder.transform(data.paths)
     t_embed = time.perf_counter() - t
@@ -114,19 +165,11 @@ def run_train(args) -> int:
     X_fit, y_fit, groups = X[tr], labels[tr], None
     n_views_computed = 0
     if copies:
-        from embedclf.embedding._augment import embed_views
+        from embedclf.embedding._augment import embed_views_like
 
         t = time.perf_counter()
-        views, source, n_views_computed = embed_views(
-            paths[tr],
-            model=spec.handle,
-            settings=settings,
-            copies=copies,
-            cache=args.cache,
-            image_size=image_size,
-            batch_size=args.batch_size,
-            progress=embedder.progress is True
-            or (embedder.progress == "auto" and len(tr) * copies >= 256),
+        views, source, n_views_computed = embed_views_like(
+            embedder, paths[tr], settings=settings, copies=copies
         )
         X_fit = np.vstack([X_fit, views])
         y_fit = np.concatenate([y_fit, labels[tr][source]])
@@ -144,12 +187,9 @@ def run_train(args) -> int:
             y_fit,
             groups,
             paths[tr],
-            model=spec.handle,
+            embedder=embedder,
             settings=settings,
             copies=copies,
-            cache=args.cache,
-            image_size=image_size,
-            batch_size=args.batch_size,
         )
         n_views_computed += n_bal_computed
         _print(
@@ -181,14 +221,24 @@ def run_train(args) -> int:
     if unknown != "off":
         _print(_unknown_text(head))
     t_fit = time.perf_counter() - t
-    # The head was refitted on training + validation: the validation accuracy
-    # is that of the chosen settings fitted on the training part alone.
+    # The validation accuracy is that of the chosen settings fitted on the
+    # training part alone (the head itself may be refitted on training +
+    # validation, which would make its own validation score meaningless).
+    t = time.perf_counter()
+    predicted = {
+        name: _predict_with_views(
+            head, X[idx], paths[idx], embedder, test_views, augmentation
+        )
+        for name, idx in (("validation", va), ("testing", te))
+    }
+    t_views = time.perf_counter() - t
     val_acc, test_acc = (
         tuning.get("validation_accuracy"),
-        _accuracy(head, X[te], labels[te]),
+        float(np.mean(predicted["testing"][0] == labels[te])) if len(te) else None,
     )
+    views_text = "" if test_views == "none" else f", test views: {test_views}"
     if val_acc is not None:
-        _print(f"Validation accuracy = {val_acc:.2%} (N={len(va)})")
+        _print(f"Validation accuracy = {val_acc:.2%} (N={len(va)}{views_text})")
     metrics = {
         "selection_rule": tuning.get("rule"),
         "estimate": tuning.get("estimate"),
@@ -202,13 +252,13 @@ def run_train(args) -> int:
         "c_grid": manifest_c_grid(tuning["grid"]),
     }
     manifest = {
-        "backbone": {
-            "handle": spec.handle,
-            "identity": spec.identity,
-            "kind": spec.kind,
-        },
+        "backbone": backbone,
         "image_size": image_size,
-        "preprocessing": PREPROCESSING,
+        "preprocessing": preprocessing_tag(args.resample, args.crop_fraction),
+        "resample": args.resample,
+        "crop_fraction": args.crop_fraction,
+        "normalize_each": args.normalize_each,
+        "test_views": test_views,
         "embedding_dim": int(X.shape[1]),
         "classifier": {
             "type": args.classifier,
@@ -221,13 +271,7 @@ def run_train(args) -> int:
             else list(args.C_grid),
         },
         "unknown": _unknown_entry(head, unknown),
-        "augmentation": {
-            "copies": copies,
-            "random_crop": settings.random_crop,
-            "random_scale": settings.random_scale,
-            "random_brightness": settings.random_brightness,
-            "flip_left_right": settings.flip_left_right,
-        },
+        "augmentation": augmentation,
         "data": {
             "image_dir": str(args.image_dir),
             "layout": data.layout,
@@ -236,18 +280,19 @@ def run_train(args) -> int:
         },
         "cache": args.cache,
         "metrics": metrics,
-        "timings": {"embed_s": t_embed, "fit_s": t_fit},
+        "timings": {"embed_s": t_embed, "fit_s": t_fit, "test_views_s": t_views},
     }
     out = save_model_dir(args.output, head, manifest, force=args.force)
     eval_idx, eval_name = (te, "testing") if len(te) else (va, "validation")
     if len(eval_idx):
-        eval_acc = _accuracy(head, X[eval_idx], labels[eval_idx])
+        y_pred, proba = predicted[eval_name]
+        eval_acc = float(np.mean(y_pred == labels[eval_idx]))
         report = write_report(
             out / "report",
             paths[eval_idx],
             labels[eval_idx],
-            head.predict(X[eval_idx]).astype(str),
-            head.predict_proba(X[eval_idx]),
+            y_pred,
+            proba,
             [str(c) for c in head.classes_],
             title=f"{eval_name} part: accuracy {eval_acc:.4f}",
             open_set=open_set_inputs(head, X[eval_idx]),
@@ -288,7 +333,7 @@ def run_train(args) -> int:
         f"{time.perf_counter() - t0:.1f} s."
     )
     if test_acc is not None:
-        _print(f"Final test accuracy = {test_acc:.2%} (N={len(te)})")
+        _print(f"Final test accuracy = {test_acc:.2%} (N={len(te)}{views_text})")
     return 0
 
 

@@ -31,7 +31,12 @@ def _c_grid(text: str) -> list[float] | str:
 
 
 def format_train_parser(parser):
-    from embedclf.cli._common import _add_backbone_args, _add_image_size
+    from embedclf.cli._common import (
+        _add_backbone_args,
+        _add_image_size,
+        _add_preprocessing,
+        _add_test_views,
+    )
 
     parser.add_argument(
         "image_dir",
@@ -228,6 +233,8 @@ def format_train_parser(parser):
     )
     _add_backbone_args(parser)
     _add_image_size(parser)
+    _add_preprocessing(parser)
+    _add_test_views(parser, default_text="none")
     from embedclf.cli._train import run_train
 
     parser.set_defaults(handler=run_train)

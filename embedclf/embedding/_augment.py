@@ -24,15 +24,22 @@ from embedclf.cache._store import CacheNamespace, EmbeddingCache
 from embedclf.embedding._backbones import load_backbone, resolve_backbone
 from embedclf.embedding._compute_once import embed_missing
 from embedclf.embedding._images import (
-    PREPROCESSING,
     content_key,
     decode_image,
+    preprocessing_tag,
     read_image_bytes,
 )
-from embedclf.embedding._prefetch import prefetched_batches
+from embedclf.embedding._prefetch import batches_with_progress
 from embedclf.exceptions import ImageDecodeError
 
-__all__ = ["Distortions", "distort", "view_key", "embed_views"]
+__all__ = [
+    "MIRROR",
+    "Distortions",
+    "distort",
+    "view_key",
+    "embed_views",
+    "embed_views_like",
+]
 
 logger = logging.getLogger("embedclf")
 
@@ -55,12 +62,16 @@ class Distortions:
         ``[1 - b/100, 1 + b/100]`` (then clipped to [0, 1]).
     flip_left_right : bool, default=False
         Mirror half of the views horizontally.
+    mirror : bool, default=False
+        Mirror every view (the test-time "flip" view: with no other
+        distortion, view 0 is exactly the plain image mirrored).
     """
 
     random_crop: float = 0.0
     random_scale: float = 0.0
     random_brightness: float = 0.0
     flip_left_right: bool = False
+    mirror: bool = False
 
     def __post_init__(self):
         for name in ("random_crop", "random_scale", "random_brightness"):
@@ -78,6 +89,7 @@ class Distortions:
             or self.random_scale
             or self.random_brightness
             or self.flip_left_right
+            or self.mirror
         )
 
     @property
@@ -87,7 +99,12 @@ class Distortions:
             f"augment-v1:crop={self.random_crop:g},scale={self.random_scale:g},"
             f"brightness={self.random_brightness:g},"
             f"flip={int(self.flip_left_right)}"
+            + (",mirror=1" if self.mirror else "")  # older tags unchanged
         )
+
+
+#: The test-time flip view: the plain image, mirrored.
+MIRROR = Distortions(mirror=True)
 
 
 def view_key(image_key: str, view: int) -> str:
@@ -108,6 +125,8 @@ def distort(
     view: int,
     *,
     path: str = "<bytes>",
+    resample: str = "bilinear",
+    crop_fraction: float = 1.0,
 ) -> np.ndarray:
     """Decode ``data`` and apply view ``view`` of the distortions.
 
@@ -124,11 +143,18 @@ def distort(
         1.0, 1.0 + settings.random_scale / 100.0
     )
     big_h, big_w = max(h, round(h * scale)), max(w, round(w * scale))
-    arr = decode_image(data, (big_h, big_w), path=path)
+    arr = decode_image(
+        data,
+        (big_h, big_w),
+        path=path,
+        resample=resample,
+        crop_fraction=crop_fraction,
+    )
     top = int(rng.integers(0, big_h - h + 1))
     left = int(rng.integers(0, big_w - w + 1))
     arr = arr[top : top + h, left : left + w]
-    if settings.flip_left_right and rng.random() < 0.5:
+    flip = settings.flip_left_right and rng.random() < 0.5
+    if flip or settings.mirror:
         arr = arr[:, ::-1]
     b = settings.random_brightness / 100.0
     factor = rng.uniform(1.0 - b, 1.0 + b)
@@ -137,13 +163,15 @@ def distort(
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
-def _namespace(spec, image_size, settings: Distortions, dtype: str) -> CacheNamespace:
+def _namespace(
+    spec, image_size, settings: Distortions, dtype: str, preprocessing: str
+) -> CacheNamespace:
     size = "default" if image_size is None else f"{image_size[0]}x{image_size[1]}"
     return CacheNamespace(
         handle=spec.handle,
         identity=spec.identity,
         image_size=size,
-        preprocessing=f"{PREPROCESSING}|{settings.tag}",
+        preprocessing=f"{preprocessing}|{settings.tag}",
         dtype=dtype,
     )
 
@@ -160,6 +188,8 @@ def embed_views(
     cache_dtype: str = "float32",
     progress: bool = False,
     n_threads: int = 2,
+    resample: str = "bilinear",
+    crop_fraction: float = 1.0,
 ):
     """Embed ``copies`` distorted views of each image, through the cache.
 
@@ -182,6 +212,8 @@ def embed_views(
         Show a tqdm bar (images/s, ETA) while views are computed.
     n_threads : int
         Threads that decode and distort views while the backbone runs.
+    resample, crop_fraction
+        Preprocessing, as ImageEmbedder's parameters of the same names.
 
     Returns
     -------
@@ -194,7 +226,8 @@ def embed_views(
     """
     paths = [os.fspath(p) for p in paths]
     spec = resolve_backbone(model)
-    ns = _namespace(spec, image_size, settings, cache_dtype)
+    tag = preprocessing_tag(resample, crop_fraction)
+    ns = _namespace(spec, image_size, settings, cache_dtype, tag)
     store = EmbeddingCache(cache) if cache is not None else None
     image_keys = [content_key(read_image_bytes(p)) for p in paths]
     keys = [view_key(k, v) for k in image_keys for v in range(copies)]
@@ -210,7 +243,6 @@ def embed_views(
     if todo:
         backbone = load_backbone(spec, image_size[0] if image_size else None)
         size = image_size or (backbone.default_image_size,) * 2
-        from tqdm.auto import tqdm
 
         def decode(j, out):
             i, view = divmod(j, copies)
@@ -220,25 +252,28 @@ def embed_views(
                 raise ImageDecodeError(
                     paths[i], "the file changed while it was being embedded. Run again."
                 )
-            out[...] = distort(data, size, settings, image_keys[i], view, path=paths[i])
+            out[...] = distort(
+                data,
+                size,
+                settings,
+                image_keys[i],
+                view,
+                path=paths[i],
+                resample=resample,
+                crop_fraction=crop_fraction,
+            )
 
-        with (
-            tqdm(
-                total=len(todo),
-                unit="view",
-                desc="augmenting",
-                leave=False,
-                disable=not progress,
-            ) as bar,  # closed on errors too
-            prefetched_batches(
-                todo,
-                decode,
-                batch_size=batch_size,
-                shape=(*size, 3),
-                dtype=np.float32,
-                n_threads=n_threads,
-            ) as batches,
-        ):
+        with batches_with_progress(
+            todo,
+            decode,
+            desc="augmenting",
+            unit="view",
+            show=progress,
+            batch_size=batch_size,
+            shape=(*size, 3),
+            dtype=np.float32,
+            n_threads=n_threads,
+        ) as (bar, batches):
             for batch, images, _ in batches:
                 batch_keys = [keys[j] for j in batch]
                 # once, even when another process augments the same images
@@ -257,3 +292,51 @@ def embed_views(
     if not keys:
         return np.empty((0, 0), dtype=np.float32), source, 0
     return np.stack([vectors[k] for k in keys]).astype(np.float32), source, n_computed
+
+
+def embed_views_like(embedder, paths, *, settings: Distortions, copies: int):
+    """:func:`embed_views` with every setting of ``embedder``, for any backbones.
+
+    The rows line up with ``embedder.transform`` output: with several
+    backbones each one's views are embedded (in its own namespace) and
+    concatenated in ``model`` order, then normalised per backbone when
+    ``embedder.normalize_each`` is set.
+
+    Returns
+    -------
+    vectors, source, n_computed
+        As :func:`embed_views`.
+    """
+    from embedclf.embedding._multi import backbone_handles, normalize_blocks
+
+    size = embedder.image_size
+    if isinstance(size, int):
+        size = (size, size)
+    show = embedder.progress is True or (
+        embedder.progress == "auto" and len(paths) * copies >= 256
+    )
+    parts, slices, n_computed, start = [], [], 0, 0
+    source = np.repeat(np.arange(len(paths)), copies)
+    for handle in backbone_handles(embedder.model):
+        vectors, source, n = embed_views(
+            paths,
+            model=handle,
+            settings=settings,
+            copies=copies,
+            cache=embedder.cache,
+            image_size=tuple(size) if size is not None else None,
+            batch_size=embedder.batch_size,
+            cache_dtype=embedder.cache_dtype,
+            progress=show,
+            n_threads=embedder.n_decode_threads,
+            resample=embedder.resample,
+            crop_fraction=embedder.crop_fraction,
+        )
+        parts.append(vectors)
+        slices.append(slice(start, start + vectors.shape[1]))
+        start += vectors.shape[1]
+        n_computed += n
+    vectors = np.hstack(parts) if len(paths) and copies else parts[0]
+    if embedder.normalize_each and len(vectors):
+        normalize_blocks(vectors, slices)
+    return vectors, source, n_computed

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-__all__ = ["batch_bounds", "prefetched_batches"]
+__all__ = ["batch_bounds", "prefetched_batches", "batches_with_progress"]
 
 #: Size of the first backbone call; the next ones double up to batch_size.
 RAMP_START = 4
@@ -95,3 +95,21 @@ def prefetched_batches(
                 yield items[start:stop], images, results
 
         yield batches()
+
+
+@contextmanager
+def batches_with_progress(items, decode, *, desc: str, unit: str, show: bool, **kw):
+    """:func:`prefetched_batches` with a tqdm bar; yields ``(bar, batches)``.
+
+    The bar is closed when a batch fails too, instead of staying on the
+    terminal. ``kw`` are :func:`prefetched_batches`' keyword arguments.
+    """
+    from tqdm.auto import tqdm
+
+    with (
+        tqdm(
+            total=len(items), unit=unit, desc=desc, leave=False, disable=not show
+        ) as bar,
+        prefetched_batches(items, decode, **kw) as batches,
+    ):
+        yield bar, batches

@@ -5,7 +5,8 @@ which decodes with Pillow. TensorFlow's own ``tf.image.resize`` differs from
 Pillow by one grey level on about one pixel in six (Pillow resizes in two
 8-bit passes with 22-bit fixed-point weights), and that is enough to flip the
 top-1 class of borderline images. The ops below reproduce Pillow's
-``Image.resize(..., BILINEAR)`` (``Resample.c``: ``precompute_coeffs``,
+``Image.resize`` with its convolution filters (bilinear, bicubic, lanczos,
+hamming, box) and an optional float crop ``box`` (``Resample.c``: ``precompute_coeffs``,
 ``normalize_coeffs_8bpc``, two passes each rounded to 8 bits, in the order
 Pillow 13 picks), its JPEG draft mode (DCT scaling by
 1/2, 1/4 or 1/8 when the image is at least twice the target size) and its
@@ -24,19 +25,59 @@ __all__ = [
     "exif_orientation",
     "pillow_bilinear_weights",
     "pillow_resize",
+    "pillow_weights",
 ]
 
 _PRECISION_BITS = 32 - 8 - 2  # Pillow's PRECISION_BITS for 8-bit images
 _JPEG_DRAFT_FACTOR = 2  # as in _images.py
 
 
-def pillow_bilinear_weights(in_size, out_size: int):
-    """Pillow's fixed-point bilinear weights, shape ``(out_size, in_size)``.
+def _filter(name: str, t):
+    """Pillow's filter ``name`` (``Resample.c``) at offsets ``t``; its support."""
+    import math
+
+    import numpy as np
+    import tensorflow as tf
+
+    a = tf.abs(t)
+    zero = tf.zeros_like(t)
+    if name == "bilinear":
+        return tf.where(a < 1.0, 1.0 - a, zero), 1.0
+    if name == "box":
+        return tf.where((t > -0.5) & (t <= 0.5), tf.ones_like(t), zero), 0.5
+    if name == "bicubic":  # a = -0.5
+        near = (1.5 * a - 2.5) * a * a + 1.0
+        far = (((a - 5.0) * a + 8.0) * a - 4.0) * -0.5
+        return tf.where(a < 1.0, near, tf.where(a < 2.0, far, zero)), 2.0
+
+    def sinc(x):
+        safe = tf.where(x == 0.0, tf.ones_like(x), x * math.pi)
+        return tf.where(x == 0.0, tf.ones_like(x), tf.sin(safe) / safe)
+
+    if name == "lanczos":
+        inside = (t >= -3.0) & (t < 3.0)
+        return tf.where(inside, sinc(t) * sinc(t / 3.0), zero), 3.0
+    if name == "hamming":
+        # Pillow writes 0.54f and 0.46f: float32 constants promoted to double.
+        c0, c1 = float(np.float32(0.54)), float(np.float32(0.46))
+        x = a * math.pi
+        safe = tf.where(a == 0.0, tf.ones_like(x), x)
+        w = tf.sin(safe) / safe * (c0 + c1 * tf.cos(safe))
+        return tf.where(a == 0.0, tf.ones_like(t), tf.where(a >= 1.0, zero, w)), 1.0
+    raise ValueError(f"Unknown resample filter {name!r}.")  # pragma: no cover
+
+
+def pillow_weights(in_size, out_size: int, resample: str = "bilinear", box=None):
+    """Pillow's fixed-point resize weights, shape ``(out_size, in_size)``.
 
     Parameters
     ----------
     in_size : int or scalar int tensor
     out_size : int
+    resample : {"bilinear", "bicubic", "lanczos", "hamming", "box"}
+    box : pair of float32 scalar tensors or None
+        ``(start, end)`` of the source interval (Pillow's ``resize(box=...)``
+        along this axis); None is the whole axis.
 
     Returns
     -------
@@ -46,19 +87,35 @@ def pillow_bilinear_weights(in_size, out_size: int):
     import tensorflow as tf
 
     in_f = tf.cast(in_size, tf.float64)
-    scale = in_f / tf.constant(out_size, tf.float64)
+    if box is None:
+        in0 = tf.constant(0.0, tf.float64)
+        span = in_f
+    else:  # Pillow's box is C float: the width is a float32 subtraction
+        in0 = tf.cast(box[0], tf.float64)
+        span = tf.cast(box[1] - box[0], tf.float64)
+    scale = span / tf.constant(out_size, tf.float64)
     filterscale = tf.maximum(scale, 1.0)
-    support = filterscale  # the bilinear filter's support is 1
+    _, support = _filter(resample, tf.zeros([1], tf.float64))
+    support = support * filterscale
     xx = tf.range(out_size, dtype=tf.float64)[:, None]
-    center = (xx + 0.5) * scale
-    xmin = tf.maximum(tf.floor(center - support + 0.5), 0.0)
+    center = in0 + (xx + 0.5) * scale
+    # (int) casts: truncation, then clamped to the image
+    xmin = tf.maximum(tf.math.floor(center - support + 0.5), 0.0)
     xmax = tf.minimum(tf.floor(center + support + 0.5), in_f)
     x = tf.range(tf.cast(in_size, tf.int32), dtype=tf.float64)[None, :]
     ss = 1.0 / filterscale  # multiply by ss, as Pillow does (not divide)
-    w = tf.maximum(1.0 - tf.abs((x - center + 0.5) * ss), 0.0)
+    w, _ = _filter(resample, (x - center + 0.5) * ss)
     w = tf.where((x >= xmin) & (x < xmax), w, tf.zeros_like(w))
-    w = w / tf.reduce_sum(w, axis=1, keepdims=True)
-    return tf.floor(0.5 + w * float(1 << _PRECISION_BITS))
+    total = tf.reduce_sum(w, axis=1, keepdims=True)
+    w = tf.where(total != 0.0, w / tf.where(total != 0.0, total, 1.0), w)
+    scaled = w * float(1 << _PRECISION_BITS)
+    # normalize_coeffs_8bpc: (int)(v -/+ 0.5), a truncation towards zero
+    return tf.where(scaled < 0.0, tf.math.ceil(scaled - 0.5), tf.floor(0.5 + scaled))
+
+
+def pillow_bilinear_weights(in_size, out_size: int):
+    """Pillow's fixed-point bilinear weights, shape ``(out_size, in_size)``."""
+    return pillow_weights(in_size, out_size, "bilinear")
 
 
 def _round_8bit(values):
@@ -69,8 +126,18 @@ def _round_8bit(values):
     return tf.clip_by_value(out, 0.0, 255.0)
 
 
-def pillow_resize(image, height: int, width: int):
-    """Resize a ``[H, W, 3]`` uint8 image as Pillow's BILINEAR resize does.
+def pillow_resize(
+    image,
+    height: int,
+    width: int,
+    *,
+    resample: str = "bilinear",
+    crop_fraction: float = 1.0,
+):
+    """Resize a ``[H, W, 3]`` uint8 image as Pillow's ``Image.resize`` does.
+
+    ``crop_fraction`` below 1 resizes the centred box that
+    ``_images.crop_box`` gives, as ``Image.resize(..., box=box)``.
 
     Returns
     -------
@@ -80,8 +147,19 @@ def pillow_resize(image, height: int, width: int):
 
     x = tf.cast(image, tf.float64)
     shape = tf.shape(x)
-    kh = pillow_bilinear_weights(shape[1], width)
-    kv = pillow_bilinear_weights(shape[0], height)
+    box_h = box_w = None
+    if crop_fraction != 1.0:
+        f = float(crop_fraction)
+
+        def side(n):  # as _images.crop_box, then Python float -> C float
+            n = tf.cast(n, tf.float64)
+            lo = tf.cast(n * (1.0 - f) / 2.0, tf.float32)
+            hi = tf.cast(n * (1.0 + f) / 2.0, tf.float32)
+            return lo, hi
+
+        box_h, box_w = side(shape[0]), side(shape[1])
+    kh = pillow_weights(shape[1], width, resample, box_w)
+    kv = pillow_weights(shape[0], height, resample, box_h)
 
     def horizontal_first():
         tmp = _round_8bit(tf.einsum("ow,hwc->hoc", kh, x))
@@ -196,13 +274,17 @@ def apply_orientation(image, orientation):
     return tf.switch_case(orientation - 1, branches)
 
 
-def decode_like_pillow(data, height: int, width: int):
+def decode_like_pillow(
+    data, height: int, width: int, *, resample="bilinear", crop_fraction=1.0
+):
     """Encoded image bytes -> ``[height, width, 3]`` float32 in [0, 1].
 
     Parameters
     ----------
     data : scalar tf.string tensor
     height, width : int
+    resample, crop_fraction
+        As ``ImageEmbedder``'s parameters of the same names.
 
     Returns
     -------
@@ -218,4 +300,7 @@ def decode_like_pillow(data, height: int, width: int):
         lambda: tf.io.decode_image(data, channels=3, expand_animations=False),
     )
     img.set_shape([None, None, 3])
-    return tf.cast(pillow_resize(img, height, width) / 255.0, tf.float32)
+    resized = pillow_resize(
+        img, height, width, resample=resample, crop_fraction=crop_fraction
+    )
+    return tf.cast(resized / 255.0, tf.float32)

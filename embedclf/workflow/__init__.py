@@ -5,7 +5,8 @@ official ``train/ val/ test/`` layout, the hash split), tuning and fitting a
 head on embedded images, the model directory (head, labels, manifest),
 the report (metrics, confusion matrix, calibration, misclassified-image page),
 the data-quality audit (label issues, duplicates and leaks between splits,
-outliers, class balance), TensorBoard summaries, and the SavedModel export.
+outliers, class balance), TensorBoard summaries, test-time views, and the
+SavedModel export.
 
 May import: :mod:`embedclf.embedding`, :mod:`embedclf.heads`,
 :mod:`embedclf.model_selection`, :mod:`embedclf.cache`, and the top-level
@@ -21,6 +22,7 @@ _EXPORTS = {
     "audit_vectors": "embedclf.workflow._audit",
     "load_image_folder": "embedclf.workflow._datasets",
     "write_audit": "embedclf.workflow._audit",
+    "predict_proba_views": "embedclf.workflow._views",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -65,12 +65,9 @@ def add_balance_views(
     groups,
     paths,
     *,
-    model,
+    embedder,
     settings,
     copies: int,
-    cache=None,
-    image_size=None,
-    batch_size: int = 32,
 ):
     """Append balancing views to the training rows.
 
@@ -82,8 +79,9 @@ def add_balance_views(
         Source image of each row (None when there are no views yet).
     paths : sequence of str
         The training images, in the order of the first rows of X.
-    model : str
-        Backbone handle.
+    embedder : ImageEmbedder
+        The one that embedded ``X`` (its backbones, cache and preprocessing
+        embed the views, see ``embed_views_like``).
     settings : Distortions
         The command line's; when inactive, ``BALANCE_DISTORTIONS``.
     copies : int
@@ -96,7 +94,7 @@ def add_balance_views(
     n_computed : int
         Views run through the backbone (0 when all were cached).
     """
-    from embedclf.embedding._augment import Distortions, embed_views
+    from embedclf.embedding._augment import Distortions, embed_views_like
 
     n = len(paths)
     labels = np.asarray(y[:n])
@@ -109,14 +107,11 @@ def add_balance_views(
     rows, sources, n_computed = [], [], 0
     for k in np.unique(extra[extra > 0]):
         idx = np.flatnonzero(extra == k)
-        views, source, computed = embed_views(
+        views, source, computed = embed_views_like(
+            embedder,
             [paths[i] for i in idx],
-            model=model,
             settings=settings,
             copies=int(copies + k),
-            cache=cache,
-            image_size=image_size,
-            batch_size=batch_size,
         )
         view_index = np.tile(np.arange(copies + k), len(idx))
         keep = view_index >= copies  # the --augment-copies views are there

@@ -1,16 +1,20 @@
 """Export a model directory as one TensorFlow SavedModel (backbone + head).
 
 The SavedModel maps images to class probabilities with no Python embedclf
-code: it holds the backbone, the head as dense layers built from ``coef_`` and
-``intercept_`` (or an MLP head's ``coefs_`` and ``intercepts_``), the open-set
-rule when the head has one, and ``labels.txt`` as an asset. Two signatures:
+code: it holds the backbone (or each of several, whose vectors are
+concatenated, normalised per backbone when the model was trained so), the head
+as dense layers built from ``coef_`` and ``intercept_`` (or an MLP head's
+``coefs_`` and ``intercepts_``), the open-set rule when the head has one, the
+mirrored test view when the model predicts with ``--test-views flip``, and
+``labels.txt`` as an asset. Two signatures:
 
 ``serving_default(image_bytes)``
-    ``tf.string [batch]`` of encoded JPEG/PNG/GIF/BMP files, decoded and
-    resized bit for bit as ``embedclf predict`` does with Pillow (see
-    ``_tf_images.py``; EXIF orientation and transparency are not applied).
-    An element that is not a JPEG/PNG/GIF/BMP/WebP file fails the call with
-    an error naming it (``image_bytes[3] is not a JPEG, PNG, GIF, BMP or WebP
+    ``tf.string [batch]`` of encoded JPEG/PNG/GIF/BMP files, decoded, cropped
+    and resized bit for bit as ``embedclf predict`` does with Pillow (the
+    recorded resize filter and crop fraction; see ``_tf_images.py``; EXIF
+    orientation of non-JPEG files and transparency are not applied). An
+    element that is not a JPEG/PNG/GIF/BMP/WebP file fails the call with an
+    error naming it (``image_bytes[3] is not a JPEG, PNG, GIF, BMP or WebP
     file``).
 ``predict_images(images)``
     ``tf.float32 [batch, H, W, 3]`` in [0, 1]; images of another size than
@@ -18,7 +22,8 @@ rule when the head has one, and ``labels.txt`` as an asset. Two signatures:
     antialiased).
 
 The module's ``image_size`` variable holds the (height, width) that images
-are resized to before the backbone, as in ``embedclf predict``. Both
+are resized to before the (first) backbone, as in ``embedclf predict``;
+``image_sizes`` holds one row per backbone. Both
 signatures return ``probabilities`` (``[batch, n_classes]``, columns in the order
 of labels.txt), ``class_index`` (argmax), ``label`` (the class name, or the
 unknown label when the open-set rule rejects the image) and ``known``.
@@ -109,12 +114,17 @@ def head_arrays(head) -> dict:
     return params
 
 
-def _build_module(backbone, size, params, labels_path):
+def _build_module(backbones, sizes, params, labels_path, prep):
+    """The tf.Module: per backbone decode + embed, concatenate, head.
+
+    ``prep`` holds ``resample``, ``crop_fraction``, ``normalize_each`` and
+    ``mirror`` (average with the mirrored image: ``--test-views flip``).
+    """
     import tensorflow as tf
 
     from embedclf.embedding._tf_images import decode_like_pillow
 
-    h, w = int(size[0]), int(size[1])
+    sizes = [(int(h), int(w)) for h, w in sizes]
     layers = [(tf.constant(W), tf.constant(b)) for W, b in params["layers"]]
     binary = params["layers"][-1][0].shape[1] == 1
     class_names = tf.constant(params["classes"])
@@ -125,19 +135,36 @@ def _build_module(backbone, size, params, labels_path):
     cosine = params["metric"] == "cosine"
     score = params.get("score")
 
-    def embed(images):
-        return tf.cast(backbone.features(images), tf.float32)
+    def embed_one(backbone, images):
+        out = tf.cast(backbone.features(images), tf.float32)
+        if prep["normalize_each"]:  # as embedding._multi.normalize_blocks
+            norm = tf.norm(out, axis=1, keepdims=True)
+            out = tf.where(norm > 0, out / tf.where(norm > 0, norm, 1.0), out)
+        return out
 
-    def head(features):
+    def embed(per_backbone):
+        parts = [embed_one(b, x) for b, x in zip(backbones, per_backbone)]
+        return parts[0] if len(parts) == 1 else tf.concat(parts, axis=1)
+
+    def logits_of(features):
         h = features
         for W, b in layers[:-1]:
             h = tf.nn.relu(tf.matmul(h, W) + b)
-        logits = tf.matmul(h, layers[-1][0]) + layers[-1][1]
+        return tf.matmul(h, layers[-1][0]) + layers[-1][1]
+
+    def probabilities(logits):
         if binary:
             p = tf.sigmoid(logits)
-            proba = tf.concat([1.0 - p, p], axis=1)
-        else:
-            proba = tf.nn.softmax(logits, axis=1)
+            return tf.concat([1.0 - p, p], axis=1)
+        return tf.nn.softmax(logits, axis=1)
+
+    def head(per_backbone):
+        features = embed(per_backbone)
+        logits = logits_of(features)
+        proba = probabilities(logits)
+        if prep["mirror"]:  # the test-time flip view, as workflow._views
+            mirrored = [x[:, :, ::-1] for x in per_backbone]
+            proba = (proba + probabilities(logits_of(embed(mirrored)))) / 2.0
         index = tf.argmax(proba, axis=1, output_type=tf.int32)
         label = tf.gather(class_names, index)
         known = tf.ones_like(index, dtype=tf.bool)
@@ -171,16 +198,19 @@ def _build_module(backbone, size, params, labels_path):
             "known": known,
         }
 
-    def resize(images):
-        return tf.image.resize(images, (h, w), method="bilinear", antialias=True)
+    def resized(images):
+        return [
+            tf.image.resize(images, (h, w), method="bilinear", antialias=True)
+            for h, w in sizes
+        ]
 
-    def decode_one(args):
-        index, data = args
+    def checked(index, data):
+        """``data``, after checking it is an image format the decoder reads."""
         # The first 12 bytes, zero-padded so that short strings compare too.
-        head = tf.strings.join([tf.strings.substr(data, 0, 12), b"\0" * 12])
+        start = tf.strings.join([tf.strings.substr(data, 0, 12), b"\0" * 12])
 
         def starts(at, magic):
-            return tf.equal(tf.strings.substr(head, at, len(magic)), magic)
+            return tf.equal(tf.strings.substr(start, at, len(magic)), magic)
 
         supported = tf.reduce_any(
             [
@@ -203,28 +233,51 @@ def _build_module(backbone, size, params, labels_path):
         )
         check = tf.debugging.Assert(supported, [message])
         with tf.control_dependencies([check]):
-            return decode_like_pillow(tf.identity(data), h, w)
+            return tf.identity(data)
+
+    def decoded(image_bytes):
+        index = tf.range(tf.shape(image_bytes)[0])
+        out = []
+        for h, w in sizes:
+
+            def decode_one(args, h=h, w=w):
+                i, data = args
+                return decode_like_pillow(
+                    checked(i, data),
+                    h,
+                    w,
+                    resample=prep["resample"],
+                    crop_fraction=prep["crop_fraction"],
+                )
+
+            out.append(
+                tf.map_fn(
+                    decode_one,
+                    (index, image_bytes),
+                    fn_output_signature=tf.TensorSpec([h, w, 3], tf.float32),
+                )
+            )
+        return out
 
     class ExportedClassifier(tf.Module):
         def __init__(self):
             super().__init__(name="embedclf_classifier")
-            self.backbone = backbone._owner
+            self.backbones = [b._owner for b in backbones]
             self.labels_file = tf.saved_model.Asset(str(labels_path))
-            self.image_size = tf.Variable([h, w], trainable=False, name="image_size")
+            self.image_size = tf.Variable(
+                list(sizes[0]), trainable=False, name="image_size"
+            )
+            self.image_sizes = tf.Variable(
+                [list(s) for s in sizes], trainable=False, name="image_sizes"
+            )
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
         def predict_bytes(self, image_bytes):
-            index = tf.range(tf.shape(image_bytes)[0])
-            images = tf.map_fn(
-                decode_one,
-                (index, image_bytes),
-                fn_output_signature=tf.TensorSpec([h, w, 3], tf.float32),
-            )
-            return head(embed(images))
+            return head(decoded(image_bytes))
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
         def predict_images(self, images):
-            return head(embed(resize(images)))
+            return head(resized(images))
 
     return ExportedClassifier()
 
@@ -298,14 +351,36 @@ def export_savedmodel(model_dir, out_dir, *, model=None) -> Path:
     import tensorflow as tf
 
     from embedclf.embedding._backbones import load_backbone, resolve_backbone
-    from embedclf.workflow._model_dir import check_backbone
+    from embedclf.embedding._multi import backbone_handles
+    from embedclf.workflow._model_dir import check_backbone, embedder_settings
 
     params = head_arrays(model_dir.head)
-    handle = check_backbone(model_dir, model)
-    spec = resolve_backbone(handle)
-    image_size = model_dir.manifest.get("image_size")
-    backbone = load_backbone(spec, image_size[0] if image_size else None)
-    size = tuple(image_size) if image_size else (backbone.default_image_size,) * 2
+    handles = backbone_handles(check_backbone(model_dir, model))
+    settings = embedder_settings(model_dir.manifest)
+    test_views = model_dir.manifest.get("test_views", "none")
+    if test_views not in ("none", "flip"):
+        raise ModelDirError(
+            f"Model directory {str(model_dir.path)!r} predicts with "
+            f"--test-views {test_views}, whose random distortions cannot be "
+            "reproduced in a SavedModel. Train it with --test-views flip or "
+            "none to export it."
+        )
+    image_size = settings["image_size"]
+    backbones, sizes = [], []
+    for handle in handles:
+        backbone = load_backbone(
+            resolve_backbone(handle), image_size[0] if image_size else None
+        )
+        backbones.append(backbone)
+        sizes.append(
+            tuple(image_size) if image_size else (backbone.default_image_size,) * 2
+        )
+    prep = {
+        "resample": settings["resample"],
+        "crop_fraction": settings["crop_fraction"],
+        "normalize_each": settings["normalize_each"],
+        "mirror": test_views == "flip",
+    }
     out_dir = Path(out_dir)
     parent = out_dir.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -313,7 +388,7 @@ def export_savedmodel(model_dir, out_dir, *, model=None) -> Path:
     try:
         labels_path = tmp / "labels.txt"
         labels_path.write_text("".join(c + "\n" for c in params["classes"]))
-        module = _build_module(backbone, size, params, labels_path)
+        module = _build_module(backbones, sizes, params, labels_path, prep)
         export_dir = tmp / "savedmodel"
         tf.saved_model.save(
             module,

@@ -66,12 +66,16 @@ __all__ = [
     "load_model_dir",
     "check_backbone",
     "check_output_dir",
+    "embedder_settings",
     "library_versions",
     "load_head",
     "manifest_c_grid",
 ]
 
 MANIFEST_FORMAT = "embedclf-model-dir"
+#: Version 2: head and labels in a versioned folder named by the manifest
+#: (with their digests); ``backbone`` may be a list (several backbones).
+#: Version 1 (embedclf 0.1.0) is still read.
 MANIFEST_VERSION = 2
 HEAD_FILE = "head.skops"
 LABELS_FILE = "labels.txt"
@@ -91,12 +95,20 @@ class ModelDir:
     labels: list = field(default_factory=list)
 
     @property
-    def backbone_handle(self) -> str:
-        return self.manifest["backbone"]["handle"]
+    def backbone_handle(self):
+        """The backbone's handle (a list of them for several backbones)."""
+        recorded = self.manifest["backbone"]
+        if isinstance(recorded, list):
+            return [r["handle"] for r in recorded]
+        return recorded["handle"]
 
     @property
-    def backbone_identity(self) -> str:
-        return self.manifest["backbone"]["identity"]
+    def backbone_identity(self):
+        """The backbone's identity (a list of them for several backbones)."""
+        recorded = self.manifest["backbone"]
+        if isinstance(recorded, list):
+            return [r["identity"] for r in recorded]
+        return recorded["identity"]
 
 
 def _kill_point(step: str) -> None:
@@ -182,11 +194,22 @@ def save_model_dir(path, head, manifest: dict, *, force: bool = False) -> Path:
             )
     path.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc)
-    backbone = dict(manifest["backbone"])
-    if backbone.get("kind") == "savedmodel" and os.path.isdir(backbone["handle"]):
-        # A SavedModel handle may carry "?signature=...&output=..."; the
-        # locations are of its directory, the query is re-applied on load.
-        backbone.update(location_entry(backbone["handle"].partition("?")[0], path))
+
+    def located(entry):
+        entry = dict(entry)
+        directory = entry["handle"].partition("?")[0]
+        if entry.get("kind") == "savedmodel" and os.path.isdir(directory):
+            # A SavedModel handle may carry "?signature=...&output=..."; the
+            # locations are of its directory, the query is re-applied on load.
+            entry.update(location_entry(directory, path))
+        return entry
+
+    recorded = manifest["backbone"]
+    backbone = (
+        [located(e) for e in recorded]
+        if isinstance(recorded, list)
+        else located(recorded)
+    )
     cache = manifest.get("cache")
     full = {
         "format": MANIFEST_FORMAT,
@@ -359,3 +382,16 @@ def load_model_dir(path) -> ModelDir:
             "the model again."
         )
     return ModelDir(path=path, head=head, manifest=manifest, labels=labels)
+
+
+def embedder_settings(manifest: dict) -> dict:
+    """ImageEmbedder parameters (besides ``model``) a model was trained with.
+
+    Manifests written before an option existed get its default.
+    """
+    return {
+        "image_size": manifest.get("image_size"),
+        "resample": manifest.get("resample", "bilinear"),
+        "crop_fraction": manifest.get("crop_fraction", 1.0),
+        "normalize_each": manifest.get("normalize_each", False),
+    }

@@ -55,38 +55,59 @@ def _candidates(entry: dict, model_dir, as_typed) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def check_backbone(model_dir, model=None) -> str:
-    """The backbone handle to embed with for ``model_dir``, checked.
+def check_backbone(model_dir, model=None):
+    """The backbone handle(s) to embed with for ``model_dir``, checked.
 
     Parameters
     ----------
     model_dir : ModelDir
-    model : str or None
-        A backbone given by the user (``--model`` / ``model=``), e.g. the
-        folder the backbone was moved to; None finds the recorded one.
+    model : str, list of str or None
+        Backbone(s) given by the user (``--model`` / ``model=``), e.g. the
+        folder a backbone was moved to, one per recorded backbone and in the
+        same order; None finds the recorded ones.
 
     Returns
     -------
-    handle : str
-        The handle to pass to ImageEmbedder (absolute for a local SavedModel).
+    handle : str or list of str
+        What to pass to ImageEmbedder as ``model`` (absolute for a local
+        SavedModel; a list when the model was trained on several backbones).
 
     Raises
     ------
     ModelDirError
-        If the given backbone is not the one the head was trained on, or the
-        recorded local backbone is found nowhere.
+        If a given backbone is not the one the head was trained on, the number
+        of backbones differs, or a recorded local backbone is found nowhere.
     """
+    recorded = model_dir.manifest["backbone"]
+    several = isinstance(recorded, list)
+    recorded = recorded if several else [recorded]
+    given = [model] if isinstance(model, (str, os.PathLike)) else model
+    if given is not None and len(given) != len(recorded):
+        names = [r["handle"] for r in recorded]
+        raise ModelDirError(
+            f"Model directory {str(model_dir.path)!r} was trained on "
+            f"{len(recorded)} backbone(s), {names}, but {len(given)} were "
+            "given. Pass --model once per backbone, in that order (or not at "
+            "all to use the recorded ones)."
+        )
+    handles = [
+        _check_one_backbone(model_dir, r, None if given is None else given[i])
+        for i, r in enumerate(recorded)
+    ]
+    return handles if several else handles[0]
+
+
+def _check_one_backbone(model_dir, recorded: dict, model) -> str:
     from embedclf.embedding._backbones import resolve_backbone
     from embedclf.exceptions import BackboneLoadError
 
-    recorded = model_dir.manifest["backbone"]
     if model is not None:
         spec = resolve_backbone(model)
-        _check_identity(model_dir, spec, model)
+        _check_identity(model_dir, recorded, spec, model)
         return spec.handle
     if recorded.get("kind") != "savedmodel":
         spec = resolve_backbone(recorded["handle"])
-        _check_identity(model_dir, spec, recorded["handle"])
+        _check_identity(model_dir, recorded, spec, recorded["handle"])
         return spec.handle
     tried, other = [], None
     query = recorded.get("handle", "").partition("?")[2]
@@ -102,7 +123,7 @@ def check_backbone(model_dir, model=None) -> str:
             continue
         if spec.identity == recorded["identity"]:
             return os.path.abspath(directory) + suffix
-        other = other or (spec, directory + suffix)
+        other = other or (recorded, spec, directory + suffix)
     if other is not None:  # e.g. the backbone was retrained in place
         _check_identity(model_dir, *other)
     looked = ", ".join(
@@ -116,8 +137,7 @@ def check_backbone(model_dir, model=None) -> str:
     )
 
 
-def _check_identity(model_dir, spec, given) -> None:
-    recorded = model_dir.manifest["backbone"]
+def _check_identity(model_dir, recorded, spec, given) -> None:
     if spec.identity != recorded["identity"]:
         raise ModelDirError(
             f"Model directory {str(model_dir.path)!r} was trained on backbone "

@@ -79,7 +79,9 @@ def test_matches_direct_savedmodel_call(tiny_model_dir, folder):
     X = est.transform(folder.paths)
     module = tf.saved_model.load(str(tiny_model_dir))
     size = load_backbone(resolve_backbone(str(tiny_model_dir))).default_image_size
-    images = np.stack([load_image(p, (size, size))[1] for p in folder.paths])
+    images = np.stack(
+        [load_image(p, (size, size), crop_fraction=0.875)[1] for p in folder.paths]
+    )
     direct = module(tf.constant(images)).numpy()
     np.testing.assert_allclose(X, direct, atol=1e-4)
 
@@ -210,7 +212,7 @@ def test_decode_failures_in_ramp_and_full_batches_keep_rows_aligned(
 def test_file_edited_between_hashing_and_decoding_is_reported_not_stored(
     tiny_model_dir, folder, tmp_path, monkeypatch
 ):
-    import embedclf.embedding._embedder as embedder_module
+    import embedclf.embedding._batches as embedder_module
 
     victim = tmp_path / "victim.png"
     real_load = embedder_module.load_image

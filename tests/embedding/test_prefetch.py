@@ -82,3 +82,30 @@ def test_decode_exception_reaches_the_consumer_at_its_batch():
             for batch, _, _ in batches:
                 got.extend(batch)
     assert got == [0, 1, 2, 3]  # item 6 is in the second call (items 4-11)
+
+
+def test_batches_with_progress_counts_and_closes_its_bar_on_errors():
+    from tqdm import tqdm
+
+    from embedclf.embedding._prefetch import batches_with_progress
+
+    def fail_at_7(item, out):
+        if item == 7:
+            raise RuntimeError("bad item")
+        out[...] = item
+
+    kw = {"batch_size": 4, "shape": (1,), "dtype": np.int64, "n_threads": 2}
+    with batches_with_progress(
+        list(range(6)), _fill, desc="d", unit="u", show=True, **kw
+    ) as (bar, batches):
+        for batch, _, _ in batches:
+            bar.update(len(batch))
+        assert bar.n == 6 and bar.desc.startswith("d")
+    open_before = len(tqdm._instances)
+    with pytest.raises(RuntimeError, match="bad item"):
+        with batches_with_progress(
+            list(range(10)), fail_at_7, desc="d", unit="u", show=True, **kw
+        ) as (bar, batches):
+            for batch, _, _ in batches:
+                bar.update(len(batch))
+    assert len(tqdm._instances) <= open_before  # no bar left on the terminal

@@ -58,7 +58,10 @@ def test_export_agrees_with_predict(session, tmp_path, tiny_model_dir, capsys):
     from embedclf.embedding._images import decode_image
 
     side = load_backbone(resolve_backbone(tiny_model_dir)).default_image_size
-    images = [decode_image(open(p, "rb").read(), (side, side)) for p in paths]
+    images = [
+        decode_image(open(p, "rb").read(), (side, side), crop_fraction=0.875)
+        for p in paths
+    ]
     assert loaded.image_size.numpy().tolist() == [side, side]
     images = np.stack(images)
     got_f = loaded.signatures["predict_images"](images=tf.constant(images))
@@ -87,6 +90,8 @@ def test_export_keeps_open_set_rule(session, tmp_path, tiny_model_dir, capsys):
                 "1",
                 "--unknown",
                 "auto",
+                "--crop-fraction",  # whole images: the fixture's rejects
+                "1",
                 "--no-progress",
             ]
         )

@@ -12,6 +12,7 @@ import pytest
 from embedclf import SoftmaxClassifier
 from embedclf.exceptions import ModelDirError
 from embedclf.workflow._model_dir import (
+    MANIFEST_VERSION,
     check_backbone,
     load_model_dir,
     read_manifest,
@@ -98,11 +99,25 @@ def test_newer_format_version_is_refused(tmp_path, head):
     save_model_dir(tmp_path / "md", head[0], _manifest())
     path = tmp_path / "md" / "manifest.json"
     manifest = json.loads(path.read_text())
-    manifest["format_version"] = 3
+    manifest["format_version"] = MANIFEST_VERSION + 1
     path.write_text(json.dumps(manifest))
-    msg = "has format version 3, but this embedclf reads versions up to 2."
+    msg = (
+        f"has format version {MANIFEST_VERSION + 1}, but this embedclf reads "
+        f"versions up to {MANIFEST_VERSION}."
+    )
     with pytest.raises(ModelDirError, match=re.escape(msg)):
         load_model_dir(tmp_path / "md")
+
+
+def test_version_2_only_for_several_backbones(tmp_path, head):
+    """One-backbone directories stay readable by embedclf versions before 2."""
+    one = save_model_dir(tmp_path / "one", head[0], _manifest())
+    assert json.loads((one / "manifest.json").read_text())["format_version"] == 1
+    two = _manifest()
+    two["backbone"] = [two["backbone"], dict(two["backbone"], identity="x")]
+    md = load_model_dir(save_model_dir(tmp_path / "two", head[0], two))
+    assert md.manifest["format_version"] == 2
+    assert md.backbone_identity == [two["backbone"][0]["identity"], "x"]
 
 
 def test_not_a_model_dir(tmp_path):

@@ -111,10 +111,9 @@ def test_balance_views_are_cached_views_of_the_small_class(tmp_path, tiny_model_
     paths = np.array(sorted(str(p) for p in root.rglob("*.*")))
     y = np.array([p.split("/")[-2] for p in paths])
     cache = tmp_path / "c.h5"
-    X = ImageEmbedder(str(tiny_model_dir), cache=cache, progress=False).transform(paths)
-    kwargs = dict(
-        model=str(tiny_model_dir), settings=Distortions(), copies=0, cache=cache
-    )
+    embedder = ImageEmbedder(str(tiny_model_dir), cache=cache, progress=False)
+    X = embedder.transform(paths)
+    kwargs = dict(embedder=embedder, settings=Distortions(), copies=0)
     Xb, yb, gb, n_added, n_computed = add_balance_views(X, y, None, paths, **kwargs)
     assert n_added == 3 and n_computed == 3
     assert yb[len(y) :].tolist() == ["green"] * 3

@@ -1,0 +1,135 @@
+"""Decoding the cache misses one batch ahead and running them through the backbone.
+
+``ImageEmbedder.transform`` hashes and looks up; what the cache lacks comes
+here: decoded with Pillow in threads (``_prefetch.py``) at the embedder's size,
+resize filter and crop, embedded batch by batch through ``embed_missing`` (so
+each vector is computed once however many processes share the cache).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from embedclf.embedding._compute_once import embed_missing
+from embedclf.embedding._images import load_image
+from embedclf.embedding._prefetch import batches_with_progress
+from embedclf.exceptions import ImageDecodeError
+
+__all__ = ["IMAGE_ERRORS", "PROGRESS_AUTO_MIN", "compute_missing"]
+
+#: Errors that ``on_error="zero"/"nan"`` turn into a filled row.
+IMAGE_ERRORS = (
+    ImageDecodeError,
+    FileNotFoundError,
+    IsADirectoryError,
+    PermissionError,
+)
+PROGRESS_AUTO_MIN = 256
+
+
+def compute_missing(embedder, paths, todo, backbone, size, ns, cache, vectors, errors):
+    """Decode (in threads, one batch ahead) and embed the keys in ``todo``.
+
+    Parameters
+    ----------
+    embedder : ImageEmbedder
+        Supplies batch size, threads, preprocessing, ``on_error``, progress.
+    paths : ndarray of str
+    todo : dict of str to int
+        Content key -> index of the first path with that content.
+    backbone : Backbone
+    size : tuple of (height, width)
+    ns : CacheNamespace
+    cache : EmbeddingCache or None
+    vectors : dict
+        Filled in place: key -> float32 vector.
+    errors : list
+        Filled in place: the error of each path index, or None.
+
+    Returns
+    -------
+    computed : set of str
+        The keys this call ran through the backbone.
+    """
+    height, width = size
+    items = list(todo.items())
+
+    def decode(item, out):
+        """Decode the file of ``item`` (key, index) into ``out``.
+
+        Returns (the key of the bytes decoded, None) or (None, error).
+        """
+        _, index = item
+        try:
+            key, arr = load_image(
+                paths[index],
+                (height, width),
+                max_image_pixels=embedder.max_image_pixels,
+                as_uint8=True,  # scaled to [0, 1] inside the backbone call
+                resample=embedder.resample,
+                crop_fraction=embedder.crop_fraction,
+            )
+        except IMAGE_ERRORS as exc:
+            return None, exc
+        out[...] = arr  # in this thread, not between backbone calls
+        return key, None
+
+    show = embedder.progress is True or (
+        embedder.progress == "auto" and len(items) >= PROGRESS_AUTO_MIN
+    )
+    computed = set()
+    with batches_with_progress(
+        items,
+        decode,
+        desc="embedding",
+        unit="img",
+        show=show,
+        batch_size=embedder.batch_size,
+        shape=(height, width, 3),
+        dtype=np.uint8,
+        n_threads=embedder.n_decode_threads,
+    ) as (bar, batches):
+        for batch, images, results in batches:
+            computed |= _embed_batch(
+                embedder.on_error,
+                batch,
+                results,
+                images,
+                backbone,
+                ns,
+                cache,
+                vectors,
+                errors,
+                paths,
+            )
+            bar.update(len(batch))
+    return computed
+
+
+def _embed_batch(
+    on_error, batch, results, images, backbone, ns, cache, vectors, errors, paths_of
+):
+    """Embed one decoded batch: ``images[row]`` holds the row-th image."""
+    keys, rows = [], []
+    for row, ((key, index), (got_key, error)) in enumerate(zip(batch, results)):
+        if error is None and got_key != key:
+            # The file was edited between hashing and decoding: its vector
+            # belongs to neither key, so it is reported, never stored.
+            error = ImageDecodeError(
+                paths_of[index],
+                "the file changed while it was being embedded. Run again.",
+            )
+        if error is not None:
+            errors[index] = error
+            if on_error == "raise":
+                raise error
+            continue
+        keys.append(key)
+        rows.append(row)
+    if len(rows) < len(images):
+        images = images[rows]  # a copy without the failed rows
+    if not keys:
+        return set()
+    got, computed = embed_missing(cache, ns, keys, images, backbone)
+    vectors.update(got)
+    return set(computed)
