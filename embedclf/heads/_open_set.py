@@ -185,12 +185,16 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     >>> import numpy as np
     >>> from embedclf import OpenSetClassifier
     >>> rng = np.random.default_rng(0)
-    >>> X = np.r_[rng.normal(0, 1, (40, 4)), rng.normal(4, 1, (40, 4))]
-    >>> y = np.array(["cat"] * 40 + ["dog"] * 40)
-    >>> clf = OpenSetClassifier(target_recall=0.95).fit(X, y)
-    >>> clf.predict([[0, 0, 0, 0], [4, 4, 4, 4], [-30, 30, -30, 30]])
+    >>> def draw(n):  # non-negative, like CNN embeddings
+    ...     X = np.r_[rng.normal([5, 1, 1, 1], 0.5, (n, 4)),
+    ...               rng.normal([1, 5, 1, 1], 0.5, (n, 4))]
+    ...     return np.abs(X), np.array(["cat"] * n + ["dog"] * n)
+    >>> X, y = draw(40)
+    >>> X_val, y_val = draw(20)  # the threshold is set on these
+    >>> clf = OpenSetClassifier(target_recall=0.95).fit(X, y, X_val=X_val, y_val=y_val)
+    >>> clf.predict([[5, 1, 1, 1], [1, 5, 1, 1], [1, 1, 5, 5]])
     array(['cat', 'dog', 'unknown'], dtype='<U7')
-    >>> clf.predict_proba([[0, 0, 0, 0]]).shape
+    >>> clf.predict_proba([[5, 1, 1, 1]]).shape
     (1, 2)
     """
 

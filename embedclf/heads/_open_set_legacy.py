@@ -15,7 +15,7 @@ from sklearn.model_selection import cross_val_predict
 from sklearn.neighbors import NearestCentroid, NearestNeighbors
 
 from embedclf.heads._open_set_rules import _tune_thresholds
-from embedclf.heads._validation import _check_cv_splits
+from embedclf.heads._validation import _check_cv_splits, _label_repr
 
 __all__ = ["distances", "fit_two_thresholds"]
 
@@ -70,6 +70,7 @@ def _oof_scores(clf, base, X, y, used, name):
         purpose="tune its thresholds",
         alternative="give probability_threshold and distance_threshold as "
         "numbers so that nothing is tuned",
+        rows=f"training rows not labelled {_label_repr(clf.unknown_label)}",
     )
     oof = {}
     if "p" in used:

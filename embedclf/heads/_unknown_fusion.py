@@ -26,7 +26,11 @@ import numpy as np
 
 from embedclf.heads._open_set_rules import _known_rows
 from embedclf.heads._unknown_scores import SCORES, compute_scores, fit_score_state
-from embedclf.heads._validation import _check_class_labels, _validate_for_predict
+from embedclf.heads._validation import (
+    _check_class_labels,
+    _label_repr,
+    _validate_for_predict,
+)
 
 __all__ = [
     "DEFAULT_FUSION",
@@ -44,7 +48,7 @@ DEFAULT_FUSION = ("max_proba", "knn")
 MIN_BACKGROUND = 10
 
 
-def _splits(cv, X, y, name: str) -> list:
+def _splits(cv, X, y, name: str, rows: str = "known training rows") -> list:
     """Folds of the known rows: group-aware for an int ``cv``, else ``cv``'s own."""
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -52,9 +56,16 @@ def _splits(cv, X, y, name: str) -> list:
     from embedclf.model_selection import near_duplicate_groups
 
     if not isinstance(cv, Integral):
-        if hasattr(cv, "split"):
-            return list(cv.split(X, y))
-        return [(np.asarray(a), np.asarray(b)) for a, b in cv]
+        # Given folds are checked as given: they must index the known rows.
+        return _check_cv_splits(
+            cv,
+            y,
+            np.unique(y),
+            name=name,
+            purpose="tune its unknown threshold",
+            alternative="give score_threshold as a number",
+            rows=rows,
+        )
     groups = near_duplicate_groups(X)
     _, first = np.unique(groups, return_index=True)
     _, counts = np.unique(y[first], return_counts=True)
@@ -111,7 +122,8 @@ def held_out_scores(base, X, y, known, names, *, X_val, y_val, cv, kth_neighbor,
         known_scores = {k: v[:n] for k, v in held.items()}
         bg_scores = {k: v[n:] for k, v in held.items()}
     else:
-        splits = _splits(cv, Xk, yk, name)
+        rows = f"training rows not labelled {_label_repr(unknown_label)}"
+        splits = _splits(cv, Xk, yk, name, rows)
         Xb = np.vstack(background)
         known_scores = {k: np.full(len(yk), np.nan) for k in names}
         bg_scores = {k: np.full(len(Xb), np.nan) for k in names}

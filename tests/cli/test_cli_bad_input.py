@@ -36,7 +36,7 @@ def test_train_unknown_auto_with_unknown_folder(tmp_path, tiny_model_dir):
     assert done.returncode == 0, done.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["unknown"]["mode"] == "auto"
-    assert manifest["unknown"]["probability_threshold"] is not None
+    assert manifest["unknown"]["threshold"] is not None  # the tuned score rule
     assert manifest["labels"] == ["blue", "green", "red"]
 
 

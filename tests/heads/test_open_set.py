@@ -225,7 +225,20 @@ def test_non_stratified_cv_that_drops_a_class(data):
         _legacy(cv=KFold(2)).fit(X_train, y_train)
 
 
-def test_given_splits_over_all_rows_get_a_clear_error(data):
+@pytest.mark.parametrize(
+    "detector, purpose, alternative",
+    [
+        (
+            None,
+            "tune its thresholds",
+            "give probability_threshold and distance_threshold as numbers",
+        ),
+        ("fusion", "tune its unknown threshold", "give score_threshold as a number"),
+    ],
+)
+def test_given_splits_over_all_rows_get_a_clear_error(
+    data, detector, purpose, alternative
+):
     # Folds built over every row, "unknown" ones included, index past the
     # known rows that OpenSetClassifier cross-validates over.
     X_train, y_train, _, _, unknown = data
@@ -233,19 +246,20 @@ def test_given_splits_over_all_rows_get_a_clear_error(data):
     y = np.r_[y_train, ["unknown"] * 60]
     splits = list(StratifiedKFold(3, shuffle=True, random_state=0).split(X, y))
     msg = (
-        "OpenSetClassifier cannot tune its thresholds with the given cv: split 0 "
+        f"OpenSetClassifier cannot {purpose} with the given cv: split 0 "
         "indexes row 6"
     )
     with pytest.raises(ValueError, match=re.escape(msg)) as info:
-        OpenSetClassifier(cv=splits).fit(X, y)
+        OpenSetClassifier(detector=detector, cv=splits).fit(X, y)
     assert (
         "but it cross-validates over the 600 training rows not labelled "
         "'unknown' only. Build the splits over those rows, pass an int cv, or "
-        "give probability_threshold and distance_threshold as numbers"
+        f"{alternative}"
     ) in str(info.value)
     known = y != "unknown"
     splits = list(StratifiedKFold(3).split(X[known], y[known]))
-    assert OpenSetClassifier(cv=splits).fit(X, y).classes_.tolist() == ["a", "b"]
+    fitted = OpenSetClassifier(detector=detector, cv=splits).fit(X, y)
+    assert fitted.classes_.tolist() == ["a", "b"]
 
 
 def test_single_known_class_error(data):
