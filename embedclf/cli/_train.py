@@ -249,7 +249,7 @@ def run_train(args) -> int:
         "n_validation": int(len(va)),
         "n_testing": int(len(te)),
         "n_augmented_views": int(len(X_fit) - len(tr)),
-        "c_grid": manifest_c_grid(tuning["grid"]),
+        "c_grid": manifest_c_grid(tuning["grid"], tuning.get("rule")),
     }
     manifest = {
         "backbone": backbone,
@@ -302,7 +302,11 @@ def run_train(args) -> int:
     from embedclf.workflow._curves import CURVES_FILE, plot_training_curves
 
     plot_training_curves(
-        out / "report" / CURVES_FILE, head, tuning["grid"], best_C=tuning["best_C"]
+        out / "report" / CURVES_FILE,
+        head,
+        tuning["grid"],
+        best_C=tuning["best_C"],
+        rule=tuning.get("rule"),
     )
     if args.summaries_dir:
         from embedclf.workflow._curves import epoch_curves

@@ -37,7 +37,7 @@ def epoch_curves(head) -> dict | None:
     }
 
 
-def plot_training_curves(path, head, grid=(), *, best_C=None) -> Path | None:
+def plot_training_curves(path, head, grid=(), *, best_C=None, rule=None) -> Path | None:
     """Draw the head's curves into ``path``; None when there is nothing to draw.
 
     Parameters
@@ -50,6 +50,11 @@ def plot_training_curves(path, head, grid=(), *, best_C=None) -> Path | None:
         ``validation_accuracy``).
     best_C : float or None, default=None
         The C that was kept, marked on the C curve.
+    rule : str or None, default=None
+        How the rows were scored: "validation" (candidates fitted on the
+        training part, scored on the validation part) or cross-validation.
+        Rows of several scalings (``standardize``) are drawn as one curve
+        each, sorted by C.
     """
     from embedclf.workflow._report_figures import _import_pyplot
 
@@ -92,21 +97,28 @@ def plot_training_curves(path, head, grid=(), *, best_C=None) -> Path | None:
             ax.grid(alpha=0.3)
     else:
         fig, ax = plt.subplots(figsize=(6.5, 4))
-        C = [row["C"] for row in grid]
-        ax.plot(C, [r["train_accuracy"] for r in grid], marker="o", label="training")
-        ax.plot(
-            C,
-            [r["validation_accuracy"] for r in grid],
-            marker="o",
-            label="cross-validated",
-        )
+        held_out = "validation part" if rule == "validation" else "cross-validated"
+        scalings = sorted({row.get("standardize") for row in grid}, key=str)
+        for n, scaling in enumerate(scalings):
+            rows = sorted(
+                (r for r in grid if r.get("standardize") == scaling),
+                key=lambda r: r["C"],
+            )
+            name = {True: " (standardised)", False: " (unscaled)"}.get(scaling, "")
+            C = [r["C"] for r in rows]
+            style = "-" if n == 0 else "--"
+            ax.plot(C, [r["train_accuracy"] for r in rows], style, marker="o",
+                    color="tab:blue", label="training" + name)  # fmt: skip
+            ax.plot(C, [r["validation_accuracy"] for r in rows], style, marker="o",
+                    color="tab:orange", label=held_out + name)  # fmt: skip
         if best_C is not None:
             ax.axvline(best_C, color="grey", linestyle="--", linewidth=1)
         ax.set_xscale("log")
         ax.set(
             xlabel="C (inverse L2 strength; right = less regularised)",
             ylabel="accuracy",
-            title="Accuracy over the C grid (mean over folds)",
+            title="Accuracy over the C grid"
+            + ("" if rule == "validation" else " (mean over folds)"),
         )
         ax.legend()
         ax.grid(alpha=0.3)

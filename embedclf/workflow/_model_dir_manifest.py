@@ -37,9 +37,12 @@ METRIC_NOTES = {
         "to pick C."
     ),
     "c_grid": (
-        "One row per C tried, means over the cross-validation folds: "
-        "cv_accuracy and cv_cross_entropy on the held-out folds, "
-        "cv_train_accuracy and cv_train_cross_entropy on the folds fitted on."
+        "One row per C (and scaling) tried. With cross-validation (no "
+        "validation part), means over the folds: cv_accuracy and "
+        "cv_cross_entropy on the held-out folds, cv_train_* on the folds "
+        "fitted on. With a validation part, each candidate fitted on the "
+        "training part: validation_part_* on the validation part, "
+        "training_part_* on the training part."
     ),
 }
 
@@ -73,21 +76,29 @@ def jsonable(value):
     return value
 
 
-def manifest_c_grid(grid) -> list:
-    """Rows of ``tune_head``'s grid, named for the manifest (see METRIC_NOTES).
+def manifest_c_grid(grid, rule: str | None = None) -> list:
+    """Rows of the selection grid, named for the manifest (see METRIC_NOTES).
 
-    ``validation_*`` (the held-out folds) becomes ``cv_*`` and ``train_*``
-    (the folds fitted on) ``cv_train_*``, so no figure of the grid shares a
-    name with the validation part's accuracy.
+    With cross-validation, ``validation_*`` (the held-out folds) becomes
+    ``cv_*`` and ``train_*`` (the folds fitted on) ``cv_train_*``; with
+    ``rule="validation"`` (candidates fitted on the training part, scored on
+    the validation part) they become ``validation_part_*`` and
+    ``training_part_*``. So no figure of the grid shares a name with the
+    ``validation_accuracy`` of the chosen, refitted head.
     """
+    held, fitted = (
+        ("validation_part_", "training_part_")
+        if rule == "validation"
+        else ("cv_", "cv_train_")
+    )
     out = []
     for row in grid:
         named = {}
         for key, value in row.items():
             if key.startswith("validation_"):
-                key = "cv_" + key[len("validation_") :]
+                key = held + key[len("validation_") :]
             elif key.startswith("train_"):
-                key = "cv_train_" + key[len("train_") :]
+                key = fitted + key[len("train_") :]
             named[key] = value
         out.append(named)
     return out
