@@ -27,6 +27,8 @@ import logging
 
 import numpy as np
 
+from embedclf.heads._validation import _label_repr
+
 __all__ = ["AUTO_C_GRID", "fit_and_score", "merge_validation", "select_head"]
 
 logger = logging.getLogger("embedclf")
@@ -132,7 +134,8 @@ def _grouped_folds(X, y, groups, *, threshold):
         _, counts = np.unique(y, return_counts=True)
     if counts.min() < 2:
         raise ValueError(
-            f"Class {np.unique(y)[counts.argmin()]!r} has only {counts.min()} "
+            f"Class {_label_repr(np.unique(y)[counts.argmin()])} has only "
+            f"{counts.min()} "
             "training image; choosing C by cross-validation needs at least 2 per "
             "class. Add images, add a validation folder (--val-dir), or pass --C "
             "with a single value."

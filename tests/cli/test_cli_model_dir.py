@@ -59,12 +59,13 @@ def test_model_dir_works_from_anywhere_and_after_the_backbone_moved(
              "--cache", "emb.h5", "--C", "0.1,1", "--no-progress"]  # fmt: skip
     proc = _cli(*train, cwd=project)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    # The CV score is named for what it is, with its caveat.
-    assert "near-duplicate photos across folds can inflate it" in proc.stdout
+    # The selection score is named for what it is: this folder has val/.
+    assert "chosen by the lowest validation cross-entropy" in proc.stdout
+    assert "(fitted on the training part) is the estimate" in proc.stdout
     manifest = json.loads((project / "model" / "manifest.json").read_text())
     grid = manifest["metrics"]["c_grid"]
     assert all("validation_accuracy" not in row for row in grid)
-    assert "cv_accuracy" in grid[0]
+    assert "validation_part_accuracy" in grid[0]
     assert "image_size" not in manifest and "image_size" in manifest["notes"]
     assert manifest["cache"]["path"] == str(project / "emb.h5")
 

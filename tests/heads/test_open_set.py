@@ -245,10 +245,7 @@ def test_given_splits_over_all_rows_get_a_clear_error(
     X = np.r_[X_train, unknown["other"][:60]]
     y = np.r_[y_train, ["unknown"] * 60]
     splits = list(StratifiedKFold(3, shuffle=True, random_state=0).split(X, y))
-    msg = (
-        f"OpenSetClassifier cannot {purpose} with the given cv: split 0 "
-        "indexes row 6"
-    )
+    msg = f"OpenSetClassifier cannot {purpose} with the given cv: split 0 indexes row 6"
     with pytest.raises(ValueError, match=re.escape(msg)) as info:
         OpenSetClassifier(detector=detector, cv=splits).fit(X, y)
     assert (

@@ -109,10 +109,12 @@ def test_newer_format_version_is_refused(tmp_path, head):
         load_model_dir(tmp_path / "md")
 
 
-def test_version_2_only_for_several_backbones(tmp_path, head):
-    """One-backbone directories stay readable by embedclf versions before 2."""
-    one = save_model_dir(tmp_path / "one", head[0], _manifest())
-    assert json.loads((one / "manifest.json").read_text())["format_version"] == 1
+def test_several_backbones_are_a_list_in_the_manifest(tmp_path, head):
+    # Version 2 (the versioned head folder) records one backbone as a dict
+    # and several as a list, in order.
+    one = load_model_dir(save_model_dir(tmp_path / "one", head[0], _manifest()))
+    assert one.manifest["format_version"] == 2
+    assert one.backbone_identity == _manifest()["backbone"]["identity"]
     two = _manifest()
     two["backbone"] = [two["backbone"], dict(two["backbone"], identity="x")]
     md = load_model_dir(save_model_dir(tmp_path / "two", head[0], two))
