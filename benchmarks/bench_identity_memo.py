@@ -79,13 +79,13 @@ def run(ctx) -> dict:
     with Timer() as t_first:  # builds the memo (reads and hashes every file)
         X_ref = embedder(False).transform(paths)
     n_memo = len(_identity_memo.IdentityMemo(cache).load())
-    from embedclf.embedding._embedder import _IMAGE_ERRORS
+    from embedclf.embedding._batches import IMAGE_ERRORS
     from embedclf.embedding._identity_memo import hash_paths
 
     def keys_phase(rehash):
         with Timer() as t:
             got, _ = hash_paths(
-                paths, cache, n_threads=2, rehash=rehash, errors=_IMAGE_ERRORS
+                paths, cache, n_threads=2, rehash=rehash, errors=IMAGE_ERRORS
             )
         assert got == keys
         return t.seconds
