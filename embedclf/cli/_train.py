@@ -1,8 +1,13 @@
-"""``embedclf train``: the handler (arguments in ``_cli_train_args.py``)."""
+"""``embedclf train``: the handler (arguments in ``_train_args.py``; the head's
+fit in ``_train_fit.py``, the unknown answer's inputs and summary in
+``_train_unknown.py``)."""
 
 from __future__ import annotations
 
 import time
+
+from embedclf.cli._train_fit import _fit_head, _mlp_summary
+from embedclf.cli._train_unknown import _background, _unknown_entry, _unknown_text
 
 __all__ = ["run_train"]
 
@@ -339,162 +344,6 @@ def run_train(args) -> int:
     if test_acc is not None:
         _print(f"Final test accuracy = {test_acc:.2%} (N={len(te)}{views_text})")
     return 0
-
-
-def _background(args, embedder, unknown):
-    """Vectors of the ``--unknown-dir`` images (background), or None."""
-    if not getattr(args, "unknown_dir", None) or unknown == "off":
-        return None
-    from pathlib import Path
-
-    import numpy as np
-
-    from embedclf.embedding._images import IMAGE_EXTENSIONS
-
-    root = Path(args.unknown_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(
-            f"--unknown-dir {str(root)!r} is not a folder. Pass a folder of "
-            "images of none of the classes."
-        )
-    paths = sorted(
-        str(p) for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
-    )
-    if not paths:
-        raise ValueError(f"--unknown-dir {str(root)!r} holds no images.")
-    X = embedder.transform(paths)
-    _print(f"Embedded {len(paths)} background images from {root}.")
-    return X[~np.isin(paths, embedder.failed_paths_)]
-
-
-def _unknown_text(head) -> str:
-    if getattr(head, "detector_", None) is None:
-        return (
-            f"Open set: unknown below top probability {head.probability_threshold_:.4g}"
-        )
-    text = (
-        f"Open set: unknown when the {head.detector_} score is above "
-        f"{head.unknown_threshold_:.4g}"
-    )
-    if head.known_recall_ is not None:
-        text += f" (held-out known recall {head.known_recall_:.1%})"
-    if head.unknown_recall_ is not None:
-        text += f"; background images rejected {head.unknown_recall_:.1%}"
-    return text + "."
-
-
-def _fit_head(args, X_fit, y_fit, groups, unknown, X_val, y_val, X_bg=None):
-    """Choose C and scaling, fit the head (and the open-set rule), memoised."""
-    import numpy as np
-
-    from embedclf.cli._train_select import selection_text
-    from embedclf.workflow._fit_memo import load_fit, memo_dir_for, memo_key, save_fit
-    from embedclf.workflow._select import select_head
-    from embedclf.workflow._train import tune_head, wrap_open_set
-
-    class_weight = None if args.class_weight == "none" else args.class_weight
-    memo = memo_dir_for(args.cache)
-    key = memo_key(
-        X_fit,
-        y_fit,
-        groups,
-        classifier=args.classifier,
-        C_grid=args.C_grid,
-        class_weight=class_weight,
-        unknown=unknown,
-        open_set_version=2,
-        background=None if X_bg is None else memo_key(X_bg, []),
-        scaling=args.scaling,
-        selection="v2",
-        val=memo_key(X_val, y_val) if len(y_val) else None,
-    )
-    hit = load_fit(memo, key)
-    if hit is not None:
-        _print(
-            "Reusing the head fitted on exactly these vectors, labels and "
-            f"settings ({memo / key}.skops)."
-        )
-        return hit
-    if args.classifier == "mlp":  # fitted once: early stopping, no C to choose
-        _print("Training the MLP head (early stopping on 10% of the training part) ...")
-        head, tuning = tune_head(
-            X_fit, y_fit, classifier="mlp", C_grid=args.C_grid,
-            class_weight=class_weight, groups=groups, n_jobs=args.n_jobs,
-        )  # fmt: skip
-        tuning["rule"] = "mlp-early-stopping"
-        tuning["validation_accuracy"] = (
-            float(np.mean(head.predict(X_val) == y_val)) if len(y_val) else None
-        )
-    else:
-        _print(selection_text(args, has_val=len(y_val) > 0))
-        standardize = {"auto": "auto", "standardize": True, "none": False}[args.scaling]
-        head, tuning = select_head(
-            X_fit,
-            y_fit,
-            classifier=args.classifier,
-            C_grid=args.C_grid,
-            standardize=standardize,
-            class_weight=class_weight,
-            groups=groups,
-            X_val=X_val if len(y_val) else None,
-            y_val=y_val if len(y_val) else None,
-            n_jobs=args.n_jobs,
-        )
-    if unknown != "off":
-        val = (X_val, y_val) if len(y_val) else (None, None)
-        if tuning.get("rule") == "validation":
-            # The head was refitted on training + validation, so validation
-            # photos cannot set its unknown threshold: group-aware out-of-fold
-            # scores over both parts do.
-            X_fit = np.vstack([X_fit, X_val])
-            y_fit = np.concatenate([y_fit, y_val])
-            if groups is not None:
-                groups = np.concatenate(
-                    [groups, groups.max() + 1 + np.arange(len(y_val))]
-                )
-            val = (None, None)
-        splits = tuning.get("splits") if not (y_fit == "unknown").any() else None
-        X_os, y_os, g_os = X_fit, y_fit, groups
-        if X_bg is not None:  # background rows: "unknown", never cross-validated
-            X_os = np.vstack([X_fit, X_bg])
-            y_os = np.concatenate([y_fit, np.full(len(X_bg), "unknown")])
-            if groups is not None:
-                g_os = np.concatenate([groups, np.full(len(X_bg), -1)])
-        head = wrap_open_set(
-            head, X_os, y_os, unknown=unknown, splits=splits, groups=g_os,
-            X_val=val[0], y_val=val[1],
-        )  # fmt: skip
-    tuning = {k: v for k, v in tuning.items() if k != "splits"}
-    save_fit(memo, key, head, tuning)
-    return head, tuning
-
-
-def _mlp_summary(head) -> str:
-    mlp = getattr(head, "estimator_", head)  # inside OpenSetClassifier
-    best = mlp.best_validation_score_
-    held_out = (
-        f", best held-out accuracy {best:.4f} (its weights are kept)"
-        if best is not None
-        else ""
-    )
-    return f"MLP head: {mlp.n_iter_} epochs{held_out}."
-
-
-def _unknown_entry(head, unknown):
-    if unknown == "off":
-        return {"mode": "off", "label": None}
-    return {
-        "mode": "auto" if unknown == "auto" else "threshold",
-        "label": head.unknown_label,
-        "detector": head.detector_,
-        "threshold": head.unknown_threshold_,
-        "fusion": None if not head.fusion_ else head.fusion_["kind"],
-        "fusion_scores": None if not head.fusion_ else list(head.fusion_["names"]),
-        "probability_threshold": head.probability_threshold_,
-        "distance_threshold": head.distance_threshold_,
-        "known_recall": head.known_recall_,
-        "background_rejected": head.unknown_recall_,
-    }
 
 
 def _single_c_row(head, tuning, X, labels, tr, va):
