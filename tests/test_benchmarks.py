@@ -131,11 +131,14 @@ def test_quick_report_sane_values(quick_report):
         assert 0.0 <= m5[key] <= 1.0
 
     m6 = results["6"]["metrics"]
-    assert len(m6["heads"]) >= 3
-    for row in m6["heads"]:
+    # bench_accuracy: the plain probe, the default and each lever, one row each.
+    assert len(m6["rows"]) >= 3
+    assert m6["rows"][0]["group"] == "baseline"
+    assert any(row["group"] == "default" for row in m6["rows"])
+    for row in m6["rows"]:
         assert 0.0 <= row["test_accuracy"] <= 1.0
     # 6 classes of distinct products: far better than chance (1/6).
-    assert max(row["test_accuracy"] for row in m6["heads"]) > 0.5
+    assert max(row["test_accuracy"] for row in m6["rows"]) > 0.5
 
     runs = results["7"]["metrics"]["runs"]
     assert [r["n"] for r in runs] == sorted(r["n"] for r in runs)

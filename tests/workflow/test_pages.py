@@ -56,9 +56,11 @@ def test_audit_page_renders_thumbnails(tmp_path):
     X = np.eye(4, 16)[np.searchsorted(sorted(CLASS_COLOURS), labels)] * 4
     X = (X + rng.normal(0, 1, X.shape)).astype(np.float32)
     labels = labels.copy()
-    labels[0] = "green"  # one label issue
+    flipped = {0: "green", 8: "red", 16: "yellow"}  # three label issues
+    for i, wrong in flipped.items():
+        labels[i] = wrong if labels[i] != wrong else "blue"
     result = audit_vectors(X, labels, paths=paths, n_folds=3)
-    assert result.label_issues
+    assert len(result.label_issues) >= 2
     page = write_audit(result, tmp_path / "audit")["html"]
     _check_renders(page, tmp_path)
 
