@@ -11,12 +11,14 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from embedclf.cache._store import CacheNamespace, EmbeddingCache
+from embedclf.embedding._identity_memo import hash_paths
 from embedclf.workflow._fit_memo import memo_dir_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,6 +68,12 @@ def test_readme_outputs_are_git_ignored(tmp_path):
         memo.mkdir()
         (memo / ("0" * 64 + ".skops")).write_bytes(b"x")
         (repo / (name + ".corrupt-20261202T010000")).write_bytes(b"x")
+        # The file-identity memo beside the cache (F.identities and its lock).
+        photo = tmp_path / "photo.bin"
+        photo.write_bytes(b"not racy")
+        time.sleep(2.1)  # files changed in the last 2 s are not memoised
+        hash_paths([str(photo)], repo / name, n_threads=1, rehash=False, errors=())
+        assert (repo / (name + ".identities")).exists()
     for name in models:
         for rel in ("head.skops", "labels.txt", "manifest.json", "report/a.png"):
             (repo / name / rel).parent.mkdir(parents=True, exist_ok=True)
