@@ -8,16 +8,14 @@ import numpy as np
 from scipy.special import expit, log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from embedclf._compat import Interval, StrOptions, _fit_context
-from embedclf.heads._open_set_rules import _known_rows, _UnknownThresholdMixin
+from embedclf.heads._open_set_rules import _UnknownThresholdMixin
 from embedclf.heads._validation import (
-    _check_class_labels,
-    _check_n_classes,
-    _validate_embeddings,
+    _standardized,
     _validate_for_predict,
+    _validate_training_data,
 )
 
 __all__ = ["SoftmaxClassifier"]
@@ -178,22 +176,8 @@ class SoftmaxClassifier(_UnknownThresholdMixin, ClassifierMixin, BaseEstimator):
         TypeError
             If the labels mix types or are not strings/integers.
         """
-        X, y = _validate_embeddings(self, X, y, reset=True, action="fit")
-        name = type(self).__name__
-        y = _check_class_labels(y, name)
-        known = _known_rows(y, self.unknown_label, name)
-        X, y = X[known], y[known]
-        self.classes_ = np.unique(y)
-        _check_n_classes(self.classes_, y, name)
-
-        X = X.astype(np.float64, copy=False)
-        if self.standardize:
-            scaler = StandardScaler().fit(X)
-            mean, scale = scaler.mean_, scaler.scale_
-            X = scaler.transform(X)
-        else:
-            mean = np.zeros(X.shape[1])
-            scale = np.ones(X.shape[1])
+        X, y = _validate_training_data(self, X, y)
+        X, mean, scale = _standardized(X, self.standardize)
         lr = LogisticRegression(
             C=self.C,
             class_weight=self.class_weight,
