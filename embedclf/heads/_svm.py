@@ -12,13 +12,11 @@ from sklearn.svm import SVC
 from sklearn.utils.class_weight import compute_sample_weight
 
 from embedclf._compat import Interval, StrOptions, _fit_context
-from embedclf.heads._open_set_rules import _known_rows, _UnknownThresholdMixin
+from embedclf.heads._open_set_rules import _UnknownThresholdMixin
 from embedclf.heads._validation import (
     _check_class_counts,
-    _check_class_labels,
-    _check_n_classes,
-    _validate_embeddings,
     _validate_for_predict,
+    _validate_training_data,
 )
 
 __all__ = ["SVMClassifier"]
@@ -181,13 +179,8 @@ class SVMClassifier(_UnknownThresholdMixin, ClassifierMixin, BaseEstimator):
         TypeError
             If the labels mix types or are not strings/integers.
         """
-        X, y = _validate_embeddings(self, X, y, reset=True, action="fit")
+        X, y = _validate_training_data(self, X, y)
         name = type(self).__name__
-        y = _check_class_labels(y, name)
-        known = _known_rows(y, self.unknown_label, name)
-        X, y = X[known], y[known]
-        self.classes_ = np.unique(y)
-        _check_n_classes(self.classes_, y, name)
         _check_class_counts(
             y,
             self.classes_,
