@@ -46,7 +46,10 @@ def _expected_failed_checks(estimator):
             "check's string labels by design: predictions must not mix strings "
             "and ints."
         )
-    if isinstance(estimator, OpenSetClassifier):
+    if isinstance(estimator, OpenSetClassifier) and estimator.detector != "fusion":
+        # The default fusion detector passes this check on the check's data
+        # (it XPASSed until this was narrowed); the legacy rule and the
+        # Mahalanobis detector reject enough training points to fail it.
         reason = (
             "predicting unknown_label for training points whose out-of-fold "
             "scores fall under the tuned thresholds is the point of the "
