@@ -81,7 +81,7 @@ def _draw(X, y, held, rows):
     known_te = ~np.isin(yte, held)
     fits = {
         "default (fusion of max_proba + knn)": OpenSetClassifier(),
-        "fusion of all six scores": OpenSetClassifier(fusion_scores=SCORES),
+        "fusion of all scores": OpenSetClassifier(fusion_scores=SCORES),
         "0.1.0 rule (detector=None)": OpenSetClassifier(detector=None),
     }
     out = {}
@@ -95,7 +95,7 @@ def _draw(X, y, held, rows):
             row["known_recall"] = float(np.mean(~pred[known_te]))
             row["rejected"] = float(np.mean(pred[~known_te]))
         out[name] = row
-    every = fits["fusion of all six scores"]
+    every = fits["fusion of all scores"]
     scores = compute_scores(every.estimator_, every.score_state_, Xte, SCORES)
     for name in SCORES:
         out[name] = _measure(scores[name][known_te], scores[name][~known_te])

@@ -61,8 +61,9 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         tutorial) are not a class: they fit the logistic fusion and measure
         ``unknown_recall_``.
 
-    detector : {"fusion", "max_proba", "max_logit", "energy", "knn", \
-            "mahalanobis", "relative_mahalanobis"} or None, default="fusion"
+    detector : {"fusion", "max_proba", "react_max_proba", "max_logit", \
+            "energy", "knn", "mahalanobis", "relative_mahalanobis"} or None, \
+            default="fusion"
         The unknown score (see Notes). None selects the two-threshold rule of
         embedclf 0.1.0 (``probability_threshold``, ``distance_threshold``).
 
@@ -157,6 +158,8 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     Decision rule. ``predict`` returns ``classes_[argmax predict_proba(x)]``
     when ``unknown_score(x) <= unknown_threshold_`` and ``unknown_label``
     otherwise. Scores: ``max_proba`` is ``1 - max predict_proba``;
+    ``react_max_proba`` the same with every feature clipped at the 95th
+    percentile of the training features (ReAct);
     ``max_logit`` and ``energy`` minus the max and the log-sum-exp of the
     logits; ``knn`` is ``1 - cos`` to the ``kth_neighbor``-th nearest
     training sample; ``mahalanobis`` the squared distance of the

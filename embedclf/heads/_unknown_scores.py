@@ -4,6 +4,15 @@ Each score is a function of a fitted classifier and of a small fitted state
 (numpy arrays only, so that skops can audit a saved model):
 
 - ``max_proba``: ``1 - max predict_proba`` (Hendrycks & Gimpel 2017, MSP).
+- ``react_max_proba``: the same after clipping every feature at the 95th
+  percentile of the training features (ReAct, Sun et al. 2021): an unknown
+  image's few unusually strong activations no longer drive a confident
+  class. Measured on grocery with 20 classes held out (Lite0, centre crop):
+  AUROC 0.728 against 0.711 for ``max_proba``; fused with ``knn`` 0.734
+  against 0.716. Meant for the high-dimensional non-negative pooled
+  features of a CNN; not the default because with few features the largest
+  values can be the class signal itself (on the tests' tiny 3-layer model,
+  clipping them made half of the known test images "unknown").
 - ``max_logit``: minus the largest logit of ``decision_function``.
 - ``energy``: minus ``logsumexp`` of the logits (Liu et al. 2020).
 - ``knn``: cosine distance ``1 - cos`` to the k-th nearest training sample,
@@ -23,6 +32,7 @@ __all__ = ["SCORES", "compute_scores", "fit_score_state"]
 
 SCORES = (
     "max_proba",
+    "react_max_proba",
     "max_logit",
     "energy",
     "knn",
@@ -31,6 +41,9 @@ SCORES = (
 )
 _LOGIT_SCORES = {"max_logit", "energy"}
 _MAHALANOBIS = {"mahalanobis", "relative_mahalanobis"}
+#: Percentile of the training feature values where ReAct clips (the paper's
+#: default, and the best of 90/95/99 on grocery).
+REACT_PERCENTILE = 95.0
 # Rows of the query x training similarity matrix computed at once (kNN).
 _CHUNK = 2048
 
@@ -80,6 +93,10 @@ def fit_score_state(X, y, names, *, kth_neighbor: int = 1) -> dict:
 
     names = set(names)
     state = {}
+    if "react_max_proba" in names:
+        state["react_clip"] = np.array(
+            np.percentile(np.asarray(X, dtype=np.float64), REACT_PERCENTILE)
+        )
     U = _unit(X)
     if "knn" in names:
         state["knn_train"] = U
@@ -143,6 +160,9 @@ def compute_scores(estimator, state: dict, X, names) -> dict:
     out = {}
     if "max_proba" in names:
         out["max_proba"] = 1.0 - estimator.predict_proba(X).max(axis=1)
+    if "react_max_proba" in names:
+        clipped = np.minimum(X, state["react_clip"]).astype(np.asarray(X).dtype)
+        out["react_max_proba"] = 1.0 - estimator.predict_proba(clipped).max(axis=1)
     if _LOGIT_SCORES & set(names):
         logits = _logits(estimator, X)
         out["max_logit"] = -logits.max(axis=1)

@@ -170,7 +170,14 @@ def _build_module(backbones, sizes, params, labels_path, prep):
         known = tf.ones_like(index, dtype=tf.bool)
         if score is not None:
             logits2 = tf.concat([-logits / 2, logits / 2], 1) if binary else logits
-            s = _tf_unknown_score(tf, score, features, logits2, proba)
+            s = _tf_unknown_score(
+                tf,
+                score,
+                features,
+                logits2,
+                proba,
+                lambda f: probabilities(logits_of(f)),
+            )
             known = s <= score["threshold"]
             label = tf.where(known, label, tf.constant(unknown))
         elif unknown is not None:
@@ -282,8 +289,12 @@ def _build_module(backbones, sizes, params, labels_path, prep):
     return ExportedClassifier()
 
 
-def _tf_unknown_score(tf, score, features, logits, proba):
-    """OpenSetClassifier.unknown_score in TensorFlow ops (float32)."""
+def _tf_unknown_score(tf, score, features, logits, proba, proba_of):
+    """OpenSetClassifier.unknown_score in TensorFlow ops (float32).
+
+    ``proba_of`` maps features to class probabilities (for ReAct's clipped
+    features).
+    """
     state, fusion = score["state"], score["fusion"]
     names = [score["detector"]] if fusion is None else list(fusion["names"])
     const = lambda a: tf.constant(np.asarray(a), tf.float32)  # noqa: E731
@@ -292,6 +303,9 @@ def _tf_unknown_score(tf, score, features, logits, proba):
     for name in names:
         if name == "max_proba":
             out[name] = 1.0 - tf.reduce_max(proba, axis=1)
+        elif name == "react_max_proba":
+            clipped = tf.minimum(features, float(state["react_clip"]))
+            out[name] = 1.0 - tf.reduce_max(proba_of(clipped), axis=1)
         elif name == "max_logit":
             out[name] = -tf.reduce_max(logits, axis=1)
         elif name == "energy":

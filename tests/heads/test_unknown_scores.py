@@ -59,6 +59,11 @@ def test_scores_match_their_definitions(data):
     Q = np.r_[X_known[:5], other[:5]]
     s = compute_scores(est, state, Q, SCORES)
     np.testing.assert_allclose(s["max_proba"], 1 - est.predict_proba(Q).max(axis=1))
+    clip = np.percentile(X, 95)
+    assert (Q > clip).any()  # the clip changes some queries, so this can fail
+    react = 1 - est.predict_proba(np.minimum(Q, clip)).max(axis=1)
+    np.testing.assert_allclose(s["react_max_proba"], react)
+    assert not np.allclose(s["react_max_proba"], s["max_proba"])
     d = est.decision_function(Q)
     logits = np.column_stack([-d / 2, d / 2])  # binary: one log-odds
     np.testing.assert_allclose(s["max_logit"], -logits.max(axis=1))

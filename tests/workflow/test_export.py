@@ -249,3 +249,35 @@ def test_exif_orientation_of_damaged_or_missing_exif():
 
     for data in [b"\xff\xd8 no exif here", b"Exif\x00\x00MM\x00*\xff\xff\xff\xff", b""]:
         assert int(exif_orientation(tf.constant(data))) == 1
+
+
+@pytest.mark.parametrize(
+    "detector", ["fusion", "max_proba", "react_max_proba", "energy", "knn"]
+)
+def test_exported_unknown_score_matches_unknown_score(detector):
+    # The graph's score ops against OpenSetClassifier.unknown_score, on
+    # non-negative features (as a CNN's pooled ones) some of which exceed
+    # ReAct's clip.
+    import tensorflow as tf
+
+    from embedclf import OpenSetClassifier
+    from embedclf.workflow._export import _tf_unknown_score, head_arrays
+
+    rng = np.random.default_rng(0)
+    centres = rng.uniform(0, 2, size=(3, 16))
+    y = np.repeat(["a", "b", "c"], 60)
+    X = np.abs(centres[np.repeat([0, 1, 2], 60)] + rng.normal(0, 0.5, (180, 16)))
+    Q = np.abs(rng.normal(1, 1.5, (40, 16))).astype(np.float32)
+    clf = OpenSetClassifier(detector=detector).fit(
+        X[::2], y[::2], X_val=X[1::2], y_val=y[1::2]
+    )
+    params = head_arrays(clf)
+    ((W, b),) = params["layers"]
+    f = tf.constant(Q)
+
+    def proba_of(features):
+        return tf.nn.softmax(tf.matmul(features, W) + b, axis=1)
+
+    logits = tf.matmul(f, W) + b
+    got = _tf_unknown_score(tf, params["score"], f, logits, proba_of(f), proba_of)
+    np.testing.assert_allclose(got.numpy(), clf.unknown_score(Q), rtol=1e-4, atol=1e-5)

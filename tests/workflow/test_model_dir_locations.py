@@ -7,7 +7,6 @@ import os
 import shutil
 
 import pytest
-from conftest import SHARED_MODEL
 from test_model_dir import head  # noqa: F401  (the fixture: a fitted head, X)
 
 from embedclf.exceptions import ModelDirError
