@@ -110,11 +110,11 @@ def test_0_1_0_fixture_finds_its_recorded_backbone():
 
     fixture = Path(__file__).resolve().parents[1] / "fixtures" / "model_dir_0_1_0"
     md = load_model_dir(fixture / "softmax")
-    if not os.path.isdir(md.manifest["backbone"]["handle"]):
+    recorded = md.manifest["backbone"]["handle"]
+    if not os.path.isdir(recorded):
         pytest.skip("the recorded backbone path is absent on this machine")
     # the recorded absolute path exists, so that is the one used (on a CI
     # checkout elsewhere it is a different copy from ../shared beside the repo)
-    recorded = md.manifest["backbone"]["handle"]
     assert os.path.samefile(check_backbone(md), recorded)
     assert remembered_cache(md) is None  # 0.1.0 did not record its cache
 
