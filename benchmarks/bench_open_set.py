@@ -80,7 +80,10 @@ def _draw(X, y, held, rows):
     Xte, yte = rows
     known_te = ~np.isin(yte, held)
     fits = {
-        "default (fusion of max_proba + knn)": OpenSetClassifier(),
+        "default (fusion of react_max_proba + knn)": OpenSetClassifier(),
+        "fusion of max_proba + knn (earlier default)": (
+            OpenSetClassifier(fusion_scores=("max_proba", "knn"))
+        ),
         "fusion of all scores": OpenSetClassifier(fusion_scores=SCORES),
         "0.1.0 rule (detector=None)": OpenSetClassifier(detector=None),
     }
@@ -155,7 +158,7 @@ def run(ctx) -> dict:
     if not ctx.quick:
         X0, ytr = feats["train"][0]["Lite0"], feats["train"][1]
         small = _small_set(X0, ytr, feats["test"][0]["Lite0"], feats["test"][1])
-    default_name = "default (fusion of max_proba + knn)"
+    default_name = "default (fusion of react_max_proba + knn)"
     default_auroc = results["Lite0"][default_name]["auroc"]
     best_backbone, best_name = max(
         ((b, n) for b in results for n in results[b]),

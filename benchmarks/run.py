@@ -7,7 +7,9 @@ Usage (from the repository root)::
     python benchmarks/run.py --only 1,2      # selected items
 
 Results go to ``benchmarks/results/latest.json`` and ``latest.md`` (quick
-runs: ``quick.json`` / ``quick.md``) unless ``--output`` says otherwise.
+runs: ``quick.json`` / ``quick.md``; ``--only 1,2``: ``only-1-2.json`` /
+``.md``, so a partial run never replaces the full-run record) unless
+``--output`` says otherwise.
 Grocery embeddings are cached in ``<workdir>/grocery_embeddings.h5`` and
 shared by repeated runs; every "cold" figure uses a fresh cache.
 
@@ -205,7 +207,14 @@ def print_table(report):
 def main(argv=None) -> int:
     args = _parse(argv)
     only = [int(x) for x in args.only.split(",") if x.strip()] if args.only else None
-    output = args.output or RESULTS / ("quick.json" if args.quick else "latest.json")
+    if args.output:
+        output = args.output
+    elif args.quick:
+        output = RESULTS / "quick.json"
+    elif only is not None:  # a partial run never overwrites the full-run record
+        output = RESULTS / f"only-{'-'.join(str(i) for i in only)}.json"
+    else:
+        output = RESULTS / "latest.json"
     args.workdir.mkdir(parents=True, exist_ok=True)
     ctx = Context(
         quick=args.quick,

@@ -44,8 +44,8 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
 
     Wraps a probabilistic classifier and computes an unknown score per
     sample (higher = less like any known class): by default a fusion of the
-    classifier's max probability and the cosine distance to the nearest
-    training sample. The threshold keeps ``target_recall`` of known samples,
+    classifier's max probability on ReAct-clipped features and the cosine
+    distance to the nearest training sample. The threshold keeps ``target_recall`` of known samples,
     measured on held-out data: ``X_val`` when given, else group-aware
     out-of-fold scores.
 
@@ -72,7 +72,8 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         ``target_recall`` on held-out data.
 
     fusion_scores : tuple of str, default=None
-        Components of ``detector="fusion"``; None means ("max_proba", "knn").
+        Components of ``detector="fusion"``; None means ("react_max_proba", "knn")
+        (models fitted before 0.2 keep the components they were fitted with).
 
     kth_neighbor : int, default=1
         k of the "knn" score: distance to the k-th nearest training sample.
@@ -159,7 +160,8 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     when ``unknown_score(x) <= unknown_threshold_`` and ``unknown_label``
     otherwise. Scores: ``max_proba`` is ``1 - max predict_proba``;
     ``react_max_proba`` the same with every feature clipped at the 95th
-    percentile of the training features (ReAct);
+    percentile of the training features (ReAct; not clipped when the
+    training features have negative values);
     ``max_logit`` and ``energy`` minus the max and the log-sum-exp of the
     logits; ``knn`` is ``1 - cos`` to the ``kth_neighbor``-th nearest
     training sample; ``mahalanobis`` the squared distance of the

@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 #: Components of ``detector="fusion"`` when ``fusion_scores`` is None.
-DEFAULT_FUSION = ("max_proba", "knn")
+DEFAULT_FUSION = ("react_max_proba", "knn")
 #: Background (unknown) images needed before the logistic fusion is used.
 MIN_BACKGROUND = 10
 

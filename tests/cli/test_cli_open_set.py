@@ -37,7 +37,7 @@ def test_background_folder_fits_fusion_and_is_measured(
     entry = json.loads((out / "manifest.json").read_text())["unknown"]
     assert entry["detector"] == "fusion"
     assert entry["fusion"] == "logistic"  # 16 >= 10 background images
-    assert entry["fusion_scores"] == ["max_proba", "knn"]
+    assert entry["fusion_scores"] == ["react_max_proba", "knn"]
     assert isinstance(entry["threshold"], float)
     assert 0 <= entry["background_rejected"] <= 1
     assert (out / "report" / "open_set.json").exists()

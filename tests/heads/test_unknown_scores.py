@@ -84,6 +84,42 @@ def test_scores_match_their_definitions(data):
     )
 
 
+def test_react_does_not_clip_signed_features(data):
+    # ReAct clips rectified activations; a feature space with negative values
+    # (a projection, a standardised vector) is left as it is.
+    X, y, *_, X_known, other, _ = data
+    signed = X - 1.0
+    est = SoftmaxClassifier().fit(signed, y)
+    state = fit_score_state(signed, y, ["react_max_proba"])
+    assert np.isinf(state["react_clip"])
+    Q = np.r_[X_known[:5], other[:5]] - 1.0
+    s = compute_scores(est, state, Q, ["max_proba", "react_max_proba"])
+    np.testing.assert_array_equal(s["react_max_proba"], s["max_proba"])
+    # the same features, non-negative: clipped at the 95th percentile
+    assert float(fit_score_state(X, y, ["react_max_proba"])["react_clip"]) == (
+        pytest.approx(np.percentile(X, 95))
+    )
+
+
+def test_default_fusion_uses_react_and_old_fits_keep_their_components(data):
+    import pickle
+
+    X, y, X_val, y_val, X_known, other, _ = data
+    clf = OpenSetClassifier().fit(X, y, X_val=X_val, y_val=y_val)
+    assert list(clf.fusion_["names"]) == ["react_max_proba", "knn"]
+    assert np.isfinite(clf.score_state_["react_clip"])
+    # a model fitted with the 0.1.x default components predicts with them
+    old = OpenSetClassifier(fusion_scores=("max_proba", "knn"))
+    old = pickle.loads(pickle.dumps(old.fit(X, y, X_val=X_val, y_val=y_val)))
+    old.fusion_scores = None  # as unpickled from a release whose None meant these
+    assert "react_clip" not in old.score_state_
+    Q = np.r_[X_known[:20], other[:20]]
+    from embedclf.heads._unknown_fusion import fused_score
+
+    s = compute_scores(old.estimator_, old.score_state_, Q, ["max_proba", "knn"])
+    np.testing.assert_allclose(old.unknown_score(Q), fused_score(old.fusion_, s))
+
+
 # relative Mahalanobis subtracts the distance under the covariance of all
 # training samples, which with two classes spans the a-b direction: weaker here.
 MIN_AUROC = dict.fromkeys(["fusion", *SCORES], 0.95) | {"relative_mahalanobis": 0.8}
@@ -113,7 +149,7 @@ def test_fusion_catches_what_max_proba_misses(data):
     proba = OpenSetClassifier(detector="max_proba").fit(X, y, **fit)
     both = OpenSetClassifier().fit(X, y, **fit)
     assert both.fusion_["kind"] == "rank"
-    assert list(both.fusion_["names"]) == ["max_proba", "knn"]
+    assert list(both.fusion_["names"]) == ["react_max_proba", "knn"]
     unknown = np.r_[sideways, mixed]
     assert auroc(proba, X_known, unknown) < 0.8
     assert auroc(both, X_known, unknown) > 0.9
