@@ -14,11 +14,10 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
-from sklearn.utils import Bunch
 
 from embedclf._compat import Interval, StrOptions, _fit_context
 from embedclf.heads import _open_set_legacy as legacy
-from embedclf.heads._open_set_rules import _known_rows, _label_dtype, _open_set_decision
+from embedclf.heads._open_set_rules import _known_rows, _label_dtype
 from embedclf.heads._unknown_fusion import fit_score_rule, fused_score
 from embedclf.heads._unknown_scores import SCORES, compute_scores
 from embedclf.heads._validation import (
@@ -30,14 +29,6 @@ from embedclf.heads._validation import (
 
 __all__ = ["OpenSetClassifier"]
 
-# Parameters added after 0.1.0, with the value that keeps a 0.1.0 model's rule.
-_NEW_PARAMS = {
-    "detector": None,
-    "score_threshold": "auto",
-    "fusion_scores": None,
-    "kth_neighbor": 1,
-}
-
 
 class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     """Classifier that answers ``unknown_label`` for samples unlike any known class.
@@ -45,9 +36,9 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     Wraps a probabilistic classifier and computes an unknown score per
     sample (higher = less like any known class): by default a fusion of the
     classifier's max probability on ReAct-clipped features and the cosine
-    distance to the nearest training sample. The threshold keeps ``target_recall`` of known samples,
-    measured on held-out data: ``X_val`` when given, else group-aware
-    out-of-fold scores.
+    distance to the nearest training sample. The threshold keeps
+    ``target_recall`` of known samples, measured on held-out data: ``X_val``
+    when given, else group-aware out-of-fold scores.
 
     Parameters
     ----------
@@ -262,11 +253,7 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
 
     def __setstate__(self, state):
-        # A model pickled by embedclf 0.1.0 has none of the newer parameters
-        # or attributes: fill them so that it keeps its two-threshold rule.
-        state = {**_NEW_PARAMS, **state}
-        state.setdefault("detector_", None)
-        super().__setstate__(state)
+        super().__setstate__(legacy.filled_state(state))
 
     def _base_estimator(self):
         if self.estimator is None:
@@ -352,17 +339,7 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     def _decide(self, X):
         proba = self.estimator_.predict_proba(X)
         if self.detector_ is None:
-            dist = None
-            if self.distance_model_ is not None:
-                dist = legacy.distances(self, self.distance_model_, X)
-            return _open_set_decision(
-                self.classes_,
-                proba,
-                self.unknown_label,
-                probability_threshold=self.probability_threshold_,
-                distances=dist,
-                distance_threshold=self.distance_threshold_,
-            )
+            return legacy.decide(self, X, proba)
         labels = self.classes_[np.argmax(proba, axis=1)]
         out = labels.astype(_label_dtype(self.classes_, self.unknown_label))
         out[self._unknown_score(X) > self.unknown_threshold_] = self.unknown_label
@@ -426,9 +403,4 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         each of shape (n_samples,), for embeddings ``X``.
         """
         X = _validate_for_predict(self, X)
-        dist = None
-        if self.distance_model_ is not None:
-            dist = legacy.distances(self, self.distance_model_, X)
-        return Bunch(
-            max_proba=self.estimator_.predict_proba(X).max(axis=1), distance=dist
-        )
+        return legacy.scores(self, X)

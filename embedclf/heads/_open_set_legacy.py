@@ -14,10 +14,55 @@ from sklearn.metrics import pairwise_distances
 from sklearn.model_selection import cross_val_predict
 from sklearn.neighbors import NearestCentroid, NearestNeighbors
 
-from embedclf.heads._open_set_rules import _tune_thresholds
+from embedclf.heads._open_set_rules import _open_set_decision, _tune_thresholds
 from embedclf.heads._validation import _check_cv_splits, _label_repr
 
-__all__ = ["distances", "fit_two_thresholds"]
+__all__ = ["decide", "distances", "filled_state", "fit_two_thresholds", "scores"]
+
+# Parameters added after 0.1.0, with the value that keeps a 0.1.0 model's rule.
+_NEW_PARAMS = {
+    "detector": None,
+    "score_threshold": "auto",
+    "fusion_scores": None,
+    "kth_neighbor": 1,
+}
+
+
+def filled_state(state: dict) -> dict:
+    """The pickled ``state`` of an OpenSetClassifier, completed for this release.
+
+    A model pickled by embedclf 0.1.0 has none of the newer parameters or
+    attributes: they are filled so that it keeps its two-threshold rule.
+    """
+    state = {**_NEW_PARAMS, **state}
+    state.setdefault("detector_", None)
+    return state
+
+
+def _distances_or_none(clf, X):
+    if clf.distance_model_ is None:
+        return None
+    return distances(clf, clf.distance_model_, X)
+
+
+def decide(clf, X, proba):
+    """Labels or ``unknown_label`` under the two thresholds of fitted ``clf``."""
+    return _open_set_decision(
+        clf.classes_,
+        proba,
+        clf.unknown_label,
+        probability_threshold=clf.probability_threshold_,
+        distances=_distances_or_none(clf, X),
+        distance_threshold=clf.distance_threshold_,
+    )
+
+
+def scores(clf, X):
+    """Bunch of the rule's ``max_proba`` and ``distance`` (None when unused)."""
+    from sklearn.utils import Bunch
+
+    proba = clf.estimator_.predict_proba(X)
+    return Bunch(max_proba=proba.max(axis=1), distance=_distances_or_none(clf, X))
 
 
 def fit_distance(clf, X, y):

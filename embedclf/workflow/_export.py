@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from embedclf.exceptions import ModelDirError
+from embedclf.workflow._export_unknown import tf_unknown_score
 
 __all__ = ["export_savedmodel", "head_arrays"]
 
@@ -170,7 +171,7 @@ def _build_module(backbones, sizes, params, labels_path, prep):
         known = tf.ones_like(index, dtype=tf.bool)
         if score is not None:
             logits2 = tf.concat([-logits / 2, logits / 2], 1) if binary else logits
-            s = _tf_unknown_score(
+            s = tf_unknown_score(
                 tf,
                 score,
                 features,
@@ -287,62 +288,6 @@ def _build_module(backbones, sizes, params, labels_path, prep):
             return head(resized(images))
 
     return ExportedClassifier()
-
-
-def _tf_unknown_score(tf, score, features, logits, proba, proba_of):
-    """OpenSetClassifier.unknown_score in TensorFlow ops (float32).
-
-    ``proba_of`` maps features to class probabilities (for ReAct's clipped
-    features).
-    """
-    state, fusion = score["state"], score["fusion"]
-    names = [score["detector"]] if fusion is None else list(fusion["names"])
-    const = lambda a: tf.constant(np.asarray(a), tf.float32)  # noqa: E731
-    out = {}
-    unit = tf.math.l2_normalize(features, axis=1)
-    for name in names:
-        if name == "max_proba":
-            out[name] = 1.0 - tf.reduce_max(proba, axis=1)
-        elif name == "react_max_proba":
-            clipped = tf.minimum(features, float(state["react_clip"]))
-            out[name] = 1.0 - tf.reduce_max(proba_of(clipped), axis=1)
-        elif name == "max_logit":
-            out[name] = -tf.reduce_max(logits, axis=1)
-        elif name == "energy":
-            out[name] = -tf.reduce_logsumexp(logits, axis=1)
-        elif name == "knn":
-            k = int(state["knn_k"])
-            sims = tf.matmul(unit, const(state["knn_train"]), transpose_b=True)
-            out[name] = 1.0 - tf.math.top_k(sims, k).values[:, k - 1]
-        else:
-            Z = tf.matmul(unit, const(state["maha_whitening"]))
-            means = const(state["maha_means"])
-            sq = (
-                tf.reduce_sum(Z**2, axis=1, keepdims=True)
-                - 2.0 * tf.matmul(Z, means, transpose_b=True)
-                + tf.reduce_sum(means**2, axis=1)[None, :]
-            )
-            out[name] = tf.reduce_min(sq, axis=1)
-            if name == "relative_mahalanobis":
-                G = tf.matmul(unit, const(state["maha_global_whitening"]))
-                G -= const(state["maha_global_mean"])[None, :]
-                out[name] -= tf.reduce_sum(G**2, axis=1)
-    if fusion is None:
-        return out[names[0]]
-    cols = []
-    for name in names:
-        ref, scale = fusion["reference"][name], fusion["scale"][name]
-        v = out[name]
-        ref_t = tf.tile(const(ref)[None, :], [tf.shape(v)[0], 1])
-        pos = tf.searchsorted(ref_t, v[:, None], side="right")[:, 0]
-        cdf = tf.cast(pos, tf.float32) / len(ref)
-        above = tf.maximum(v - float(ref[-1]), 0.0) / scale
-        below = tf.maximum(float(ref[0]) - v, 0.0) / scale
-        cols.append(cdf + above - below)
-    Z = tf.stack(cols, axis=1)
-    if fusion["kind"] == "logistic":
-        return tf.linalg.matvec(Z, const(fusion["coef"])) + fusion["intercept"]
-    return tf.reduce_mean(Z, axis=1)
 
 
 def export_savedmodel(model_dir, out_dir, *, model=None) -> Path:

@@ -261,7 +261,8 @@ def test_exported_unknown_score_matches_unknown_score(detector):
     import tensorflow as tf
 
     from embedclf import OpenSetClassifier
-    from embedclf.workflow._export import _tf_unknown_score, head_arrays
+    from embedclf.workflow._export import head_arrays
+    from embedclf.workflow._export_unknown import tf_unknown_score
 
     rng = np.random.default_rng(0)
     centres = rng.uniform(0, 2, size=(3, 16))
@@ -279,5 +280,5 @@ def test_exported_unknown_score_matches_unknown_score(detector):
         return tf.nn.softmax(tf.matmul(features, W) + b, axis=1)
 
     logits = tf.matmul(f, W) + b
-    got = _tf_unknown_score(tf, params["score"], f, logits, proba_of(f), proba_of)
+    got = tf_unknown_score(tf, params["score"], f, logits, proba_of(f), proba_of)
     np.testing.assert_allclose(got.numpy(), clf.unknown_score(Q), rtol=1e-4, atol=1e-5)
