@@ -284,7 +284,7 @@ def embed_views(
         if store is not None:
             store.compact()
     logger.info(
-        "embedclf: %d augmented views: %d computed, %d from cache",
+        "%d augmented views: %d computed, %d from cache",
         len(keys),
         n_computed,
         len(keys) - n_computed,

@@ -356,7 +356,7 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
 
             normalize_blocks(out, self.embedding_slices_)
         logger.info(
-            "embedclf: %d images: %d computed by the backbone, %d from cache, "
+            "%d images: %d computed by the backbone, %d from cache, "
             "%d failed",
             len(paths),
             n_computed,
@@ -370,7 +370,7 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         try:
             cache.compact()
         except OSError as exc:  # e.g. disk full: rows stay in the journal
-            logger.warning("embedclf: %s", exc)
+            logger.warning("%s", exc)
 
     def _dim_without_images(self, spec):
         """Embedding dim when no row was produced (empty input or all failed)."""

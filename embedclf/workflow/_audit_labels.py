@@ -44,7 +44,7 @@ def _usable_groups(groups, y, n_folds):
         rows = np.flatnonzero(y == c)
         if len(np.unique(groups[rows])) < n_folds:
             logger.info(
-                "embedclf: class %d is one blob of near-duplicates; its rows "
+                "class %d is one blob of near-duplicates; its rows "
                 "are not grouped across folds",
                 c,
             )

@@ -362,5 +362,5 @@ def export_savedmodel(model_dir, out_dir, *, model=None) -> Path:
         os.replace(export_dir, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("embedclf: exported %s to %s", model_dir.path, out_dir)
+    logger.info("exported %s to %s", model_dir.path, out_dir)
     return out_dir

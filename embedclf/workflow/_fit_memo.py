@@ -60,7 +60,7 @@ def load_fit(memo_dir, key: str):
         result = json.loads(result_path.read_text())
         head = load_head(head_path)
     except (OSError, ValueError, ModelDirError) as exc:
-        logger.warning("embedclf: ignoring unreadable fit memo %s (%s)", head_path, exc)
+        logger.warning("ignoring unreadable fit memo %s (%s)", head_path, exc)
         return None
     return head, result
 
@@ -82,5 +82,5 @@ def save_fit(memo_dir, key: str, head, result: dict) -> None:
         os.replace(tmp, memo_dir / f"{key}.json")
     except OSError as exc:
         logger.warning(
-            "embedclf: could not store the fit memo in %s (%s)", memo_dir, exc
+            "could not store the fit memo in %s (%s)", memo_dir, exc
         )

@@ -251,7 +251,7 @@ def select_head(
             )
     head = clone(base).set_params(**choice).fit(X_all, y_all)
     logger.info(
-        "embedclf: %s chose C=%g standardize=%s (estimate %s)",
+        "%s chose C=%g standardize=%s (estimate %s)",
         rule,
         choice["C"],
         choice["standardize"],

@@ -326,7 +326,7 @@ def tune_head(X, y, *, classifier, C_grid, class_weight=None, groups=None, n_job
     best = int(np.argmax(res["mean_test_accuracy"]))
     best_C = C_grid[best]
     cv_accuracy = float(res["mean_test_accuracy"][best])
-    logger.info("embedclf: best C=%g (cv accuracy %.4f)", best_C, cv_accuracy)
+    logger.info("best C=%g (cv accuracy %.4f)", best_C, cv_accuracy)
     head = clone(base).set_params(C=best_C).fit(X, y)
     return head, {
         "best_C": best_C,

@@ -52,6 +52,17 @@ def test_embed_prints_no_tensorflow_noise_and_vv_shows_it(tmp_path, tiny_model_d
     assert TF_LOG_LINE.search(loud.stderr), loud.stderr
 
 
+def test_verbose_log_lines_carry_one_prefix(tmp_path, tiny_model_dir):
+    # The CLI's log format adds the logger's name; messages must not repeat it.
+    data = make_image_folder(tmp_path / "images", n_per_class=3)
+    res = run_cli(
+        "-v", "embed", data, "--cache", tmp_path / "a.h5", "--model", tiny_model_dir
+    )
+    assert res.returncode == 0, res.stderr
+    assert "embedclf: 6 images: 6 computed by the backbone" in res.stderr, res.stderr
+    assert "embedclf: embedclf:" not in res.stderr
+
+
 @pytest.mark.slow
 def test_train_predict_evaluate_export_print_no_tensorflow_noise(
     tmp_path, tiny_model_dir
