@@ -356,8 +356,7 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
 
             normalize_blocks(out, self.embedding_slices_)
         logger.info(
-            "%d images: %d computed by the backbone, %d from cache, "
-            "%d failed",
+            "%d images: %d computed by the backbone, %d from cache, %d failed",
             len(paths),
             n_computed,
             n_cached,

@@ -81,6 +81,4 @@ def save_fit(memo_dir, key: str, head, result: dict) -> None:
         tmp.write_text(json.dumps(result))
         os.replace(tmp, memo_dir / f"{key}.json")
     except OSError as exc:
-        logger.warning(
-            "could not store the fit memo in %s (%s)", memo_dir, exc
-        )
+        logger.warning("could not store the fit memo in %s (%s)", memo_dir, exc)

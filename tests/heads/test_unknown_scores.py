@@ -259,3 +259,24 @@ def test_collapsed_groups_warn_and_fall_back_to_stratified_folds():
         clf = OpenSetClassifier(detector="knn").fit(X, y)
     assert any("not group-aware" in str(w.message) for w in caught)
     assert clf.known_recall_ >= 0.95
+
+
+def test_logistic_fusion_weights_are_never_negative():
+    # Background photos from the training sessions look *more* familiar to
+    # knn than held-out known photos: an unconstrained logistic fit would
+    # weigh knn negatively and rank a far-away unknown as known.
+    from embedclf.heads._unknown_fusion import fit_fusion, fused_score
+
+    rng = np.random.default_rng(0)
+    known = {"max_proba": rng.uniform(0, 0.5, 300), "knn": rng.uniform(0.3, 0.6, 300)}
+    bg = {"max_proba": rng.uniform(0.3, 1.0, 100), "knn": rng.uniform(0.1, 0.4, 100)}
+    fusion = fit_fusion(known, bg)
+    assert fusion["kind"] == "logistic"
+    assert fusion["coef"][0] > 0 and fusion["coef"][1] == 0
+    # an unknown that is both unsure and far from every training photo
+    far = fused_score(fusion, {"max_proba": np.array([0.6]), "knn": np.array([0.9])})
+    near = fused_score(fusion, {"max_proba": np.array([0.1]), "knn": np.array([0.4])})
+    assert far[0] > near[0]
+    # every component against the background: the rank fusion is kept
+    against = {"max_proba": 0.2 - bg["max_proba"], "knn": bg["knn"]}
+    assert fit_fusion(known, against)["kind"] == "rank"
