@@ -88,6 +88,13 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     target_recall : float in (0, 1], default=0.95
         Fraction of held-out known samples the tuned threshold accepts.
 
+    refit_on_val : bool, default=False
+        With ``X_val``: once the threshold (and fusion) are set on the
+        validation scores, refit the classifier and the score state on the
+        training and validation known rows, keeping that threshold. What
+        ``embedclf train`` does when it refits the head on training +
+        validation.
+
     cv : int, cross-validation generator or iterable, default=5
         Folds of the out-of-fold scores when there is no ``X_val``. An int
         means ``StratifiedGroupKFold`` over
@@ -215,6 +222,7 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         "metric": [StrOptions({"euclidean", "cosine"})],
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "target_recall": [Interval(Real, 0, 1, closed="right")],
+        "refit_on_val": ["boolean"],
         "cv": ["cv_object"],
         "n_jobs": [Integral, None],
     }
@@ -234,6 +242,7 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         metric="euclidean",
         n_neighbors=5,
         target_recall=0.95,
+        refit_on_val=False,
         cv=5,
         n_jobs=None,
     ):
@@ -249,6 +258,7 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.metric = metric
         self.n_neighbors = n_neighbors
         self.target_recall = target_recall
+        self.refit_on_val = refit_on_val
         self.cv = cv
         self.n_jobs = n_jobs
 

@@ -277,3 +277,27 @@ def fit_score_rule(self, base, X, y, known, X_val, y_val, name):
         )
     else:
         self.unknown_threshold_ = float(self.score_threshold)
+    if self.refit_on_val and X_val is not None:
+        _refit_with_val(self, base, Xk, yk, X_val, y_val, names)
+
+
+def _refit_with_val(self, base, Xk, yk, X_val, y_val, names):
+    """Refit the classifier and score state on training + validation rows.
+
+    The threshold and the fusion's scales stay those set on the validation
+    scores of models fitted on the training rows: models fitted on a little
+    more data score new photos of known classes about the same. Grocery, all
+    81 classes known (Lite0): 97.2 % of known test photos accepted against
+    96.8 % without the refit, whereas out-of-fold scores over training +
+    validation (photos from the same sessions) accepted only 79.6 %.
+    Validation rows of a class absent from training are left out.
+    """
+    from sklearn.base import clone
+
+    extra = np.isin(y_val, self.classes_)
+    X_all = np.vstack([Xk, X_val[extra]])
+    y_all = np.concatenate([yk, y_val[extra]])
+    self.estimator_ = clone(base).fit(X_all, y_all)
+    self.score_state_ = fit_score_state(
+        X_all, y_all, names, kth_neighbor=self.kth_neighbor
+    )

@@ -341,8 +341,9 @@ MIN_VALIDATION = 50
 
 
 def wrap_open_set(
-    head, X, y, *, unknown: str, splits=None, groups=None, X_val=None, y_val=None
-):
+    head, X, y, *, unknown: str, splits=None, groups=None, X_val=None, y_val=None,
+    refit_on_val=False,
+):  # fmt: skip
     """Wrap a fitted head in OpenSetClassifier per ``--unknown``.
 
     ``unknown`` is "auto" (the default fusion score, its threshold set on the
@@ -350,6 +351,8 @@ def wrap_open_set(
     else on group-aware out-of-fold scores), or a number: the lowest max
     probability accepted as a known class (the 0.1.0 rule, no distance).
     Rows labelled "unknown" in ``y`` or ``y_val`` are background images.
+    ``refit_on_val``: the threshold is set on ``X_val`` with models fitted on
+    ``X``, then they are refitted on both (``OpenSetClassifier.refit_on_val``).
     For the 0.1.0 rule, ``splits`` index the rows not labelled "unknown"
     (only those are cross-validated); None builds them here, keeping each
     ``groups`` value (the views of one image) in one fold.
@@ -359,7 +362,9 @@ def wrap_open_set(
     from embedclf.heads._open_set import OpenSetClassifier
 
     if unknown == "auto":
-        model = OpenSetClassifier(clone(head), unknown_label="unknown", cv=3)
+        model = OpenSetClassifier(
+            clone(head), unknown_label="unknown", cv=3, refit_on_val=refit_on_val
+        )
         n_val = 0 if y_val is None else int(np.sum(np.asarray(y_val) != "unknown"))
         if n_val >= MIN_VALIDATION:
             return model.fit(X, y, X_val=X_val, y_val=y_val)

@@ -62,3 +62,36 @@ def test_unknown_dir_that_is_not_a_folder(tmp_path, tiny_model_dir, capsys):
                     "--unknown-dir", str(tmp_path / "nope"))  # fmt: skip
     assert status != 0
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_validation_folder_sets_the_threshold_of_the_refitted_head(
+    tmp_path, tiny_model_dir
+):
+    # C chosen on val/ and the head refitted on train + val: the unknown
+    # threshold comes from val/'s scores under models fitted on train (then
+    # refitted), not from out-of-fold scores over both parts.
+    from sklearn.base import clone
+
+    from embedclf import ImageEmbedder, OpenSetClassifier, load_image_folder
+    from embedclf.workflow._model_dir import load_model_dir
+
+    train = make_image_folder(tmp_path / "train", ("red", "green"), 30)
+    val = make_image_folder(tmp_path / "val", ("red", "green"), 30, seed=3)
+    out, cache = tmp_path / "model", tmp_path / "c.h5"
+    assert main(
+        ["train", str(train), "--val-dir", str(val), "--output", str(out),
+         "--model", str(tiny_model_dir), "--cache", str(cache),
+         "--unknown", "auto", "--no-progress"]
+    ) == 0  # fmt: skip
+    head = load_model_dir(out).head
+    assert isinstance(head, OpenSetClassifier) and head.refit_on_val
+    embed = ImageEmbedder(model=str(tiny_model_dir), cache=str(cache))
+    (Xt, yt), (Xv, yv) = (
+        (embed.transform(b.paths), b.target_names[b.target])
+        for b in (load_image_folder(train), load_image_folder(val))
+    )
+    expected = OpenSetClassifier(
+        clone(head.estimator), unknown_label="unknown", cv=3
+    ).fit(Xt, yt, X_val=Xv, y_val=yv)
+    assert head.unknown_threshold_ == pytest.approx(expected.unknown_threshold_)
+    assert len(head.score_state_["knn_train"]) == len(yt) + len(yv)

@@ -280,3 +280,26 @@ def test_logistic_fusion_weights_are_never_negative():
     # every component against the background: the rank fusion is kept
     against = {"max_proba": 0.2 - bg["max_proba"], "knn": bg["knn"]}
     assert fit_fusion(known, against)["kind"] == "rank"
+
+
+def test_refit_on_val_keeps_the_validation_threshold(data):
+    X, y, X_val, y_val, X_known, other, _ = data
+    plain = OpenSetClassifier().fit(X, y, X_val=X_val, y_val=y_val)
+    refit = OpenSetClassifier(refit_on_val=True).fit(X, y, X_val=X_val, y_val=y_val)
+    # threshold and fusion come from the validation scores of the models
+    # fitted on X alone ...
+    assert refit.unknown_threshold_ == plain.unknown_threshold_
+    np.testing.assert_array_equal(
+        refit.fusion_["reference"]["knn"], plain.fusion_["reference"]["knn"]
+    )
+    # ... and the classifier and the score state then see X and X_val
+    both = SoftmaxClassifier().fit(np.r_[X, X_val], np.r_[y, y_val])
+    np.testing.assert_allclose(
+        refit.predict_proba(X_known), both.predict_proba(X_known), rtol=1e-6
+    )
+    assert len(refit.score_state_["knn_train"]) == len(X) + len(X_val)
+    assert len(plain.score_state_["knn_train"]) == len(X)
+    assert auroc(refit, X_known, other) > 0.95
+    # without X_val there is nothing to refit on
+    oof = OpenSetClassifier(refit_on_val=True, cv=3).fit(X, y)
+    assert len(oof.score_state_["knn_train"]) == len(X)
