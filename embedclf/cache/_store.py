@@ -7,6 +7,9 @@ Files (format 2; ``_hdf5.py`` describes the HDF5 layout)::
                            size-tiered merge policy)
     <file>.journal         committed batches not yet in a file (``_journal.py``)
     <file>.lock            the inter-process lock around every access
+    <file>.leases/         per-key leases: which process is computing which
+                           vector (``_leases.py``: why, and how they are
+                           taken over from dead processes)
 
 Writers never modify an HDF5 file in place (HDF5 is not crash-safe under
 ``kill -9``): a batch is committed by appending it to the checksummed,
@@ -16,7 +19,9 @@ file, fsynced, renamed into place and its directory fsynced before the
 journal is deleted. Every access holds the file lock (``filelock``), so
 several processes can share one cache.
 
-Helpers, each with one job: ``_journal.py`` (record format),
+Helpers, each with one job: ``_leases.py`` and ``_lease_owner.py`` (per-key
+leases, so processes sharing the cache compute each vector once but embed
+different images in parallel), ``_journal.py`` (record format),
 ``_journal_view.py`` (this process's incremental view of the journal),
 ``_hdf5.py`` (opening, looking up and writing HDF5 files), ``_rewrite.py``
 (streaming rows into a new file), ``_segments.py`` (which files to merge),
@@ -46,6 +51,7 @@ from embedclf.cache._hdf5 import (
 )
 from embedclf.cache._journal import encode_record, read_records
 from embedclf.cache._journal_view import JournalView
+from embedclf.cache._leases import Leases
 from embedclf.cache._merge import merge as _merge
 from embedclf.cache._namespace import CacheNamespace
 from embedclf.cache._repair import repair as _repair
@@ -68,6 +74,11 @@ class EmbeddingCache:
         ``<path>.seg-*.h5`` and a journal ``<path>.journal`` live beside it.
     lock_timeout : float, default=600
         Seconds to wait for another process holding the file lock.
+    lease_ttl : float, default=30
+        Seconds a lease on a key being computed lives without renewal (the
+        leases in ``<path>.leases/``, see :meth:`leases`). Holders renew
+        theirs every ``lease_ttl / 3`` s; a lease of a dead process on this
+        host is taken over at once, one from another host once expired.
 
     Notes
     -----
@@ -92,12 +103,13 @@ class EmbeddingCache:
     ([True, False], [1.0, 1.0, 1.0])
     """
 
-    def __init__(self, path, *, lock_timeout=600):
+    def __init__(self, path, *, lock_timeout=600, lease_ttl=30):
         self.path = os.fspath(path)
         self.journal_path = self.path + ".journal"
         self.lock_timeout = lock_timeout
+        self.lease_ttl = lease_ttl
         self._lock = FileLock(self.path + ".lock", timeout=lock_timeout)
-        self._compute_lock = FileLock(self.path + ".compute.lock", timeout=-1)
+        self._leases = None
         self._indexes: dict[str, tuple] = {}  # file -> (stat token, fp -> index)
         self._checked: set = set()  # (files, fp, dtype, dim) that put() checked
         self._journal = JournalView(self.journal_path)
@@ -139,14 +151,20 @@ class EmbeddingCache:
                 "larger lock_timeout."
             ) from None
 
-    def compute_lock(self):
-        """Inter-process lock held while computing vectors for a batch.
+    def leases(self) -> Leases:
+        """The per-key leases of this cache (``<path>.leases/``).
 
-        ``ImageEmbedder`` takes it, re-checks the cache, computes only what is
-        still missing and commits: so concurrent processes (cross-validation
-        with ``n_jobs``) never run the backbone twice on the same image.
+        ``embedding/_compute_once.py`` claims the leases of the keys a batch
+        misses, computes those it won outside any lock, commits them and
+        releases the leases: so concurrent processes (cross-validation with
+        ``n_jobs``) never run the backbone twice on the same image, and embed
+        different images in parallel. See ``embedclf/cache/_leases.py``.
         """
-        return self._acquired(self._compute_lock)
+        if self._leases is None:
+            self._leases = Leases(
+                self.path + ".leases", ttl=self.lease_ttl, cache_path=self.path
+            )
+        return self._leases
 
     # -- the files -------------------------------------------------------------
     def _directory_error(self):
