@@ -183,15 +183,10 @@ class Leases:
     def _create(self, path, data):
         """Write ``data`` to a new file ``path`` (O_EXCL); its stat."""
         try:
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileNotFoundError:
-                self._make_folder()
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            raise
-        except OSError as exc:
-            raise self._error(exc, "a lease file") from exc
+            fd = self._open_new(path)
+        except FileNotFoundError:
+            self._make_folder()
+            fd = self._open_new(path)
         try:
             os.write(fd, data)
             return os.fstat(fd)
@@ -204,6 +199,14 @@ class Leases:
         finally:
             if fd is not None:
                 os.close(fd)
+
+    def _open_new(self, path):
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except (FileExistsError, FileNotFoundError):
+            raise
+        except OSError as exc:
+            raise self._error(exc, "a lease file") from exc
 
     def _make_folder(self):
         try:
