@@ -286,7 +286,7 @@ class Leases:
 
     def _sweep_once(self):
         """Once per object: delete leftovers of processes killed mid-claim or
-        mid-break, and stale leases nobody asked for since."""
+        mid-break. (A stale lease is broken when its key is claimed again.)"""
         if self._swept:
             return
         self._swept = True
@@ -297,11 +297,7 @@ class Leases:
         for name in names:
             path = os.path.join(self.folder, name)
             with contextlib.suppress(OSError):
-                if name.endswith(".lease"):
-                    seen = _read(path)
-                    if seen is not None and self._stale(*seen):
-                        self._break(path, *seen)
-                elif ".stale-" in name:
+                if ".stale-" in name:
                     os.remove(path)  # renamed to be deleted
                 elif name.startswith(".tmp-") or ".break-" in name:
                     if time.time() - os.stat(path).st_mtime > self.ttl:
