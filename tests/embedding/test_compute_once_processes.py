@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from embedclf.cache._store import CacheNamespace, EmbeddingCache
 
