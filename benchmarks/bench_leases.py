@@ -1,0 +1,179 @@
+"""Item 16: two processes embedding into one shared cache, side by side.
+
+Before per-key leases, processes sharing a cache took one global compute
+lock around every backbone call, so two of them embedded one batch at a time.
+Here two single-threaded children (``_leases_child.py``: TensorFlow intra
+and inter-op threads 1, one decode thread; the machine has 2 cores) embed
+disjoint halves of 300 grocery photos (fixed random order) with the
+backbone into one fresh cache, and the combined images/s is compared with
+one child embedding one half alone (target >= 1.7x). Beside it, in the same
+rounds: the ceiling (two children, a fresh cache each: nothing shared), the
+old behaviour (two children into one cache with ``embed_missing`` wrapped in
+one ``FileLock``), and overlapping halves (each child two thirds of the
+photos, the middle third in both) into one cache, where the images computed
+must equal the distinct photos.
+
+Combined images/s = images of both / (last end - first start), wall clock.
+Each child loads and traces the backbone before a common start signal, so
+loading is not timed. Every arm runs once per round, arms rotate order
+between rounds; ratios are per-round (alone is measured in the same round)
+and the median over rounds is reported with its range.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from _common import Context
+
+CHILD = Path(__file__).resolve().parent / "_leases_child.py"
+ARMS = ["alone", "leases", "ceiling", "global_lock", "overlap"]
+
+
+def _start(ctx, work, tag, paths, cache, mode):
+    listing = work / f"{tag}.txt"
+    listing.write_text("\n".join(paths) + "\n")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.Popen(
+        [sys.executable, str(CHILD), str(ctx.model), str(listing), str(cache),
+         str(ctx.batch_size), mode],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=env,
+    )  # fmt: skip
+    line = proc.stdout.readline()
+    if line.strip() != "READY":
+        raise RuntimeError(f"leases child {tag} failed:\n{proc.stderr.read()[-2000:]}")
+    return proc
+
+
+def _arm(ctx, name, a, b, rnd):
+    """Run one arm; (combined images/s, per-child reports)."""
+    work = ctx.fresh_dir(f"leases_{name}_{rnd}")
+    shared = work / "cache.h5"
+    if name == "alone":
+        jobs = [("a", a, shared, "leases")]
+    elif name == "ceiling":
+        jobs = [("a", a, work / "a.h5", "leases"), ("b", b, work / "b.h5", "leases")]
+    else:
+        mode = "global_lock" if name == "global_lock" else "leases"
+        jobs = [("a", a, shared, mode), ("b", b, shared, mode)]
+    procs = [_start(ctx, work, *job) for job in jobs]
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    reports = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=1800)
+        if proc.returncode != 0:
+            raise RuntimeError(f"leases child failed:\n{err[-2000:]}")
+        reports.append(json.loads(out.strip().splitlines()[-1]))
+    wall = max(r["end"] for r in reports) - min(r["start"] for r in reports)
+    return sum(r["n"] for r in reports) / wall, reports
+
+
+def run(ctx: Context) -> dict:
+    n, rounds = (16, 1) if ctx.quick else (300, 5)
+    train, _ = ctx.split("train")
+    order = np.random.default_rng(0).permutation(len(train))[:n]
+    photos = [str(p) for p in train[order]]
+    half = n // 2
+    a, b = photos[:half], photos[half:]
+    third = n // 3
+    oa, ob = photos[: 2 * third], photos[third : 3 * third]
+    distinct = len(set(oa) | set(ob))
+    per_round, overlap_runs = [], []
+    for rnd in range(rounds):
+        rates = {}
+        arms = ARMS[rnd % len(ARMS) :] + ARMS[: rnd % len(ARMS)]
+        for name in arms:
+            pa, pb = (oa, ob) if name == "overlap" else (a, b)
+            rates[name], reports = _arm(ctx, name, pa, pb, rnd)
+            if name == "overlap":
+                overlap_runs.append(
+                    {
+                        "computed": sum(r["computed"] for r in reports),
+                        "backbone_images": sum(r["calls"] for r in reports),
+                        "distinct": distinct,
+                        "reports": reports,
+                    }
+                )
+        rates["loadavg"] = os.getloadavg()[0]
+        per_round.append(rates)
+        print(f"  round {rnd}: " + ", ".join(f"{k} {v:.1f}" for k, v in rates.items()))
+
+    def ratio(arm):
+        values = [r[arm] / r["alone"] for r in per_round]
+        return float(np.median(values)), float(min(values)), float(max(values))
+
+    leases, ceiling, lock = ratio("leases"), ratio("ceiling"), ratio("global_lock")
+    once = all(
+        r["computed"] == r["backbone_images"] == r["distinct"] for r in overlap_runs
+    )
+
+    def spread(r):
+        return f"{r[0]:.2f}x ({r[1]:.2f}-{r[2]:.2f})"
+
+    lines = [
+        "| arm | images/s, median | / one process alone, median (range) |",
+        "|---|---|---|",
+    ] + [
+        f"| {arm} | {np.median([r[arm] for r in per_round]):.1f} | "
+        + ("1" if arm == "alone" else spread(ratio(arm)))
+        + " |"
+        for arm in ARMS
+        if arm != "overlap"
+    ]
+    return {
+        "title": f"Two processes, one cache: {n} photos, {rounds} rounds",
+        "ratios": [
+            {
+                "name": "two processes, shared cache (leases) / one alone, images/s",
+                "value": leases[0],
+                "target": ">= 1.7",
+                "met": leases[0] >= 1.7,
+            },
+            {
+                "name": "  range over rounds (min)",
+                "value": leases[1],
+                "target": "report",
+                "met": None,
+            },
+            {
+                "name": "  range over rounds (max)",
+                "value": leases[2],
+                "target": "report",
+                "met": None,
+            },
+            {
+                "name": "ceiling: two processes, a cache each / one alone",
+                "value": ceiling[0],
+                "target": "report",
+                "met": None,
+            },
+            {
+                "name": "old global compute lock, shared cache / one alone",
+                "value": lock[0],
+                "target": "report",
+                "met": None,
+            },
+            {
+                "name": "overlapping halves: computed == backbone images == distinct",
+                "value": once,
+                "target": "yes",
+                "met": once,
+            },
+        ],
+        "metrics": {
+            "rounds": per_round,
+            "leases_ratio": leases,
+            "ceiling_ratio": ceiling,
+            "global_lock_ratio": lock,
+            "overlap": overlap_runs,
+        },
+        "markdown": "Two processes sharing one cache (item 16):\n\n" + "\n".join(lines),
+    }
