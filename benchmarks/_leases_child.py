@@ -9,16 +9,23 @@ side. MODE ``leases`` is the code as it is; ``global_lock`` wraps every
 
 The backbone is loaded and traced on one batch (no cache) first. Then the
 child prints ``READY``, waits for a line on stdin, runs ``transform`` and
-prints one JSON line: wall-clock start and end (``time.time``), seconds,
-images computed (``n_computed_``) and images through the backbone.
+prints one JSON line: wall-clock start and end (``time.time``), seconds, CPU
+seconds (all threads; about ``seconds`` when single-threaded and not
+waiting), images computed (``n_computed_``) and images through the backbone.
 """
 
 import json
 import os
+import resource
 import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main():
@@ -57,9 +64,11 @@ def main():
     sys.stdin.readline()
     emb = embedder(cache=cache)
     calls = backbone_image_count()
+    cpu = _cpu_seconds()
     start, t = time.time(), time.perf_counter()
     emb.transform(paths)
     seconds, end = time.perf_counter() - t, time.time()
+    cpu = _cpu_seconds() - cpu
     print(
         json.dumps(
             {
@@ -67,6 +76,7 @@ def main():
                 "start": start,
                 "end": end,
                 "seconds": seconds,
+                "cpu_seconds": cpu,
                 "computed": emb.n_computed_,
                 "calls": backbone_image_count() - calls,
             }
