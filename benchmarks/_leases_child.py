@@ -11,7 +11,10 @@ The backbone is loaded and traced on one batch (no cache) first. Then the
 child prints ``READY``, waits for a line on stdin, runs ``transform`` and
 prints one JSON line: wall-clock start and end (``time.time``), seconds, CPU
 seconds (all threads; about ``seconds`` when single-threaded and not
-waiting), images computed (``n_computed_``) and images through the backbone.
+waiting), images computed (``n_computed_``), images through the backbone and
+the wall-clock intervals spent in ``embed_missing`` (inside the lock in
+``global_lock`` mode), from which the parent sees whether the two children
+computed at the same time.
 """
 
 import json
@@ -41,16 +44,25 @@ def main():
     from embedclf.embedding import _batches
     from embedclf.embedding._backbones import backbone_image_count
 
+    intervals = []  # (start, end) of every embed_missing call, wall clock
+    plain = _batches.embed_missing
+
+    def timed(*args):
+        start = time.time()
+        try:
+            return plain(*args)
+        finally:
+            intervals.append((start, time.time()))
+
+    _batches.embed_missing = timed
     if mode == "global_lock":
         from filelock import FileLock
 
-        unlocked = _batches.embed_missing
-
         def locked(store, *args):
             if store is None:  # the warm-up, without a cache
-                return unlocked(store, *args)
+                return timed(store, *args)
             with FileLock(store.path + ".compute.lock"):
-                return unlocked(store, *args)
+                return timed(store, *args)
 
         _batches.embed_missing = locked
 
@@ -63,6 +75,7 @@ def main():
     print("READY", flush=True)
     sys.stdin.readline()
     emb = embedder(cache=cache)
+    intervals.clear()
     calls = backbone_image_count()
     cpu = _cpu_seconds()
     start, t = time.time(), time.perf_counter()
@@ -79,6 +92,7 @@ def main():
                 "cpu_seconds": cpu,
                 "computed": emb.n_computed_,
                 "calls": backbone_image_count() - calls,
+                "intervals": intervals,
             }
         ),
         flush=True,

@@ -140,16 +140,19 @@ class Leases:
                 else:
                     claimed.append(i)
                     won[path] = ident
+        except BaseException:  # the caller cannot know what was won: give it up
+            self._remove(won)
+            raise
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(anchor)
-            with self._mutex:
-                self._held.update(won)
-                if won and self._renewer is None:
-                    self._renewer = threading.Thread(
-                        target=self._renew_loop, name="embedclf-leases", daemon=True
-                    )
-                    self._renewer.start()
+        with self._mutex:
+            self._held.update(won)
+            if won and self._renewer is None:
+                self._renewer = threading.Thread(
+                    target=self._renew_loop, name="embedclf-leases", daemon=True
+                )
+                self._renewer.start()
         return claimed, deferred
 
     def _claim_one(self, path, anchor, data, token):
@@ -307,12 +310,18 @@ class Leases:
     def release(self, fingerprint: str, keys) -> None:
         """Give up the leases of ``keys`` held by this object (others are
         left alone, also a lease that was taken over meanwhile)."""
-        for key in keys:
-            path = self.path_for(fingerprint, key)
-            with self._mutex:
-                ident = self._held.pop(path, None)
-            if ident is None:
-                continue
+        mine = {}
+        with self._mutex:
+            for key in keys:
+                path = self.path_for(fingerprint, key)
+                if path in self._held:
+                    mine[path] = self._held.pop(path)
+        self._remove(mine)
+
+    @staticmethod
+    def _remove(leases):
+        """Delete the lease files ``{path: ident}`` that are still those."""
+        for path, ident in leases.items():
             seen = _read(path)
             if seen is not None and _ident(seen) == ident:
                 with contextlib.suppress(FileNotFoundError):

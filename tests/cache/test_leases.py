@@ -190,14 +190,22 @@ def test_concurrent_breakers_exactly_one_wins(tmp_path, workers):
             "    time.sleep(max(0, t0 + 0.004 * k - time.time() - 0.001))\n"
             "    while time.time() < t0 + 0.004 * k: pass\n"
             f"    if leases.claim({FP!r}, [key])[0]: won.append(key)\n"
-            "print(won)\n"
-        )
-        t0 = str(time.time() + 2.0)  # all started and spinning by then
+            "print(won, flush=True)\n"
+            "sys.stdin.read()\n"  # alive until all are done: a dead winner's
+        )  # leases would rightly be taken over by a latecomer
+        t0 = str(time.time() + 3.0)  # all started and spinning by then
         procs = [
-            subprocess.Popen([sys.executable, "-c", code, t0], stdout=subprocess.PIPE)
+            subprocess.Popen(
+                [sys.executable, "-c", code, t0],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             for _ in range(n)
         ]
-        winners = [k for p in procs for k in eval(p.communicate(timeout=60)[0])]
+        winners = [k for p in procs for k in eval(p.stdout.readline())]
+        for p in procs:
+            p.communicate(timeout=60)
     assert sorted(winners) == keys  # each lease won by exactly one claimer
     leftovers = [f for f in os.listdir(planter.folder) if not f.endswith(".lease")]
     assert leftovers == []  # break guards and renamed leases are gone
