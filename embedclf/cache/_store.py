@@ -111,6 +111,11 @@ class EmbeddingCache:
         self.path = os.fspath(path)
         self.journal_path = self.path + ".journal"
         self.lock_timeout = lock_timeout
+        if not (isinstance(lease_ttl, (int, float)) and lease_ttl > 0):
+            raise ValueError(
+                "The 'lease_ttl' parameter of EmbeddingCache must be a positive "
+                f"number of seconds. Got {lease_ttl!r} instead."
+            )
         self.lease_ttl = lease_ttl
         self._lock = FileLock(self.path + ".lock", timeout=lock_timeout)
         self._leases = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -250,6 +251,13 @@ def test_the_cache_gives_its_leases(tmp_path):
     assert leases is cache.leases() and leases.ttl == 12
     assert leases.folder == str(tmp_path / "c.h5") + ".leases"
     assert EmbeddingCache(tmp_path / "d.h5").leases().ttl == 30
+    for bad in (0, -1, "30", None):
+        msg = (
+            "The 'lease_ttl' parameter of EmbeddingCache must be a positive "
+            f"number of seconds. Got {bad!r} instead."
+        )
+        with pytest.raises(ValueError, match=re.escape(msg)):
+            EmbeddingCache(tmp_path / "c.h5", lease_ttl=bad)
 
 
 @pytest.fixture
