@@ -26,6 +26,7 @@ Items
 8 cache_scaling  adding 100 rows to caches of 10k and 1M rows
 9 identity_memo  warm transform of 50k paths: identity memo vs full re-hash
 10 open_set     unknown scores on grocery with 20 classes held out (AUROC, FPR95)
+16 leases       two processes embedding into one shared cache vs one alone
 17 small_images 28x28 grayscale images: upsampled by Pillow vs as is
 """
 
@@ -64,10 +65,11 @@ ITEMS = {
     8: "bench_cache_scaling",
     9: "bench_identity_memo",
     10: "bench_open_set",
+    16: "bench_leases",
     17: "bench_small_images",
 }
 # Item 6 fills the shared grocery cache that item 5 reads, so it runs first.
-ORDER = [6, 5, 1, 2, 4, 3, 7, 8, 9, 10, 17]
+ORDER = [6, 5, 1, 2, 4, 3, 7, 8, 9, 10, 16, 17]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

@@ -60,8 +60,12 @@ def test_readme_outputs_are_git_ignored(tmp_path):
     for name in caches:
         cache = EmbeddingCache(repo / name)
         cache.put(ns, ["a" * 64], np.ones((1, 3), dtype=np.float32))
-        with cache.compute_lock():
-            pass
+        leases = cache.leases()
+        claimed, _ = leases.claim(ns.fingerprint, ["b" * 64])
+        assert claimed == [0] and (repo / (name + ".leases")).is_dir()
+        # a lease file and a break guard left by processes killed with -9
+        (repo / (name + ".leases") / "0.lease.break-x").write_bytes(b"x")
+        (repo / (name + ".leases") / ".tmp-x").write_bytes(b"x")
         assert (repo / (name + ".journal")).exists()
         cache.compact()
         memo = memo_dir_for(repo / name)

@@ -27,11 +27,10 @@ ns = e0._namespace(resolve_backbone(M % 0))
 keys = list(dict.fromkeys(content_key(read_image_bytes(p)) for p in allp))
 vecs, found = EmbeddingCache("/tmp/h13b/prep.h5").get(ns, keys)
 shared = EmbeddingCache(SHARED)
-with shared.compute_lock():
-    _, have = shared.get(ns, keys)
-    todo = [i for i in range(len(keys)) if found[i] and not have[i]]
-    if todo:
-        shared.put(ns, [keys[i] for i in todo], vecs[todo])
+_, have = shared.get(ns, keys)  # copied rows are idempotent by key: no lock needed
+todo = [i for i in range(len(keys)) if found[i] and not have[i]]
+if todo:
+    shared.put(ns, [keys[i] for i in todo], vecs[todo])
 shared.compact()
 print("copied lite0 crop rows", len(todo), int(found.sum()), flush=True)
 # 2. Lite2 with the crop, all parts, into the shared cache; val decision + test

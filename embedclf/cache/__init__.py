@@ -3,7 +3,7 @@
 Owns: ``EmbeddingCache`` (the store: get, put, compact, merge), its journal of
 fsynced, CRC'd records and the incremental view of it, immutable segment
 files and their size-tiered merges, the atomic writes of HDF5 files, repair,
-merge, locks and temp files. The only package that imports
+merge, locks, per-key compute leases and temp files. The only package that imports
 h5py (lazily).
 
 May import: the top-level ``exceptions`` (and ``__version__``). Nothing

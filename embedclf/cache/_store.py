@@ -7,6 +7,9 @@ Files (format 2; ``_hdf5.py`` describes the HDF5 layout)::
                            size-tiered merge policy)
     <file>.journal         committed batches not yet in a file (``_journal.py``)
     <file>.lock            the inter-process lock around every access
+    <file>.leases/         per-key leases: which process is computing which
+                           vector (``_leases.py``: why, and how they are
+                           taken over from dead processes)
 
 Writers never modify an HDF5 file in place (HDF5 is not crash-safe under
 ``kill -9``): a batch is committed by appending it to the checksummed,
@@ -16,7 +19,9 @@ file, fsynced, renamed into place and its directory fsynced before the
 journal is deleted. Every access holds the file lock (``filelock``), so
 several processes can share one cache.
 
-Helpers, each with one job: ``_journal.py`` (record format),
+Helpers, each with one job: ``_leases.py`` and ``_lease_owner.py`` (per-key
+leases, so processes sharing the cache compute each vector once but embed
+different images in parallel), ``_journal.py`` (record format),
 ``_journal_view.py`` (this process's incremental view of the journal),
 ``_hdf5.py`` (opening, looking up and writing HDF5 files), ``_rewrite.py``
 (streaming rows into a new file), ``_segments.py`` (which files to merge),
@@ -46,6 +51,7 @@ from embedclf.cache._hdf5 import (
 )
 from embedclf.cache._journal import encode_record, read_records
 from embedclf.cache._journal_view import JournalView
+from embedclf.cache._leases import Leases
 from embedclf.cache._merge import merge as _merge
 from embedclf.cache._namespace import CacheNamespace
 from embedclf.cache._repair import repair as _repair
@@ -55,6 +61,10 @@ from embedclf.exceptions import CacheFormatError
 __all__ = ["EmbeddingCache", "CacheNamespace", "FORMAT", "FORMAT_VERSION"]
 
 _COMPACT_MIN_BYTES = 64 << 20
+# The file lock is held for milliseconds (a lookup, an fsynced append), and
+# processes embedding side by side take it several times per batch: poll it
+# every 5 ms, not filelock's 50 ms, so a waiter does not idle 25 ms each time.
+_LOCK_POLL_SECONDS = 0.005
 _DTYPES = ("float32", "float16")
 
 
@@ -68,6 +78,11 @@ class EmbeddingCache:
         ``<path>.seg-*.h5`` and a journal ``<path>.journal`` live beside it.
     lock_timeout : float, default=600
         Seconds to wait for another process holding the file lock.
+    lease_ttl : float, default=30
+        Seconds a lease on a key being computed lives without renewal (the
+        leases in ``<path>.leases/``, see :meth:`leases`). Holders renew
+        theirs every ``lease_ttl / 3`` s; a lease of a dead process on this
+        host is taken over at once, one from another host once expired.
 
     Notes
     -----
@@ -92,12 +107,18 @@ class EmbeddingCache:
     ([True, False], [1.0, 1.0, 1.0])
     """
 
-    def __init__(self, path, *, lock_timeout=600):
+    def __init__(self, path, *, lock_timeout=600, lease_ttl=30):
         self.path = os.fspath(path)
         self.journal_path = self.path + ".journal"
         self.lock_timeout = lock_timeout
+        if not (isinstance(lease_ttl, (int, float)) and lease_ttl > 0):
+            raise ValueError(
+                "The 'lease_ttl' parameter of EmbeddingCache must be a positive "
+                f"number of seconds. Got {lease_ttl!r} instead."
+            )
+        self.lease_ttl = lease_ttl
         self._lock = FileLock(self.path + ".lock", timeout=lock_timeout)
-        self._compute_lock = FileLock(self.path + ".compute.lock", timeout=-1)
+        self._leases = None
         self._indexes: dict[str, tuple] = {}  # file -> (stat token, fp -> index)
         self._checked: set = set()  # (files, fp, dtype, dim) that put() checked
         self._journal = JournalView(self.journal_path)
@@ -107,7 +128,7 @@ class EmbeddingCache:
     def _acquired(self, lock):
         """``with lock``, with a fix in the error when the lock file cannot be made."""
         try:
-            lock.acquire()
+            lock.acquire(poll_interval=_LOCK_POLL_SECONDS)
         except OSError as exc:
             if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise
@@ -139,14 +160,20 @@ class EmbeddingCache:
                 "larger lock_timeout."
             ) from None
 
-    def compute_lock(self):
-        """Inter-process lock held while computing vectors for a batch.
+    def leases(self) -> Leases:
+        """The per-key leases of this cache (``<path>.leases/``).
 
-        ``ImageEmbedder`` takes it, re-checks the cache, computes only what is
-        still missing and commits: so concurrent processes (cross-validation
-        with ``n_jobs``) never run the backbone twice on the same image.
+        ``embedding/_compute_once.py`` claims the leases of the keys a batch
+        misses, computes those it won outside any lock, commits them and
+        releases the leases: so concurrent processes (cross-validation with
+        ``n_jobs``) never run the backbone twice on the same image, and embed
+        different images in parallel. See ``embedclf/cache/_leases.py``.
         """
-        return self._acquired(self._compute_lock)
+        if self._leases is None:
+            self._leases = Leases(
+                self.path + ".leases", ttl=self.lease_ttl, cache_path=self.path
+            )
+        return self._leases
 
     # -- the files -------------------------------------------------------------
     def _directory_error(self):

@@ -3,7 +3,7 @@
 Real child processes (``_embed_worker.py``) embed the same images in different
 orders into one HDF5 cache, released together. All must finish, the cache must
 end with exactly one row per distinct image, every vector must match a
-no-cache reference, and thanks to the compute lock the backbone must see each
+no-cache reference, and thanks to the per-key leases the backbone must see each
 distinct image exactly once across all processes.
 """
 
@@ -77,7 +77,7 @@ def test_processes_fill_one_cache(tiny_model_dir, images, tmp_path, n_workers):
         expected = np.stack([ref[p] for p in proc.order])
         np.testing.assert_allclose(X, expected, rtol=1e-5, atol=1e-5)
         assert report["calls"] == report["n_computed"]
-    # The compute lock: each distinct image went through a backbone once.
+    # The leases: each distinct image went through a backbone once.
     assert sum(r["calls"] for r, _ in results) == n_distinct
     assert sum(r["n_computed"] for r, _ in results) == n_distinct
 
@@ -138,9 +138,10 @@ def test_threads_share_one_cache(tiny_model_dir, images, tmp_path):
 def test_a_writer_killed_mid_run_does_not_block_the_others(
     tiny_model_dir, images, tmp_path
 ):
-    """Locks are released by the kernel when their holder dies (flock), so a
-    writer killed with SIGKILL, even inside the cache or compute lock, never
-    blocks the others; its committed rows are used, nothing is lost."""
+    """The cache lock is released by the kernel when its holder dies (flock)
+    and a dead writer's leases are taken over at once, so a writer killed
+    with SIGKILL, even inside the cache lock or holding leases, never blocks
+    the others; its committed rows are used, nothing is lost."""
     import os
     import signal
     import time

@@ -30,7 +30,7 @@ ns = CacheNamespace("m", "m", "default", "v1")
 for name in ("existing.h5", "new.h5"):
     cache = EmbeddingCache(sys.argv[1] + "/" + name, lock_timeout=5)
     for call in (lambda: cache.get(ns, ["a" * 64]),
-                 lambda: cache.compute_lock().__enter__()):
+                 lambda: cache.leases().claim(ns.fingerprint, ["a" * 64])):
         try:
             call()
         except PermissionError as exc:
@@ -39,12 +39,19 @@ for name in ("existing.h5", "new.h5"):
             print("no error")
 """
 
-EXPECTED = (
-    "PermissionError: Cannot create the lock file '{folder}/{name}{lock}' of cache "
+EXPECTED_LOCK = (
+    "PermissionError: Cannot create the lock file '{folder}/{name}.lock' of cache "
     "'{folder}/{name}': its folder '{folder}' is not writable ({reason}). The "
     "cache needs a writable folder even to read it (lock files). Make the folder "
     "writable, copy the cache into a writable folder and pass that path, or run "
     "without a cache (cache=None; no --cache)."
+)
+EXPECTED_LEASES = (
+    "PermissionError: Cannot create the lease folder '{folder}/{name}.leases' of "
+    "cache '{folder}/{name}': its folder '{folder}' is not writable ({reason}). "
+    "The cache needs a writable folder even to read it (lock and lease files). "
+    "Make the folder writable, copy the cache into a writable folder and pass "
+    "that path, or run without a cache (cache=None; no --cache)."
 )
 
 
@@ -92,7 +99,7 @@ def test_read_only_cache_folder_says_what_to_do(tmp_path):
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines == [
-        EXPECTED.format(folder=folder, name=name, lock=lock, reason=reason)
+        expected.format(folder=folder, name=name, reason=reason)
         for name in ("existing.h5", "new.h5")
-        for lock in (".lock", ".compute.lock")
+        for expected in (EXPECTED_LOCK, EXPECTED_LEASES)
     ]

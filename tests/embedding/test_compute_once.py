@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import subprocess
 import threading
 import time
 
@@ -9,6 +13,7 @@ import numpy as np
 import pytest
 
 from embedclf import EmbeddingCache
+from embedclf.cache._lease_owner import boot_id, process_start_time
 from embedclf.cache._store import CacheNamespace
 from embedclf.embedding._compute_once import embed_missing
 
@@ -95,3 +100,116 @@ def test_without_a_cache_every_row_is_computed():
     expected = backbone(images)
     for i, key in enumerate(KEYS):
         np.testing.assert_array_equal(got[key], expected[i])
+
+
+def _lease_files(tmp_path):
+    folder = tmp_path / "c.h5.leases"
+    return sorted(os.listdir(folder)) if folder.exists() else []
+
+
+def test_other_keys_are_computed_while_a_caller_holds_its_leases(tmp_path):
+    ns = CacheNamespace("m", "m", "default", "v1")
+    images = _images()
+    release_a, a_inside = threading.Event(), threading.Event()
+    plain = RecordingBackbone()
+
+    def holding(batch):
+        a_inside.set()
+        assert release_a.wait(30)
+        return plain(batch)
+
+    result = {}
+    a = threading.Thread(
+        target=lambda: result.update(
+            a=embed_missing(
+                EmbeddingCache(tmp_path / "c.h5"), ns, KEYS[:4], images[:4], holding
+            )
+        )
+    )
+    a.start()
+    assert a_inside.wait(30)
+    assert len(_lease_files(tmp_path)) == 4  # held while A computes
+    # B wants 2-5: it computes 4 and 5 now, while A still holds 0-3...
+    seen_by_b = []
+
+    def watching(batch):
+        seen_by_b.extend(batch[:, 0, 0, 0].tolist())
+        return plain(batch)
+
+    b = threading.Thread(
+        target=lambda: result.update(
+            b=embed_missing(
+                EmbeddingCache(tmp_path / "c.h5"), ns, KEYS[2:], images[2:], watching
+            )
+        )
+    )
+    b.start()
+    deadline = time.monotonic() + 30
+    while seen_by_b != [4, 5]:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert b.is_alive()  # ...and waits for 2 and 3
+    release_a.set()
+    a.join()
+    b.join()
+    assert result["a"][1] == KEYS[:4] and result["b"][1] == KEYS[4:]
+    assert sorted(plain.seen) == list(range(6))  # each once
+    for key in KEYS[2:4]:
+        np.testing.assert_array_equal(result["a"][0][key], result["b"][0][key])
+    assert _lease_files(tmp_path) == []
+
+
+def test_a_dead_processes_lease_is_computed_at_once(tmp_path):
+    ns = CacheNamespace("m", "m", "default", "v1")
+    cache = EmbeddingCache(tmp_path / "c.h5", lease_ttl=600)
+    dead = subprocess.Popen(["sleep", "1000"])
+    leases = EmbeddingCache(tmp_path / "c.h5").leases()
+    path = leases.path_for(ns.fingerprint, KEYS[0])
+    os.makedirs(leases.folder)
+    with open(path, "w") as fh:
+        json.dump(
+            dict(
+                pid=dead.pid,
+                host=socket.gethostname(),
+                boot=boot_id(),
+                start=process_start_time(dead.pid),
+                token="ab" * 16,
+                ttl=600,
+                expires=time.time() + 600,
+            ),
+            fh,
+        )
+    dead.kill()
+    dead.wait()
+    backbone = RecordingBackbone()
+    start = time.monotonic()
+    got, computed = embed_missing(cache, ns, KEYS[:2], _images()[:2], backbone)
+    assert computed == KEYS[:2] and time.monotonic() - start < 60
+    assert _lease_files(tmp_path) == []
+
+
+def test_a_failing_backbone_releases_its_leases(tmp_path):
+    ns = CacheNamespace("m", "m", "default", "v1")
+    cache = EmbeddingCache(tmp_path / "c.h5")
+
+    def broken(batch):
+        assert len(_lease_files(tmp_path)) == len(batch)
+        raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        embed_missing(cache, ns, KEYS, _images(), broken)
+    assert _lease_files(tmp_path) == []
+    got, computed = embed_missing(cache, ns, KEYS, _images(), RecordingBackbone())
+    assert computed == KEYS
+
+
+def test_a_key_twice_in_a_batch_is_computed_once(tmp_path):
+    ns = CacheNamespace("m", "m", "default", "v1")
+    images, backbone = _images(), RecordingBackbone()
+    rows = [0, 1, 0, 2, 1]
+    keys = [KEYS[r] for r in rows]
+    got, computed = embed_missing(
+        EmbeddingCache(tmp_path / "c.h5"), ns, keys, images[rows], backbone
+    )
+    assert computed == KEYS[:3] and backbone.seen == [0, 1, 2]
+    assert sorted(got) == sorted(KEYS[:3])
