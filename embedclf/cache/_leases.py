@@ -43,8 +43,9 @@ When it can be fooled: clocks of different hosts that disagree by more than
 network down) for longer than ``ttl``: its lease is then taken over while it
 still computes. The cost is a vector computed twice, never a wrong vector:
 vectors are keyed by content (the same bytes through the same backbone),
-and a key committed twice is still one key to every lookup. Leases are advisory and only about work; the cache's
-own file lock still guards every read and write of the cache files.
+and a key committed twice is still one key to every lookup. Leases are
+advisory and only about work; the cache's own file lock still guards every
+read and write of the cache files.
 """
 
 from __future__ import annotations

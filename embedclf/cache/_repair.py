@@ -13,6 +13,7 @@ import re
 import shutil
 import time
 
+from embedclf.cache._compact import write_main
 from embedclf.cache._files import stat_token
 from embedclf.cache._journal import read_records
 from embedclf.cache._rewrite import plain
@@ -126,8 +127,13 @@ def repair(cache, open_hdf5, format_name: str, format_version: int) -> dict:
             segments.append(seg)
         through = max([0] + [s.last for s in segments])
         try:
-            report = cache._write_main(
-                segments, records, skip_bad_rows=True, sources=sources, through=through
+            report = write_main(
+                cache,
+                segments,
+                records,
+                skip_bad_rows=True,
+                sources=sources,
+                through=through,
             )
         finally:
             for f in sources:

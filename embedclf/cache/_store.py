@@ -25,6 +25,7 @@ different images in parallel), ``_journal.py`` (record format),
 ``_journal_view.py`` (this process's incremental view of the journal),
 ``_hdf5.py`` (opening, looking up and writing HDF5 files), ``_rewrite.py``
 (streaming rows into a new file), ``_segments.py`` (which files to merge),
+``_compact.py`` (folding the journal and segments into new files),
 ``_repair.py`` and ``_files.py`` (fsync, space reservation, temp files).
 """
 
@@ -39,6 +40,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from embedclf.cache import _segments
+from embedclf.cache._compact import compact_locked
 from embedclf.cache._files import stat_token as _stat_token
 from embedclf.cache._hdf5 import (
     FORMAT,
@@ -47,7 +49,6 @@ from embedclf.cache._hdf5 import (
     lookup,
     open_checked,
     open_hdf5,
-    write_file,
 )
 from embedclf.cache._journal import encode_record, read_records
 from embedclf.cache._journal_view import JournalView
@@ -311,100 +312,10 @@ class EmbeddingCache:
 
     def compact(self) -> None:
         """Write the journal into a new segment (or, while the cache is small,
-        into its main file), then merge segments as ``_segments.py`` plans."""
+        into its main file), then merge segments as ``_segments.py`` plans
+        (``_compact.py``)."""
         with self._locked():
-            records, _ = read_records(self.journal_path)
-            main, live, old, nxt = self._state()
-            if records:
-                journal_bytes = os.path.getsize(self.journal_path)
-                small = main is None or main + journal_bytes <= _segments.FOLD_BYTES
-                # A format-1 main file is rewritten once as format 2 before any
-                # segment exists, so older embedclf refuses the cache instead
-                # of reading it without its segments.
-                if small or self._main_attrs()[0] < 2:
-                    self._write_main(live, records)
-                else:
-                    self._write_segment(
-                        _segments.segment_path(self.path, nxt, nxt), [], records
-                    )
-                os.remove(self.journal_path)  # only once its rows are durable
-                self._journal.reset()
-            elif os.path.exists(self.journal_path):
-                os.remove(self.journal_path)  # empty or only a torn record
-            self._merge_segments()
-
-    def _merge_segments(self):
-        while True:
-            main, live, old, _ = self._state()
-            for seg in old:  # left over by a killed merge: already copied
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(seg.path)
-            plan = _segments.plan_merge([s.nbytes for s in live], main or 0)
-            if plan is None:
-                return
-            if plan == "main":
-                self._write_main(live, [])
-                continue
-            run = live[plan[0] : plan[1]]
-            dst = _segments.segment_path(self.path, run[0].first, run[-1].last)
-            self._write_segment(dst, run, [])
-            for seg in run:
-                os.remove(seg.path)
-
-    def _write_segment(self, dst, segments, records):
-        sources = [self._open(s.path) for s in segments]
-        try:
-            self._write(dst, sources, records, {"role": "segment"})
-        finally:
-            for f in sources:
-                f.close()
-
-    def _write_main(
-        self, segments, records, *, skip_bad_rows=False, sources=None, through=None
-    ):
-        """Fold ``segments`` and ``records`` into a new main file; the segments
-        are deleted after the rename (``merged_through`` marks them done)."""
-        owned = sources is None  # else the caller (repair) closes them
-        if owned:
-            sources = [self._open(self.path)] if _stat_token(self.path) else []
-            sources += [self._open(s.path) for s in segments]
-        if through is None:
-            through = max([self._merged_through()] + [s.last for s in segments])
-        try:
-            counts = self._write(
-                self.path,
-                sources,
-                records,
-                {"role": "main", "merged_through": through},
-                skip_bad_rows=skip_bad_rows,
-            )
-        finally:
-            for f in sources if owned else ():
-                f.close()
-        for seg in segments:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(seg.path)
-        return counts
-
-    def _write(self, dst, sources, records, attrs, *, skip_bad_rows=False):
-        try:
-            return write_file(
-                dst,
-                self.path,
-                sources,
-                records,
-                attrs=attrs,
-                skip_bad_rows=skip_bad_rows,
-            )
-        except OSError as exc:
-            if isinstance(exc, CacheFormatError):
-                raise
-            raise OSError(
-                exc.errno,
-                f"Could not rewrite the cache file {self.path!r} ({exc}). It is "
-                f"unchanged and the new rows are kept in {self.journal_path!r}; "
-                "free some disk space and run again.",
-            ) from exc
+            compact_locked(self)
 
     # -- inspection and recovery -------------------------------------------------
     def info(self) -> list[dict]:
