@@ -199,7 +199,7 @@ def compute_on_cluster(embedder, paths, todo, spec, ns, cache, vectors, errors):
                 leave=False,
                 disable=not show,
             ) as bar:
-                for future in distributed.as_completed(list(futures)):
+                for future in distributed.as_completed(list(futures), loop=client.loop):
                     keys, vecs, failures = future.result()
                     lo = futures.pop(future)
                     _commit(cache, ns, keys, vecs, vectors)
