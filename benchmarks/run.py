@@ -25,6 +25,7 @@ Items
 9 identity_memo  warm transform of 50k paths: identity memo vs full re-hash
 10 open_set     unknown scores on grocery with 20 classes held out (AUROC, FPR95)
 17 small_images 28x28 grayscale images: upsampled by Pillow vs as is
+18 dask         Dask LocalCluster: 2 single-threaded workers vs 1 (images/s)
 """
 
 from __future__ import annotations
@@ -63,9 +64,10 @@ ITEMS = {
     9: "bench_identity_memo",
     10: "bench_open_set",
     17: "bench_small_images",
+    18: "bench_dask",
 }
 # Item 6 fills the shared grocery cache that item 5 reads, so it runs first.
-ORDER = [6, 5, 1, 2, 4, 3, 7, 8, 9, 10, 17]
+ORDER = [6, 5, 1, 2, 4, 3, 7, 8, 9, 10, 17, 18]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
