@@ -152,3 +152,7 @@ def test_quick_report_sane_values(quick_report):
 
     m9 = results["9"]["metrics"]
     assert m9["vectors_identical"] is True and m9["memo_entries"] == m9["n_paths"]
+
+    m18 = results["18"]["metrics"]
+    assert m18["vectors_identical"] is True and m18["each_image_once"] is True
+    assert all(r["workers_2_img_per_s"] > 0 for r in m18["rounds"])
