@@ -81,7 +81,7 @@ def format_embed_parser(parser):
             "Address of a Dask scheduler (e.g. tcp://HOST:8786) whose workers "
             "run the backbone; the cache stays on this machine and the workers "
             "need the images and the model at the same paths. Needs pip install "
-            '"embedclf[dask]" (default: embed on this machine).'
+            '"embedclf[dask]". Default: embed on this machine.'
         ),
     )
     parser.set_defaults(handler=run_embed)

@@ -24,7 +24,7 @@ distributed = pytest.importorskip("distributed")
 
 import _dask_plugins  # noqa: E402  (imports distributed)
 import h5py  # noqa: E402
-from _subprocess_cli import run_cli  # noqa: E402
+from _subprocess_cli import run_cli, user_env  # noqa: E402
 from sklearn.utils._param_validation import InvalidParameterError  # noqa: E402
 
 from embedclf import EmbeddingCache, ImageEmbedder  # noqa: E402
@@ -268,6 +268,25 @@ def test_cli_embed_on_the_cluster(cluster, client, tiny_model_dir, tmp_path):
     X = est.transform(paths)
     assert est.n_cached_ == 8
     assert np.array_equal(X, _embedder(tiny_model_dir).transform(paths))
+
+
+def test_cli_unreachable_scheduler_is_one_clear_line(tiny_model_dir, tmp_path):
+    folder = make_image_folder(tmp_path / "imgs", n_per_class=1)
+    env = dict(user_env(), DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT="1s")
+    args = ["embed", folder, "--model", tiny_model_dir, "--cache", tmp_path / "c.h5"]
+    args += ["--scheduler", "tcp://127.0.0.1:1"]
+    result = subprocess.run(
+        [sys.executable, "-m", "embedclf", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 1
+    assert (
+        "Could not connect to the Dask scheduler at 'tcp://127.0.0.1:1'"
+        in result.stderr
+    )
+    assert "dask scheduler" in result.stderr and "Traceback" not in result.stderr
 
 
 # -- without a cluster -----------------------------------------------------------
