@@ -28,6 +28,7 @@ Items
 10 open_set     unknown scores on grocery with 20 classes held out (AUROC, FPR95)
 16 leases       two processes embedding into one shared cache vs one alone
 17 small_images 28x28 grayscale images: upsampled by Pillow vs as is
+18 dask         Dask LocalCluster: 2 single-threaded workers vs 1 (images/s)
 """
 
 from __future__ import annotations
@@ -67,9 +68,10 @@ ITEMS = {
     10: "bench_open_set",
     16: "bench_leases",
     17: "bench_small_images",
+    18: "bench_dask",
 }
 # Item 6 fills the shared grocery cache that item 5 reads, so it runs first.
-ORDER = [6, 5, 1, 2, 4, 3, 7, 8, 9, 10, 16, 17]
+ORDER = [6, 5, 1, 2, 4, 3, 7, 8, 9, 10, 16, 17, 18]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

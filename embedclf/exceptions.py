@@ -26,6 +26,11 @@ class ImageDecodeError(ValueError):
         self.reason = reason
         super().__init__(f"Could not read image {self.path!r}: {reason}")
 
+    def __reduce__(self):
+        # Pickled with its arguments (the default would call __init__ with the
+        # message only), so it crosses processes, e.g. from a Dask worker.
+        return (type(self), (self.path, self.reason), self.__dict__)
+
 
 class CacheFormatError(OSError):
     """The embedding cache file is not a readable embedclf cache.

@@ -35,6 +35,9 @@ OWNERS = {
     "tensorflow_hub": ("embedding/_backbones.py",),
     "keras": ("embedding/_keras_backbone.py",),
     "h5py": ("cache/",),
+    # the optional [dask] extra: the client side and the task run on workers
+    "distributed": ("embedding/_dask.py", "embedding/_dask_worker.py"),
+    "dask": ("embedding/_dask.py",),
 }
 
 
@@ -120,5 +123,7 @@ def test_the_checks_can_fail(tmp_path, monkeypatch):
 
 def test_import_embedclf_stays_light():
     code = "from embedclf import ImageEmbedder, SoftmaxClassifier, load_image_folder\n"
-    heavy, _ = heavy_modules_loaded(code, ("tensorflow", "h5py", "tensorflow_hub"))
+    heavy, _ = heavy_modules_loaded(
+        code, ("tensorflow", "h5py", "tensorflow_hub", "dask", "distributed")
+    )
     assert heavy == []

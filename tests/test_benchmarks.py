@@ -67,7 +67,7 @@ def _finite(value):
 def test_quick_report_has_every_item_and_machine_info(quick_report):
     report, output, stdout = quick_report
     assert report["quick"] is True
-    assert set(report["results"]) == {str(i) for i in range(1, 11)} | {"16", "17"}
+    assert set(report["results"]) == {str(i) for i in range(1, 11)} | {"16", "17", "18"}
     machine = report["machine"]
     assert machine["cpu_count"] >= 1
     assert machine["cpu_model"]
@@ -152,3 +152,7 @@ def test_quick_report_sane_values(quick_report):
 
     m9 = results["9"]["metrics"]
     assert m9["vectors_identical"] is True and m9["memo_entries"] == m9["n_paths"]
+
+    m18 = results["18"]["metrics"]
+    assert m18["vectors_identical"] is True and m18["each_image_once"] is True
+    assert all(r["workers_2_img_per_s"] > 0 for r in m18["rounds"])

@@ -73,6 +73,17 @@ def format_embed_parser(parser):
         ),
     )
     _add_preprocessing(parser)
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help=(
+            "Address of a Dask scheduler (e.g. tcp://HOST:8786) whose workers "
+            "run the backbone; the cache stays on this machine and the workers "
+            "need the images and the model at the same paths. Needs pip install "
+            '"embedclf[dask]". Default: embed on this machine.'
+        ),
+    )
     parser.set_defaults(handler=run_embed)
 
 
@@ -98,7 +109,7 @@ def run_embed(args) -> int:
         crop_fraction=args.crop_fraction,
         normalize_each=args.normalize_each,
     )
-    embedder.set_params(rehash_files=args.rehash)
+    embedder.set_params(rehash_files=args.rehash, scheduler=args.scheduler)
     start = time.perf_counter()
     try:
         embedder.transform(paths)

@@ -3,7 +3,8 @@
 Owns: ``ImageEmbedder``; the backbones (loading a TF Hub handle, a SavedModel
 or a Keras application, and its identity for cache keys); decoding and
 resizing with Pillow and its bit-exact TensorFlow twin for export; the
-decode-ahead prefetch; augmented views; compute-once over a shared cache.
+decode-ahead prefetch; augmented views; compute-once over a shared cache;
+embedding on a Dask cluster (``_dask.py``, the optional ``distributed``).
 This is the package that owns TensorFlow: it is imported lazily, here and in
 ``workflow._export``/``workflow._summaries`` only.
 

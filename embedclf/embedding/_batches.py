@@ -15,7 +15,13 @@ from embedclf.embedding._images import load_image
 from embedclf.embedding._prefetch import batches_with_progress
 from embedclf.exceptions import ImageDecodeError
 
-__all__ = ["IMAGE_ERRORS", "PROGRESS_AUTO_MIN", "compute_missing"]
+__all__ = [
+    "IMAGE_ERRORS",
+    "PROGRESS_AUTO_MIN",
+    "compute_missing",
+    "image_decoder",
+    "split_batch",
+]
 
 #: Errors that ``on_error="zero"/"nan"`` turn into a filled row.
 IMAGE_ERRORS = (
@@ -51,29 +57,14 @@ def compute_missing(embedder, paths, todo, backbone, size, ns, cache, vectors, e
     computed : set of str
         The keys this call ran through the backbone.
     """
-    height, width = size
     items = list(todo.items())
-
-    def decode(item, out):
-        """Decode the file of ``item`` (key, index) into ``out``.
-
-        Returns (the key of the bytes decoded, None) or (None, error).
-        """
-        _, index = item
-        try:
-            key, arr = load_image(
-                paths[index],
-                (height, width),
-                max_image_pixels=embedder.max_image_pixels,
-                as_uint8=True,  # scaled to [0, 1] inside the backbone call
-                resample=embedder.resample,
-                crop_fraction=embedder.crop_fraction,
-            )
-        except IMAGE_ERRORS as exc:
-            return None, exc
-        out[...] = arr  # in this thread, not between backbone calls
-        return key, None
-
+    decode = image_decoder(
+        paths,
+        size,
+        max_image_pixels=embedder.max_image_pixels,
+        resample=embedder.resample,
+        crop_fraction=embedder.crop_fraction,
+    )
     show = embedder.progress is True or (
         embedder.progress == "auto" and len(items) >= PROGRESS_AUTO_MIN
     )
@@ -85,7 +76,7 @@ def compute_missing(embedder, paths, todo, backbone, size, ns, cache, vectors, e
         unit="img",
         show=show,
         batch_size=embedder.batch_size,
-        shape=(height, width, 3),
+        shape=(*size, 3),
         dtype=np.uint8,
         n_threads=embedder.n_decode_threads,
     ) as (bar, batches):
@@ -106,26 +97,67 @@ def compute_missing(embedder, paths, todo, backbone, size, ns, cache, vectors, e
     return computed
 
 
-def _embed_batch(
-    on_error, batch, results, images, backbone, ns, cache, vectors, errors, paths_of
-):
-    """Embed one decoded batch: ``images[row]`` holds the row-th image."""
-    keys, rows = [], []
+def image_decoder(paths, size, *, max_image_pixels, resample, crop_fraction):
+    """The ``decode(item, out)`` of :func:`~._prefetch.prefetched_batches`.
+
+    ``item`` is ``(key, index)``: the expected content key and the index in
+    ``paths`` of the file. Decodes that file into ``out`` (uint8, scaled to
+    [0, 1] inside the backbone call) and returns ``(the key of the bytes
+    decoded, None)``, or ``(None, error)`` for a bad file.
+    """
+
+    def decode(item, out):
+        _, index = item
+        try:
+            key, arr = load_image(
+                paths[index],
+                size,
+                max_image_pixels=max_image_pixels,
+                as_uint8=True,
+                resample=resample,
+                crop_fraction=crop_fraction,
+            )
+        except IMAGE_ERRORS as exc:
+            return None, exc
+        out[...] = arr  # in this thread, not between backbone calls
+        return key, None
+
+    return decode
+
+
+def split_batch(batch, results, paths_of):
+    """Sort a decoded batch into good rows and failures.
+
+    Returns ``(keys, rows, failures)``: the content keys and batch rows of the
+    images to embed, and ``(index, error)`` for each file that failed, in
+    batch order. A file whose bytes no longer have the key it was hashed to
+    (edited between hashing and decoding) fails: its vector belongs to neither
+    key, so it is reported, never stored.
+    """
+    keys, rows, failures = [], [], []
     for row, ((key, index), (got_key, error)) in enumerate(zip(batch, results)):
         if error is None and got_key != key:
-            # The file was edited between hashing and decoding: its vector
-            # belongs to neither key, so it is reported, never stored.
             error = ImageDecodeError(
                 paths_of[index],
                 "the file changed while it was being embedded. Run again.",
             )
         if error is not None:
-            errors[index] = error
-            if on_error == "raise":
-                raise error
+            failures.append((index, error))
             continue
         keys.append(key)
         rows.append(row)
+    return keys, rows, failures
+
+
+def _embed_batch(
+    on_error, batch, results, images, backbone, ns, cache, vectors, errors, paths_of
+):
+    """Embed one decoded batch: ``images[row]`` holds the row-th image."""
+    keys, rows, failures = split_batch(batch, results, paths_of)
+    for index, error in failures:
+        errors[index] = error
+    if failures and on_error == "raise":
+        raise failures[0][1]
     if len(rows) < len(images):
         images = images[rows]  # a copy without the failed rows
     if not keys:

@@ -9,7 +9,7 @@ import os
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from embedclf._compat import Interval, StrOptions, _fit_context
+from embedclf._compat import HasMethods, Interval, StrOptions, _fit_context
 from embedclf.cache._store import CacheNamespace, EmbeddingCache
 from embedclf.embedding._backbones import DEFAULT_MODEL, load_backbone, resolve_backbone
 from embedclf.embedding._batches import IMAGE_ERRORS, compute_missing
@@ -20,45 +20,11 @@ from embedclf.embedding._images import (
     RESAMPLE_FILTERS,
     preprocessing_tag,
 )
+from embedclf.embedding._inputs import check_paths, normalize_size
 
 __all__ = ["ImageEmbedder"]
 
 logger = logging.getLogger("embedclf")
-
-
-def _check_paths(X) -> np.ndarray:
-    """Validate a 1-D array-like of image paths; returns an object ndarray of str."""
-    if isinstance(X, (str, bytes, os.PathLike)):
-        raise TypeError(
-            f"ImageEmbedder expects a 1-D array-like of image paths, got a single "
-            f"path {X!r}. Wrap it in a list: [path]."
-        )
-    arr = np.asarray(X, dtype=object)
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.ndim != 1:
-        raise ValueError(
-            "ImageEmbedder expects a 1-D array-like of image paths; got an array "
-            f"of shape {arr.shape}. Pass one path per sample."
-        )
-    out = np.empty(len(arr), dtype=object)
-    for i, p in enumerate(arr):
-        if not isinstance(p, (str, os.PathLike)):
-            raise TypeError(
-                f"ImageEmbedder expects image paths (str or os.PathLike); element "
-                f"{i} is {p!r} of type {type(p).__name__}."
-            )
-        out[i] = os.fspath(p)
-    return out
-
-
-def _normalize_size(image_size):
-    if image_size is None:
-        return None
-    if isinstance(image_size, (int, np.integer)):
-        return (int(image_size), int(image_size))
-    h, w = image_size
-    return (int(h), int(w))
 
 
 class ImageEmbedder(TransformerMixin, BaseEstimator):
@@ -129,6 +95,14 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         backbone) to unit L2 norm, so that with several backbones one with
         larger activations does not dominate the others. Rows of failed files
         stay zero / NaN.
+    scheduler : str, distributed.Client, "joblib" or None, default=None
+        Where the backbone runs. None: in this process. A Dask scheduler
+        address (``"tcp://host:8786"``), a ``distributed.Client``, or
+        ``"joblib"`` for the client of an active
+        ``joblib.parallel_config(backend="dask")``: the cache misses are
+        embedded on the cluster's workers (each loads the backbone once) and
+        committed to ``cache`` here; the vectors are bit for bit those of a
+        local run. Needs ``pip install "embedclf[dask]"``; see *Notes*.
 
     Attributes
     ----------
@@ -162,6 +136,12 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
     still meets each backbone once). ``embedding_slices_`` tells which
     columns come from which backbone.
 
+    With ``scheduler``, this process hashes the files, reads and writes the
+    cache; workers need the image files and the backbone at the same paths
+    (``embedding/_dask.py`` describes the protocol). A ``Client`` object
+    cannot be cloned or pickled; pass its address to use the embedder in
+    ``GridSearchCV`` or to save it.
+
     The "fitted" attributes above are set by ``transform`` because the
     embedder is stateless (``fit`` learns nothing).
 
@@ -192,6 +172,7 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         "resample": [StrOptions(set(RESAMPLE_FILTERS))],
         "crop_fraction": [Interval(numbers.Real, 0, 1, closed="right")],
         "normalize_each": ["boolean"],
+        "scheduler": [str, HasMethods(["submit", "scheduler_info"]), None],
     }
 
     def __init__(
@@ -210,6 +191,7 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         resample="bilinear",
         crop_fraction=DEFAULT_CROP_FRACTION,
         normalize_each=False,
+        scheduler=None,
     ):
         self.model = model
         self.cache = cache
@@ -224,6 +206,7 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         self.resample = resample
         self.crop_fraction = crop_fraction
         self.normalize_each = normalize_each
+        self.scheduler = scheduler
 
     def __sklearn_is_fitted__(self):
         return True
@@ -252,7 +235,7 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         return self
 
     def _namespace(self, spec):
-        size = _normalize_size(self.image_size)
+        size = normalize_size(self.image_size)
         return CacheNamespace(
             handle=spec.handle,
             identity=spec.identity,
@@ -281,7 +264,7 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
             names it and counts the others).
         """
         self._validate_params()
-        paths = _check_paths(X)
+        paths = check_paths(X)
         if not isinstance(self.model, (str, os.PathLike)):
             from embedclf.embedding._multi import transform_several
 
@@ -308,12 +291,19 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         computed = set()
         if todo:
             try:
-                requested = _normalize_size(self.image_size)
-                backbone = load_backbone(spec, requested[0] if requested else None)
-                size = self._resolved_size(backbone)
-                computed = compute_missing(
-                    self, paths, todo, backbone, size, ns, cache, vectors, errors
-                )
+                if self.scheduler is not None:  # the workers load the backbone
+                    from embedclf.embedding._dask import compute_on_cluster
+
+                    computed = compute_on_cluster(
+                        self, paths, todo, spec, ns, cache, vectors, errors
+                    )
+                else:
+                    requested = normalize_size(self.image_size)
+                    backbone = load_backbone(spec, requested[0] if requested else None)
+                    size = self._resolved_size(backbone)
+                    computed = compute_missing(
+                        self, paths, todo, backbone, size, ns, cache, vectors, errors
+                    )
             finally:
                 # Committed rows are safe in the journal either way; folding
                 # them into the HDF5 file now keeps later lookups fast.
@@ -373,7 +363,7 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
 
     def _dim_without_images(self, spec):
         """Embedding dim when no row was produced (empty input or all failed)."""
-        requested = _normalize_size(self.image_size)
+        requested = normalize_size(self.image_size)
         backbone = load_backbone(spec, requested[0] if requested else None)
         if backbone.dim is None:
             size = self._resolved_size(backbone)
@@ -405,7 +395,7 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
             raise bad[0]
 
     def _resolved_size(self, backbone):
-        size = _normalize_size(self.image_size)
+        size = normalize_size(self.image_size)
         if size is not None:
             return size
         if backbone is None:

@@ -70,16 +70,17 @@ def transform_several(embedder, paths):
     -------
     X : ndarray of shape (n_samples, sum of the backbones' dims), float32
     """
-    from sklearn.base import clone
-
     handles = backbone_handles(embedder.model)
     keys, errors = embedder._hash_all(paths)
     parts, failed, slices = [], set(), []
     n_computed = n_cached = 0
     start = 0
     for handle in handles:
-        # normalised below, once the rows of failed files are filled
-        sub = clone(embedder).set_params(model=handle, normalize_each=False)
+        # normalised below, once the rows of failed files are filled; built
+        # from the parameters rather than cloned: a distributed.Client
+        # ``scheduler`` cannot be deep-copied
+        params = dict(embedder.get_params(deep=False), model=handle)
+        sub = type(embedder)(**dict(params, normalize_each=False))
         part = sub._transform_hashed(paths, keys, list(errors))
         parts.append(part)
         failed.update(sub.failed_paths_.tolist())

@@ -46,6 +46,7 @@ def prefetched_batches(
     shape: tuple[int, ...],
     dtype,
     n_threads: int,
+    bounds: Sequence[tuple[int, int]] | None = None,
 ) -> Iterator[Iterator[tuple[Sequence, np.ndarray, list]]]:
     """Batches of ``items`` decoded by ``decode`` in threads, one batch ahead.
 
@@ -65,6 +66,10 @@ def prefetched_batches(
     dtype : numpy dtype
     n_threads : int
         Worker threads.
+    bounds : sequence of (start, stop) or None, default=None
+        The batches to make, consecutive and covering ``items``; None uses
+        :func:`batch_bounds` (a Dask worker replays the batches that a local
+        run would make over the whole input, ``_dask_worker.py``).
 
     Yields
     ------
@@ -74,7 +79,8 @@ def prefetched_batches(
         the consumer handles this one. Leaving the ``with`` block early (an
         exception) waits for the batch in flight, never for the rest.
     """
-    bounds = batch_bounds(len(items), batch_size)
+    if bounds is None:
+        bounds = batch_bounds(len(items), batch_size)
     with ThreadPoolExecutor(n_threads) as pool:
 
         def submit(start, stop):
