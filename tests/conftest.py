@@ -7,8 +7,10 @@ files written with Pillow.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -139,3 +141,24 @@ def heavy_modules_loaded(code: str, modules=("tensorflow", "h5py")):
     ).stdout
     printed, _, heavy = out.rpartition("HEAVY ")
     return json.loads(heavy), printed
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(folder, size: str, why_skipped: str = ""):
+    """Mount a tmpfs of ``size`` (e.g. "1m") on new ``folder``: a real, full
+    filesystem for disk-full tests. Skips the test where it cannot (root only)."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a tmpfs needs root" + why_skipped)
+    folder = Path(folder)
+    folder.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip()})")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

@@ -20,6 +20,7 @@ __all__ = [
     "PROGRESS_AUTO_MIN",
     "compute_missing",
     "image_decoder",
+    "shows_progress",
     "split_batch",
 ]
 
@@ -31,6 +32,13 @@ IMAGE_ERRORS = (
     PermissionError,
 )
 PROGRESS_AUTO_MIN = 256
+
+
+def shows_progress(embedder, n_images: int) -> bool:
+    """Whether ``embedder`` shows a progress bar for ``n_images`` misses."""
+    return embedder.progress is True or (
+        embedder.progress == "auto" and n_images >= PROGRESS_AUTO_MIN
+    )
 
 
 def compute_missing(embedder, paths, todo, backbone, size, ns, cache, vectors, errors):
@@ -65,9 +73,7 @@ def compute_missing(embedder, paths, todo, backbone, size, ns, cache, vectors, e
         resample=embedder.resample,
         crop_fraction=embedder.crop_fraction,
     )
-    show = embedder.progress is True or (
-        embedder.progress == "auto" and len(items) >= PROGRESS_AUTO_MIN
-    )
+    show = shows_progress(embedder, len(items))
     computed = set()
     with batches_with_progress(
         items,

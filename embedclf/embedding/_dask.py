@@ -28,7 +28,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from embedclf.embedding._batches import PROGRESS_AUTO_MIN
+from embedclf.embedding._batches import shows_progress
 from embedclf.embedding._inputs import normalize_size
 from embedclf.embedding._prefetch import batch_bounds
 
@@ -171,9 +171,7 @@ def compute_on_cluster(embedder, paths, todo, spec, ns, cache, vectors, errors):
         max_image_pixels=embedder.max_image_pixels,
         n_decode_threads=embedder.n_decode_threads,
     )
-    show = embedder.progress is True or (
-        embedder.progress == "auto" and len(items) >= PROGRESS_AUTO_MIN
-    )
+    show = shows_progress(embedder, len(items))
     distributed = import_distributed()
     computed = set()
     with connect(embedder.scheduler) as client:

@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 import pytest
 from _embed_worker import go, reap, start_worker, wait_ready
-from conftest import write_image
+from conftest import mounted_tmpfs, write_image
 
 from embedclf import EmbeddingCache, ImageEmbedder
 from embedclf.cache._journal import encode_record, read_records
@@ -531,21 +531,10 @@ def test_file_size_limit_while_writing_keeps_committed_rows(tmp_path):
 @pytest.fixture
 def small_disk(tmp_path):
     """A 2 MiB tmpfs: a real, full filesystem (root only)."""
-    if not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("mount"):
-        pytest.skip("mounting a tmpfs needs root; the RLIMIT_FSIZE test covers this")
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip()})")
-    try:
+    with mounted_tmpfs(
+        tmp_path / "disk", "2m", "; the RLIMIT_FSIZE test covers this"
+    ) as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def _fill(directory, leave=0):

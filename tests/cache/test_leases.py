@@ -11,7 +11,6 @@ import errno
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import mounted_tmpfs
 
 from embedclf.cache._lease_owner import boot_id, owner_alive, process_start_time
 from embedclf.cache._leases import Leases
@@ -263,21 +263,8 @@ def test_the_cache_gives_its_leases(tmp_path):
 @pytest.fixture
 def small_disk(tmp_path):
     """A 1 MiB tmpfs: a real, full filesystem (root only)."""
-    if os.geteuid() != 0 or not shutil.which("mount"):
-        pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip()})")
-    try:
+    with mounted_tmpfs(tmp_path / "disk", "1m", "") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_a_full_disk_says_what_to_do(small_disk):
