@@ -19,12 +19,14 @@ from embedclf.heads._validation import _check_cv_splits, _label_repr
 
 __all__ = ["decide", "distances", "filled_state", "fit_two_thresholds", "scores"]
 
-# Parameters added after 0.1.0, with the value that keeps a 0.1.0 model's rule.
+# Parameters added after 0.1.0, with the value that keeps a model pickled
+# before them on its rule (refit_on_val: only a fit-time choice).
 _NEW_PARAMS = {
     "detector": None,
     "score_threshold": "auto",
     "fusion_scores": None,
     "kth_neighbor": 1,
+    "refit_on_val": False,
 }
 
 
@@ -32,7 +34,8 @@ def filled_state(state: dict) -> dict:
     """The pickled ``state`` of an OpenSetClassifier, completed for this release.
 
     A model pickled by embedclf 0.1.0 has none of the newer parameters or
-    attributes: they are filled so that it keeps its two-threshold rule.
+    attributes: they are filled so that it keeps its two-threshold rule (and
+    a model pickled before ``refit_on_val`` gets its default).
     """
     state = {**_NEW_PARAMS, **state}
     state.setdefault("detector_", None)

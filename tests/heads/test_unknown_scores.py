@@ -303,3 +303,18 @@ def test_refit_on_val_keeps_the_validation_threshold(data):
     # without X_val there is nothing to refit on
     oof = OpenSetClassifier(refit_on_val=True, cv=3).fit(X, y)
     assert len(oof.score_state_["knn_train"]) == len(X)
+
+
+def test_a_model_pickled_before_refit_on_val_loads_with_its_parameters(data):
+    import pickle
+
+    from sklearn.base import clone
+
+    X, y, X_val, y_val, X_known, *_ = data
+    clf = OpenSetClassifier().fit(X, y, X_val=X_val, y_val=y_val)
+    expected = clf.predict(X_known)
+    del clf.__dict__["refit_on_val"]  # as written by the release before it
+    old = pickle.loads(pickle.dumps(clf))
+    assert old.get_params()["refit_on_val"] is False
+    assert "OpenSetClassifier" in repr(old) and clone(old).refit_on_val is False
+    assert old.predict(X_known).tolist() == expected.tolist()
