@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("EMBEDCLF_SHARED") or ROOT.parent / "shared")
 DEFAULT_MODEL = SHARED / "models" / "efficientnet_lite0_feature_vector"
 DEFAULT_DATA = SHARED / "data" / "grocery_store"
 

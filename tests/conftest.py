@@ -20,7 +20,12 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+#: ``../shared`` beside the checkout; EMBEDCLF_SHARED names another place
+#: (a git worktree, say), for the tests and the benchmarks alike.
+SHARED = Path(
+    os.environ.get("EMBEDCLF_SHARED")
+    or Path(__file__).resolve().parents[1].parent / "shared"
+)
 SHARED_MODEL = SHARED / "models" / "efficientnet_lite0_feature_vector"
 SHARED_MODEL_LITE2 = SHARED / "models" / "efficientnet_lite2_feature_vector"
 SHARED_DATA = SHARED / "data" / "grocery_store"

@@ -17,12 +17,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA, SHARED_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "benchmarks" / "run.py"
-SHARED = ROOT.parent / "shared"
-MODEL = SHARED / "models" / "efficientnet_lite0_feature_vector"
-DATA = SHARED / "data" / "grocery_store"
+MODEL, DATA = SHARED_MODEL, SHARED_DATA
 
 pytestmark = [
     pytest.mark.shared,

@@ -290,7 +290,8 @@ class Leases:
 
     def _sweep_once(self):
         """Once per object: delete leftovers of processes killed mid-claim or
-        mid-break. (A stale lease is broken when its key is claimed again.)"""
+        mid-break, and break the stale leases of dead owners (which would
+        otherwise stay until their key is claimed again)."""
         if self._swept:
             return
         self._swept = True
@@ -306,6 +307,10 @@ class Leases:
                 elif name.startswith(".tmp-") or ".break-" in name:
                     if time.time() - os.stat(path).st_mtime > self.ttl:
                         os.remove(path)
+                elif name.endswith(".lease"):
+                    seen = _read(path)
+                    if seen is not None and self._stale(*seen):
+                        self._break(path, *seen)
 
     # -- holding -------------------------------------------------------------------
     def release(self, fingerprint: str, keys) -> None:

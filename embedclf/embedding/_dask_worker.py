@@ -43,7 +43,7 @@ def set_tf_threads(n_threads: int) -> None:
     if _tf_threads[0] is not None:
         if _tf_threads[0] != n_threads:
             logger.warning(
-                "embedclf: TensorFlow already runs with %d threads in this worker; "
+                "TensorFlow already runs with %d threads in this Dask worker; "
                 "%d requested.",
                 _tf_threads[0],
                 n_threads,
@@ -56,7 +56,7 @@ def set_tf_threads(n_threads: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(n_threads)
     except RuntimeError:  # TensorFlow already initialised in this process
         logger.warning(
-            "embedclf: TensorFlow was initialised before the first shard; it keeps "
+            "TensorFlow was initialised before the first shard; it keeps "
             "its own thread count in this worker."
         )
     _tf_threads[0] = n_threads

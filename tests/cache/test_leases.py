@@ -215,20 +215,41 @@ def test_concurrent_breakers_exactly_one_wins(tmp_path, workers):
 def test_leftovers_of_killed_claimers_are_swept(tmp_path):
     planter = _leases(tmp_path)
     stale = _plant(planter, KEYS[0], age=100, host="elsewhere.example")
+    live = _plant(planter, KEYS[2])  # this process: alive, kept
+    fresh = _plant(planter, KEYS[3], age=5, host="elsewhere.example")  # kept
     folder = Path(planter.folder)
     old = time.time() - 1000
     for name in (".tmp-dead", os.path.basename(stale) + ".break-x", "a.lease.stale-1"):
         (folder / name).write_text("x")
         os.utime(folder / name, (old, old))
     (folder / ".tmp-fresh").write_text("x")  # a claim in progress: kept
-    _leases(tmp_path).claim(FP, KEYS[1:2])
-    assert sorted(os.listdir(folder)) == sorted(
+    _leases(tmp_path).claim(FP, KEYS[1:2])  # another key: the stale one is
+    assert sorted(os.listdir(folder)) == sorted(  # broken by the sweep
         [
             ".tmp-fresh",
-            os.path.basename(stale),
+            os.path.basename(live),
+            os.path.basename(fresh),
             os.path.basename(planter.path_for(FP, KEYS[1])),
         ]
     )
+    assert not os.path.exists(stale)
+
+
+def test_the_sweep_removes_the_leases_of_a_killed_process(tmp_path):
+    leases = _leases(tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, leases.folder, *KEYS[:2]],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "([0, 1], [])"
+    holder.send_signal(signal.SIGKILL)
+    holder.communicate()
+    assert os.path.exists(leases.path_for(FP, KEYS[0]))
+    assert leases.claim(FP, KEYS[3:]) == ([0], [])  # other keys only
+    assert sorted(os.listdir(leases.folder)) == [
+        os.path.basename(leases.path_for(FP, KEYS[3]))
+    ]
 
 
 def test_a_break_guard_of_a_killed_breaker_expires(tmp_path):
