@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    python benchmarks/run.py                 # full run, ~10-25 min on 2 cores
+    python benchmarks/run.py                 # full run, about an hour on 2 cores
     python benchmarks/run.py --quick         # smoke mode, under a minute
     python benchmarks/run.py --only 1,2      # selected items
 
