@@ -97,10 +97,11 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
 
     cv : int, cross-validation generator or iterable, default=5
         Folds of the out-of-fold scores when there is no ``X_val``. An int
-        means ``StratifiedGroupKFold`` over
-        :func:`~embedclf.model_selection.near_duplicate_groups` of the known
-        rows (with ``detector=None``: stratified k-fold); an iterable gives
-        index splits of the known rows.
+        means ``StratifiedGroupKFold`` over the near-duplicate groups of
+        :class:`~embedclf.model_selection.NearDuplicateKFold` (linked within
+        each class at cosine 0.85) of the known rows (with
+        ``detector=None``: stratified k-fold); an iterable gives index
+        splits of the known rows.
 
     n_jobs : int, default=None
         Jobs for ``cross_val_predict`` (``detector=None``).
@@ -166,7 +167,7 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     L2-normalised sample to the nearest class mean under a LedoitWolf-shrunk
     shared covariance, ``relative_mahalanobis`` that minus the distance to
     the overall mean. ``fusion`` maps each component to its empirical CDF
-    among held-out known samples (extended linearly beyond their range) and
+    among held-out known samples (extended linearly above their range) and
     averages them; with 10 or more background samples a logistic regression
     on the same scaled components, known vs background, weighs them instead.
 

@@ -61,8 +61,7 @@ def tf_unknown_score(tf, score, features, logits, proba, proba_of):
         pos = tf.searchsorted(ref_t, v[:, None], side="right")[:, 0]
         cdf = tf.cast(pos, tf.float32) / len(ref)
         above = tf.maximum(v - float(ref[-1]), 0.0) / scale
-        below = tf.maximum(float(ref[0]) - v, 0.0) / scale
-        cols.append(cdf + above - below)
+        cols.append(cdf + above)  # no extension below: heads/_unknown_fusion.py
     Z = tf.stack(cols, axis=1)
     if fusion["kind"] == "logistic":
         return tf.linalg.matvec(Z, const(fusion["coef"])) + fusion["intercept"]

@@ -268,10 +268,18 @@ def test_exported_unknown_score_matches_unknown_score(detector):
     centres = rng.uniform(0, 2, size=(3, 16))
     y = np.repeat(["a", "b", "c"], 60)
     X = np.abs(centres[np.repeat([0, 1, 2], 60)] + rng.normal(0, 0.5, (180, 16)))
-    Q = np.abs(rng.normal(1, 1.5, (40, 16))).astype(np.float32)
+    Q = np.abs(rng.normal(1, 1.5, (40, 16)))
+    # training rows and scaled-up centres: nearer / more confident than every
+    # validation row, below the fusion's reference range
+    Q = np.vstack([Q, X[:6:2], 4 * centres]).astype(np.float32)
     clf = OpenSetClassifier(detector=detector).fit(
         X[::2], y[::2], X_val=X[1::2], y_val=y[1::2]
     )
+    if detector == "fusion":
+        from embedclf.heads._unknown_scores import compute_scores
+
+        parts = compute_scores(clf.estimator_, clf.score_state_, Q, ["knn"])
+        assert (parts["knn"] < clf.fusion_["reference"]["knn"][0]).sum() >= 3
     params = head_arrays(clf)
     ((W, b),) = params["layers"]
     f = tf.constant(Q)
