@@ -160,6 +160,12 @@ def table_rows(results):
     return rows
 
 
+def _cell(value) -> str:
+    """One Markdown table cell: a ``|`` inside it (``|estimate - test|``) is
+    escaped, or it would split the cell and shift the row's columns."""
+    return str(value).replace("|", "\\|")
+
+
 def _describe_source(source: dict) -> str:
     if not source.get("commit"):
         return "not a git checkout"
@@ -184,8 +190,8 @@ def markdown(report) -> str:
         "| # | benchmark | ratio | value | target | met |",
         "|---|---|---|---|---|---|",
     ]
-    for item, title, name, value, target, met in table_rows(report["results"]):
-        lines.append(f"| {item} | {title} | {name} | {value} | {target} | {met} |")
+    for row in table_rows(report["results"]):
+        lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
     for item in sorted(report["results"], key=int):
         extra = report["results"][item].get("markdown")
         if extra:
