@@ -109,15 +109,22 @@ time.sleep(1000)
 """
 
 
-def test_a_dead_owners_lease_is_taken_over_at_once(tmp_path):
-    leases = _leases(tmp_path)
+def _start_holder(leases, keys):
+    """A process that claims ``keys`` of ``FP`` and sleeps; returned once its
+    claim is made (it must have got them all)."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, leases.folder, *KEYS[:2]],
+        [sys.executable, "-c", _HOLDER, leases.folder, *keys],
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert holder.stdout.readline().strip() == f"({list(range(len(keys)))}, [])"
+    return holder
+
+
+def test_a_dead_owners_lease_is_taken_over_at_once(tmp_path):
+    leases = _leases(tmp_path)
+    holder = _start_holder(leases, KEYS[:2])
     try:
-        assert holder.stdout.readline().strip() == "([0, 1], [])"
         record = json.loads(Path(leases.path_for(FP, KEYS[0])).read_text())
         assert record["pid"] == holder.pid and owner_alive(record) is True
         assert leases.claim(FP, KEYS[:3]) == ([2], [0, 1])  # its owner lives
@@ -237,12 +244,7 @@ def test_leftovers_of_killed_claimers_are_swept(tmp_path):
 
 def test_the_sweep_removes_the_leases_of_a_killed_process(tmp_path):
     leases = _leases(tmp_path)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, leases.folder, *KEYS[:2]],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert holder.stdout.readline().strip() == "([0, 1], [])"
+    holder = _start_holder(leases, KEYS[:2])
     holder.send_signal(signal.SIGKILL)
     holder.communicate()
     assert os.path.exists(leases.path_for(FP, KEYS[0]))
