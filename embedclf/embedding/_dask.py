@@ -32,7 +32,15 @@ from embedclf.embedding._batches import shows_progress
 from embedclf.embedding._inputs import normalize_size
 from embedclf.embedding._prefetch import batch_bounds
 
-__all__ = ["INSTALL_HINT", "compute_on_cluster", "connect", "plan_shards"]
+__all__ = [
+    "INSTALL_HINT",
+    "clone_sharing_client",
+    "compute_on_cluster",
+    "connect",
+    "holds_client",
+    "plan_shards",
+    "refuse_to_pickle_client",
+]
 
 INSTALL_HINT = 'pip install "embedclf[dask]"'
 
@@ -100,6 +108,42 @@ def connect(scheduler):
         yield client
     finally:
         client.close()
+
+
+def holds_client(estimator) -> bool:
+    """Whether ``estimator.scheduler`` is a Client object (not an address)."""
+    return estimator.scheduler is not None and not isinstance(estimator.scheduler, str)
+
+
+def clone_sharing_client(estimator):
+    """``sklearn.base.clone`` of an embedder whose clone keeps the same Client.
+
+    A ``distributed.Client`` is a live connection, not state: scikit-learn's
+    clone deep-copies every parameter, which a Client refuses (its event loop
+    tasks do not pickle), so ``cross_val_score`` and ``GridSearchCV`` failed
+    on ``ImageEmbedder(scheduler=client)``. Every other parameter is cloned
+    as scikit-learn does.
+    """
+    from sklearn.base import clone
+
+    params = estimator.get_params(deep=False)
+    client = params.pop("scheduler")
+    cloned = {name: clone(value, safe=False) for name, value in params.items()}
+    return type(estimator)(**cloned, scheduler=client)
+
+
+def refuse_to_pickle_client(estimator):
+    """Raise the TypeError that says what to pass instead of a Client."""
+    address = getattr(getattr(estimator.scheduler, "scheduler", None), "address", None)
+    where = repr(address) if isinstance(address, str) else "'tcp://HOST:8786'"
+    raise TypeError(
+        f"{type(estimator).__name__}(scheduler=<{type(estimator.scheduler).__name__}>) "
+        "cannot be pickled: a Dask Client is a live connection. Process-based "
+        "parallelism (GridSearchCV or cross_val_score with n_jobs > 1) and "
+        "joblib.dump / pickle copy the estimator that way; pass the scheduler's "
+        f"address instead (scheduler={where}), or scheduler='joblib' inside "
+        "joblib.parallel_config(backend='dask')."
+    )
 
 
 def plan_shards(bounds, n_workers: int, batch_size: int) -> list[list[tuple]]:

@@ -13,6 +13,7 @@ from embedclf._compat import HasMethods, Interval, StrOptions, _fit_context
 from embedclf.cache._store import CacheNamespace, EmbeddingCache
 from embedclf.embedding._backbones import DEFAULT_MODEL, load_backbone, resolve_backbone
 from embedclf.embedding._batches import IMAGE_ERRORS, compute_missing
+from embedclf.embedding import _dask
 from embedclf.embedding._identity_memo import hash_paths
 from embedclf.embedding._images import (
     DEFAULT_CROP_FRACTION,
@@ -138,9 +139,10 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
 
     With ``scheduler``, this process hashes the files, reads and writes the
     cache; workers need the image files and the backbone at the same paths
-    (``embedding/_dask.py`` describes the protocol). A ``Client`` object
-    cannot be cloned or pickled; pass its address to use the embedder in
-    ``GridSearchCV`` or to save it.
+    (``embedding/_dask.py`` describes the protocol). With a ``Client``
+    object, clones (``cross_val_score``, ``GridSearchCV``) share it; pickling
+    (``n_jobs > 1`` with processes, ``joblib.dump``) is refused with a
+    ``TypeError``: pass the scheduler's address there instead.
 
     The "fitted" attributes above are set by ``transform`` because the
     embedder is stateless (``fit`` learns nothing).
@@ -210,6 +212,16 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
 
     def __sklearn_is_fitted__(self):
         return True
+
+    def __sklearn_clone__(self):
+        if _dask.holds_client(self):  # clones share the connection
+            return _dask.clone_sharing_client(self)
+        return super().__sklearn_clone__()
+
+    def __getstate__(self):
+        if _dask.holds_client(self):
+            _dask.refuse_to_pickle_client(self)
+        return super().__getstate__()
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -253,6 +253,44 @@ def test_scheduler_parameter_is_validated(tiny_model_dir, images):
         _embedder(tiny_model_dir, scheduler=8786).transform(images[0][:1])
 
 
+def test_cross_val_score_clones_an_embedder_holding_a_client(
+    client, tiny_model_dir, images, tmp_path
+):
+    from sklearn.base import clone
+    from sklearn.model_selection import cross_val_score
+    from sklearn.pipeline import make_pipeline
+
+    from embedclf import SoftmaxClassifier
+
+    distinct, _ = images
+    labels = np.array([Path(p).parent.name for p in distinct])
+    est = _embedder(tiny_model_dir, cache=tmp_path / "cv.h5", scheduler=client)
+    twin = clone(est)
+    assert twin.scheduler is client and twin.get_params()["cache"] == est.cache
+    before = _worker_calls(client)
+    scores = cross_val_score(
+        make_pipeline(est, SoftmaxClassifier()), np.array(distinct), labels, cv=2
+    )
+    assert scores.shape == (2,) and np.isfinite(scores).all()
+    # Every image went through a backbone once, on the workers, for both folds.
+    assert _worker_calls(client) - before == len(distinct)
+
+
+def test_pickling_an_embedder_holding_a_client_names_the_address(
+    cluster, client, tiny_model_dir
+):
+    est = _embedder(tiny_model_dir, scheduler=client)
+    with pytest.raises(TypeError) as info:
+        pickle.dumps(est)
+    message = str(info.value)
+    assert "cannot be pickled: a Dask Client is a live connection" in message
+    assert f"scheduler={cluster.scheduler_address!r}" in message
+    # An address pickles, and the copy keeps it.
+    by_address = _embedder(tiny_model_dir, scheduler=cluster.scheduler_address)
+    copy = pickle.loads(pickle.dumps(by_address))
+    assert copy.scheduler == cluster.scheduler_address
+
+
 def test_cli_embed_on_the_cluster(cluster, client, tiny_model_dir, tmp_path):
     folder = make_image_folder(tmp_path / "imgs", n_per_class=4, seed=3)
     before = _worker_calls(client)
