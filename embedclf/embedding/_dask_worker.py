@@ -10,7 +10,9 @@ Each worker process loads the backbone once (the process-wide registry of
 backbone's path on this machine has the identity the client computed (same
 graph and weights), so a worker never mixes vectors of another model into the
 cache. TensorFlow on a worker runs with as many intra- and inter-op threads as
-the worker has (``dask worker --nthreads N``), set before its first op.
+the worker has (``dask worker --nthreads N``), set before its first op, and
+is imported without its start-up log lines (``quiet_tensorflow``), which
+would otherwise fill every worker's log with CUDA and CPU-feature notices.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 from embedclf.embedding._backbones import load_backbone, resolve_backbone
 from embedclf.embedding._batches import image_decoder, split_batch
 from embedclf.embedding._prefetch import prefetched_batches
+from embedclf.embedding._quiet import quiet_tensorflow
 from embedclf.exceptions import BackboneLoadError
 
 __all__ = ["embed_shard", "set_tf_threads"]
@@ -49,6 +52,7 @@ def set_tf_threads(n_threads: int) -> None:
                 n_threads,
             )
         return
+    quiet_tensorflow()  # a worker's log: no TensorFlow start-up lines
     import tensorflow as tf
 
     try:

@@ -417,6 +417,30 @@ def test_without_dask_the_error_names_the_extra(tiny_model_dir, tmp_path):
     assert "IMPORTERROR" in out and 'pip install "embedclf[dask]"' in out
 
 
+_WORKER_START = """
+import sys
+from embedclf.embedding._dask_worker import set_tf_threads
+print("before", file=sys.stderr, flush=True)
+set_tf_threads(1)
+import tensorflow as tf
+print("after", tf.config.threading.get_intra_op_parallelism_threads(), file=sys.stderr)
+"""
+
+
+def test_a_worker_imports_tensorflow_without_its_start_up_lines():
+    done = subprocess.run(
+        [sys.executable, "-c", _WORKER_START],
+        capture_output=True,
+        text=True,
+        env=user_env(),
+        timeout=300,
+        check=True,
+    )
+    # The worker's own lines stay, in order; TensorFlow's absl banner, CUDA
+    # and CPU-feature notices do not; the thread count is still set.
+    assert done.stderr.splitlines() == ["before", "after 1"], done.stderr[-2000:]
+
+
 def test_a_shard_runs_the_batches_it_is_given(tiny_model_dir, images):
     """Not a ramp of its own: the local run's batches, as the client cut them."""
     distinct, _ = images
