@@ -26,7 +26,8 @@ def _fit_head(args, X_fit, y_fit, groups, unknown, X_val, y_val, X_bg=None):
         C_grid=args.C_grid,
         class_weight=class_weight,
         unknown=unknown,
-        open_set_version=4,  # 3: ReAct fusion default, refit_on_val; 4: class_groups folds
+        # 3: ReAct fusion default, refit_on_val; 4: class_groups folds
+        open_set_version=4,
         background=None if X_bg is None else memo_key(X_bg, []),
         scaling=args.scaling,
         selection="v2",

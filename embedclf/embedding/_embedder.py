@@ -11,9 +11,9 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from embedclf._compat import HasMethods, Interval, StrOptions, _fit_context
 from embedclf.cache._store import CacheNamespace, EmbeddingCache
+from embedclf.embedding import _dask
 from embedclf.embedding._backbones import DEFAULT_MODEL, load_backbone, resolve_backbone
 from embedclf.embedding._batches import IMAGE_ERRORS, compute_missing
-from embedclf.embedding import _dask
 from embedclf.embedding._identity_memo import hash_paths
 from embedclf.embedding._images import (
     DEFAULT_CROP_FRACTION,
