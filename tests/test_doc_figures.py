@@ -3,7 +3,10 @@
 The convention (also in HELPERS.md and docs/benchmarks.md): a measured figure
 is followed at once by a marker naming where it comes from::
 
-    reaches 74.9 %<!-- fig benchmarks/results/latest.json results.6.metrics.rows.1.test_accuracy x100 -->
+    reaches 74.9 %<!-- fig benchmarks/results/latest.json
+    results.6.metrics.rows.1.test_accuracy x100 -->
+
+(on one line in the documents);
 
 - the file is a JSON file under ``benchmarks/results/``;
 - the path joins keys and list indices with dots. A key that itself holds
@@ -54,7 +57,9 @@ def _documents() -> list[Path]:
     return [ROOT / "README.md", ROOT / "benchmarks" / "README.md", *docs]
 
 
-MARKER = re.compile(r"<!--\s*fig\s+(?P<file>\S+)\s+(?P<path>.+?)(?:\s+x(?P<scale>[-+0-9.e]+))?\s*-->")
+MARKER = re.compile(
+    r"<!--\s*fig\s+(?P<file>\S+)\s+(?P<path>.+?)(?:\s+x(?P<scale>[-+0-9.e]+))?\s*-->"
+)
 NUMBER = r"[-+−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
 UNIT = r"(?:%|x|×|s|ms|min|points|pp|MB|GB|KB)?"
 #: the number, its unit and emphasis, at the very end of the text before a marker
@@ -103,7 +108,9 @@ def test_there_are_figure_markers():
 
 
 @pytest.mark.parametrize(
-    "before, match, where", _all_markers(), ids=lambda v: v if isinstance(v, str) else ""
+    "before, match, where",
+    _all_markers(),
+    ids=lambda v: v if isinstance(v, str) else "",
 )
 def test_figure_equals_its_results_file(before, match, where):
     file = ROOT / match["file"]
@@ -160,7 +167,8 @@ def _unmarked(text: str, name: str):
         line = text[line_start : line_end if line_end >= 0 else None]
         if any(f == name and allowed in line for f, allowed, _ in ALLOWED):
             continue
-        yield f"{name}:{text.count(chr(10), 0, match.start()) + 1}: {match.group(0).strip()}"
+        line_number = text.count("\n", 0, match.start()) + 1
+        yield f"{name}:{line_number}: {match.group(0).strip()}"
 
 
 def test_every_figure_like_number_is_marked():

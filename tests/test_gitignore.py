@@ -1,9 +1,9 @@
 """Running the README's commands in a clone leaves ``git status`` clean.
 
 The paths come from the README itself (the main command's ``--cache`` and
-``--output``, the Python example's ``cache=``), and the cache files are made
-by the real ``EmbeddingCache`` and fit memo, in a scratch git repository that
-holds only this ``.gitignore``.
+``--output``, the Python examples' ``cache=`` and ``output=``), and the cache
+files are made by the real ``EmbeddingCache`` and fit memo, in a scratch git
+repository that holds only this ``.gitignore``.
 """
 
 from __future__ import annotations
@@ -34,12 +34,13 @@ def _main_command():
 
 def _readme_outputs():
     command = _main_command()
-    python = re.search(r"```python\n(.+?)```", README, re.S).group(1)
+    python = "\n".join(re.findall(r"```python\n(.+?)```", README, re.S))
     caches = re.findall(r"--cache (\S+)", command)
     caches += re.findall(r'cache="([^"]+)"', python)
     models = re.findall(r"--output (\S+)", command)
+    models += re.findall(r'output="([^"]+)"', python)
     assert caches and models  # the README still names them
-    return caches, models
+    return sorted(set(caches)), sorted(set(models))
 
 
 def _git(repo, *args):

@@ -1,16 +1,28 @@
-"""The README's commands and Python example stay true."""
+"""The README's commands and Python examples stay true."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED_MODEL
+from conftest import SHARED, SHARED_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
+BACKBONES = (ROOT / "docs" / "backbones.md").read_text()
+PYTHON_GUIDE = (ROOT / "docs" / "python.md").read_text()
+
+
+def python_blocks(text: str) -> list[str]:
+    return re.findall(r"```python\n(.+?)```", text, re.S)
+
+
+def main_command() -> str:
+    block = README.split("<!-- main command -->", 1)[1]
+    return re.search(r"```\n(.+?)\n```", block, re.S).group(1)
 
 
 def test_ci_runs_the_readme_test_command():
@@ -21,43 +33,116 @@ def test_ci_runs_the_readme_test_command():
     assert "pip install -e" in command and "pytest" in command
 
 
+def test_readme_is_short():
+    assert len(README.splitlines()) <= 250
+
+
+def test_python_example_reuses_the_main_commands_cache_and_model_dir():
+    """The example trains what the main command trained, from its cache."""
+    command = main_command()
+    example = python_blocks(README)[0]
+    assert re.findall(r'cache="([^"]+)"', example) == re.findall(
+        r"--cache (\S+)", command
+    )
+    assert re.findall(r'output="([^"]+)"', example) == re.findall(
+        r"--output (\S+)", command
+    )
+    assert "embedclf.train(" in example
+    for flag in ("--val-dir", "--test-dir", "--model"):
+        value = re.search(rf"{flag} (\S+)", command).group(1)
+        assert value.split("grocery_store/")[-1] in example, flag
+
+
+def _readme_cache(tmp_path_factory) -> Path:
+    """The cache the example reuses: the clone's own when the main command ran.
+
+    ``EMBEDCLF_README_CACHE`` names another one holding the grocery vectors
+    (e.g. a cache shared by several checkouts); otherwise a fresh cache in a
+    temporary folder, shared by this module's tests, is filled.
+    """
+    named = os.environ.get("EMBEDCLF_README_CACHE")
+    if named:
+        return Path(named)
+    if (ROOT / "grocery-cache.h5").exists():
+        return ROOT / "grocery-cache.h5"
+    return tmp_path_factory.getbasetemp() / "readme-cache" / "grocery-cache.h5"
+
+
+@pytest.fixture(scope="module")
+def readme_cache(tmp_path_factory):
+    cache = _readme_cache(tmp_path_factory)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    return cache
+
+
+def _run(code: str, cache: Path, cwd: Path, monkeypatch) -> dict:
+    monkeypatch.chdir(cwd)
+    code = code.replace("../shared", str(SHARED))
+    code = code.replace('"grocery-cache.h5"', repr(str(cache)))
+    namespace: dict = {}
+    exec(code, namespace)
+    return namespace
+
+
+def _quoted_percent(path: str) -> float:
+    """The figure the README writes before the marker naming ``path``."""
+    match = re.search(rf"([\d.]+) %<!-- fig \S+ {re.escape(path)} x100 -->", README)
+    assert match, f"the README no longer quotes {path}"
+    return float(match.group(1))
+
+
 @pytest.mark.tf
 @pytest.mark.shared
 @pytest.mark.skipif(not SHARED_MODEL.exists(), reason="../shared is not present")
-def test_python_example_runs(tmp_path, monkeypatch):
-    code = re.search(r"```python\n(.+?)```", README, re.S).group(1)
+def test_python_example_runs(tmp_path, monkeypatch, readme_cache, capsys):
+    """The README's embedclf.train example gives the figures the README quotes."""
+    namespace = _run(python_blocks(README)[0], readme_cache, tmp_path, monkeypatch)
+    result = namespace["result"]
+    accuracy = _quoted_percent("results.6.metrics.rows.1.test_accuracy")
+    estimate = _quoted_percent("results.6.metrics.rows.1.estimate")
+    assert round(100 * result.test_accuracy, 1) == accuracy
+    assert round(100 * result.estimate, 1) == estimate
+    model_dir = Path(result.model_dir)
+    assert model_dir.resolve() == (tmp_path / "grocery-model").resolve()
+    assert (model_dir / "manifest.json").is_file()
+    assert Path(result.report_dir).is_dir()
+    assert f"test accuracy {accuracy:.1f}%" in capsys.readouterr().out
+
+
+@pytest.mark.tf
+@pytest.mark.shared
+@pytest.mark.skipif(not SHARED_MODEL.exists(), reason="../shared is not present")
+def test_python_guide_pipeline_example_runs(tmp_path, monkeypatch, readme_cache):
+    code = next(b for b in python_blocks(PYTHON_GUIDE) if "make_pipeline" in b)
     code = code.replace("print(model.score", "score = (model.score")
-    monkeypatch.chdir(tmp_path)
-    namespace = {}
-    shared = str(ROOT.parent / "shared")
-    exec(code.replace("../shared", shared), namespace)
+    namespace = _run(code, readme_cache, tmp_path, monkeypatch)
     assert 0.6 < namespace["score"] <= 1.0
-    assert (tmp_path / "embeddings.h5").exists()
+    assert readme_cache.exists()
     assert np.asarray(namespace["y_train"]).dtype.kind == "U"
 
 
 def _offline_paragraph() -> str:
-    start = README.index("Machines without internet")
-    return README[start : README.index("\n\n", start)]
+    start = BACKBONES.index("Machines without internet")
+    return BACKBONES[start : BACKBONES.index("\n\n", start)]
 
 
 def test_offline_keras_sentence_names_a_weights_file_not_a_bare_download():
     text = " ".join(_offline_paragraph().split())
     assert '`"keras:<Application>?weights=/path/to/file.weights.h5"`' in text
-    # A bare keras:<Application> needs the download: the README must not say
+    # A bare keras:<Application> needs the download: the guide must not say
     # it works offline without the file in the Keras folder.
     assert "works offline only once that file is there" in text
     assert "~/.keras/models" in text
 
 
 @pytest.mark.tf
-def test_offline_keras_handle_of_the_readme_embeds(tmp_path):
+def test_offline_keras_handle_of_the_guide_embeds(tmp_path):
     keras = pytest.importorskip("keras")
     from conftest import write_image
 
     from embedclf import ImageEmbedder
 
-    handle = re.search(r'`"(keras:<Application>\?weights=[^"]+)"`', README).group(1)
+    handle = re.search(r'`"(keras:<Application>\?weights=[^"]+)"`', BACKBONES).group(1)
     weights = tmp_path / "file.weights.h5"
     keras.applications.MobileNet(
         include_top=False, weights=None, pooling="avg", input_shape=(64, 64, 3)

@@ -1,5 +1,6 @@
-"""README claims a newcomer relies on: where to run the example, what its
-troubleshooting notes quote, the measured timings and the library one-liner."""
+"""What a newcomer relies on in the README and its guides: where to run the
+example, what the troubleshooting notes quote, the timings with their source,
+the verbs table, links that resolve and the library one-liner."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
-FLAT = " ".join(README.split())
+TROUBLESHOOTING = (ROOT / "docs" / "troubleshooting.md").read_text()
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+FLAT = " ".join(" ".join(p.read_text() for p in DOCS).split())
 
 
 def _section(title):
@@ -23,7 +26,7 @@ def _section(title):
 def test_python_example_says_where_to_run_it():
     python = " ".join(_section("Python").split("```python", 1)[0].split())
     assert "inside the clone" in python and ".venv/bin/python example.py" in python
-    assert "[Troubleshooting](#troubleshooting)" in python
+    assert "[Troubleshooting](docs/troubleshooting.md)" in python
 
 
 def test_troubleshooting_quotes_the_namespace_package_error(tmp_path):
@@ -40,10 +43,10 @@ def test_troubleshooting_quotes_the_namespace_package_error(tmp_path):
     message = done.stderr.strip().splitlines()[-1] if done.returncode else ""
     if "unknown location" not in message:
         pytest.skip("embedclf is installed as a regular package here: no clash")
-    notes = " ".join(_section("Troubleshooting").split())
+    notes = " ".join(TROUBLESHOOTING.split())
     assert f"`{message}`" in notes
     assert "namespace package" in notes
-    # the fix the README gives works: the same script saved inside the clone
+    # the fix the guide gives works: the same script saved inside the clone
     inside = clone / "example.py"
     inside.write_text(script.read_text())
     done = subprocess.run(
@@ -52,12 +55,16 @@ def test_troubleshooting_quotes_the_namespace_package_error(tmp_path):
     assert done.returncode == 0 or "unknown location" not in done.stderr
 
 
-def test_timings_are_measured_figures_with_the_machine():
-    two = " ".join(_section("Two commands").split())
-    assert re.search(r"\*\*\d+ s cold\*\*", two) and re.search(
-        r"\*\*\d+ s warm\*\*", two
-    )
-    assert "2 cores" in two and "load average" in two
+def test_timings_are_measured_figures_with_their_source():
+    """Cold and warm times of the main command's train come from a results file."""
+    two = _section("Two commands")
+    for phase in ("cold", "warm"):
+        marker = (
+            rf"\d+(\.\d+)? s<!-- fig benchmarks/results/\S+\.json "
+            rf"results\.3\.metrics\.{phase}\.seconds -->"
+        )
+        assert re.search(marker, two), phase
+    assert "2-core" in two
     # no second, contradicting estimate elsewhere
     assert "about 2 minutes" not in FLAT and "about 3 minutes cold" not in FLAT
 
@@ -69,3 +76,38 @@ def test_library_one_liner_is_documented_and_exists():
     assert "quiet_tensorflow" in embedclf.__all__
     assert callable(embedclf.quiet_tensorflow)
     assert "-vv" in FLAT
+
+
+def test_verbs_table_lists_every_command_and_only_commands():
+    from embedclf.cli._entrypoint import build_parser
+
+    verbs = set(build_parser()._subparsers._group_actions[0].choices)
+    table = _section("Verbs")
+    listed = set(re.findall(r"^\| `(\w+)", table, re.M))
+    assert listed == verbs
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def test_relative_links_resolve():
+    """Every link to a file of the project, with its #anchor, exists."""
+    broken = []
+    for doc in DOCS + [ROOT / "benchmarks" / "README.md"]:
+        for target in LINK.findall(doc.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            file = (doc.parent / path).resolve() if path else doc
+            if not file.exists():
+                broken.append(f"{doc.relative_to(ROOT)}: {target}")
+                continue
+            if anchor and file.suffix == ".md":
+                headings = re.findall(r"^#+ (.+)$", file.read_text(), re.M)
+                slugs = {
+                    re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-")
+                    for h in headings
+                }
+                if anchor not in slugs:
+                    broken.append(f"{doc.relative_to(ROOT)}: {target}")
+    assert not broken, broken

@@ -183,13 +183,13 @@ def test_predict_refuses_a_head_that_would_run_code(tmp_path):
 
 
 def test_readme_synopsis_flags_exist():
-    """Every flag the README's command-line synopsis shows is a real option."""
+    """Every flag the command-line guide's synopsis shows is a real option."""
     import re
 
     from embedclf.cli._entrypoint import build_parser
 
-    readme = (_WORKTREE / "README.md").read_text()
-    block = readme.split("## Command line", 1)[1].split("```")[1]
+    guide = (_WORKTREE / "docs" / "cli.md").read_text()
+    block = guide.split("# Command line", 1)[1].split("```")[1]
     verbs = build_parser()._subparsers._group_actions[0].choices
     verb = None
     for line in block.splitlines():
