@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -53,25 +54,21 @@ def test_python_example_reuses_the_main_commands_cache_and_model_dir():
         assert value.split("grocery_store/")[-1] in example, flag
 
 
-def _readme_cache(tmp_path_factory) -> Path:
-    """The cache the example reuses: the clone's own when the main command ran.
+@pytest.fixture(scope="module")
+def readme_cache(tmp_path_factory) -> Path:
+    """The cache the examples reuse: the clone's own when the main command ran.
 
-    ``EMBEDCLF_README_CACHE`` names another one holding the grocery vectors
-    (e.g. a cache shared by several checkouts); otherwise a fresh cache in a
-    temporary folder, shared by this module's tests, is filled.
+    Otherwise a cache in a temporary folder, shared by this module's tests:
+    a copy of ``EMBEDCLF_GROCERY_CACHE`` when that names a cache already
+    holding the grocery vectors (as in tests/workflow/test_audit_grocery.py;
+    copied, never written), else empty, so the first test fills it.
     """
-    named = os.environ.get("EMBEDCLF_README_CACHE")
-    if named:
-        return Path(named)
     if (ROOT / "grocery-cache.h5").exists():
         return ROOT / "grocery-cache.h5"
-    return tmp_path_factory.getbasetemp() / "readme-cache" / "grocery-cache.h5"
-
-
-@pytest.fixture(scope="module")
-def readme_cache(tmp_path_factory):
-    cache = _readme_cache(tmp_path_factory)
-    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache = tmp_path_factory.mktemp("readme") / "grocery-cache.h5"
+    given = os.environ.get("EMBEDCLF_GROCERY_CACHE")
+    if given and os.path.isfile(given):
+        shutil.copyfile(given, cache)
     return cache
 
 
@@ -119,6 +116,16 @@ def test_python_guide_pipeline_example_runs(tmp_path, monkeypatch, readme_cache)
     assert 0.6 < namespace["score"] <= 1.0
     assert readme_cache.exists()
     assert np.asarray(namespace["y_train"]).dtype.kind == "U"
+
+
+@pytest.mark.tf
+@pytest.mark.shared
+@pytest.mark.skipif(not SHARED_MODEL.exists(), reason="../shared is not present")
+def test_readme_pipeline_snippet_runs(tmp_path, monkeypatch, readme_cache):
+    code = next(b for b in python_blocks(README) if "make_pipeline" in b)
+    model = _run(code, readme_cache, tmp_path, monkeypatch)["model"]
+    assert len(model.classes_) == 81
+    assert readme_cache.exists()
 
 
 def _offline_paragraph() -> str:
