@@ -14,8 +14,8 @@ is followed at once by a marker naming where it comes from::
   (detector=None).auroc``): at each level the longest key that matches wins;
 - ``xSCALE`` is optional (``x100`` for a fraction written as a percentage);
 - the number checked is the last number before the marker; between the two
-  only a unit (``%``, ``x``, ``s``, ``ms``, ``points``...) and Markdown
-  emphasis may stand. Thousands separators (``5,421``) and a sign are read.
+  only a unit (``%``, ``x``, ``s``, ``points``, ``images/s``: one word) and
+  Markdown emphasis may stand. Thousands separators (``5,421``) and a sign are read.
 
 The test reads the JSON value, multiplies it by the scale, rounds it to the
 decimals written and compares it with the number written, as text: a default
@@ -61,9 +61,10 @@ MARKER = re.compile(
     r"<!--\s*fig\s+(?P<file>\S+)\s+(?P<path>.+?)(?:\s+x(?P<scale>[-+0-9.e]+))?\s*-->"
 )
 NUMBER = r"[-+−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
-UNIT = r"(?:%|x|×|s|ms|min|points|pp|MB|GB|KB)?"
+#: %, ×, or one word of letters, optionally per another (x, s, points, MB, images/s)
+UNIT = r"(?:%|×|[A-Za-z]{1,8}(?:/[A-Za-z]{1,8})?)?"
 #: the number, its unit and emphasis, at the very end of the text before a marker
-BEFORE_MARKER = re.compile(rf"(?P<number>{NUMBER})\s*{UNIT}[*_]*\s*$")
+BEFORE_MARKER = re.compile(rf"(?<![\w.,])(?P<number>{NUMBER})\s*{UNIT}[*_]*\s*$")
 
 #: Numbers that look like figures but are not measurements: (file, text, reason).
 ALLOWED: list[tuple[str, str, str]] = []
@@ -220,6 +221,10 @@ def test_the_checker_catches_a_wrong_figure():
     assert hits == [f"{right} %", "0.734"]
     text = f"reaches {right} %{marker}, target >= 0.90x, 3.11.7, 95 %\n"
     assert list(_unmarked(text, "probe.md")) == []
+    assert BEFORE_MARKER.search("at 35.5 images/s")["number"] == "35.5"
+    assert BEFORE_MARKER.search("**2,423 s**")["number"] == "2,423"
+    assert BEFORE_MARKER.search("74.9 % on test") is None
+    assert BEFORE_MARKER.search("AUROC 0.734 with Lite0") is None
 
 
 def test_lookup_takes_the_longest_key():
