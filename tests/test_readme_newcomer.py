@@ -111,3 +111,14 @@ def test_relative_links_resolve():
                 if anchor not in slugs:
                     broken.append(f"{doc.relative_to(ROOT)}: {target}")
     assert not broken, broken
+
+
+def test_source_paths_named_in_the_docs_exist():
+    """A `package/_module.py` the README or a guide names is still there."""
+    missing = []
+    for doc in DOCS + [ROOT / "benchmarks" / "README.md"]:
+        for path in re.findall(r"`([\w/]+/[\w.]+\.py)`", doc.read_text()):
+            bases = (ROOT, ROOT / "embedclf", ROOT / "benchmarks")
+            if not any((base / path).is_file() for base in bases):
+                missing.append(f"{doc.relative_to(ROOT)}: {path}")
+    assert not missing, missing
