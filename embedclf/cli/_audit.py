@@ -11,7 +11,7 @@ __all__ = ["format_audit_parser", "run_audit"]
 
 
 def format_audit_parser(parser):
-    from embedclf.workflow._audit_duplicates import DUPLICATE_THRESHOLD
+    from embedclf.workflow._audit._duplicates import DUPLICATE_THRESHOLD
 
     parser.add_argument(
         "image_dir",
@@ -67,7 +67,7 @@ def _pct(value) -> str:
 
 def run_audit(args) -> int:
     from embedclf.cli._common import report_failures
-    from embedclf.workflow._audit import audit_images, write_audit
+    from embedclf.workflow._audit._run import audit_images, write_audit
     from embedclf.workflow._train import collect_images
 
     if args.folds < 2:

@@ -160,7 +160,7 @@ def run_train(args) -> int:
         data.labels[keep],
         data.split[keep],
     )
-    from embedclf.workflow._audit_duplicates import leak_hint
+    from embedclf.workflow._audit._duplicates import leak_hint
 
     if hint := leak_hint(X, split, args.image_dir):
         _print(hint)

@@ -18,10 +18,10 @@ event files), imported lazily.
 from embedclf._lazy import lazy_exports
 
 _EXPORTS = {
-    "audit_images": "embedclf.workflow._audit",
-    "audit_vectors": "embedclf.workflow._audit",
+    "audit_images": "embedclf.workflow._audit._run",
+    "audit_vectors": "embedclf.workflow._audit._run",
     "load_image_folder": "embedclf.workflow._datasets",
-    "write_audit": "embedclf.workflow._audit",
+    "write_audit": "embedclf.workflow._audit._run",
     "predict_proba_views": "embedclf.workflow._views",
 }
 __all__ = sorted(_EXPORTS)

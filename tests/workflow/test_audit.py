@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from conftest import write_image
 
-from embedclf.workflow._audit import audit_vectors, write_audit
-from embedclf.workflow._audit_duplicates import (
+from embedclf.workflow._audit._duplicates import (
     duplicate_pairs,
     leak_count,
     leak_hint,
     twin_accuracy,
 )
+from embedclf.workflow._audit._run import audit_vectors, write_audit
 
 
 def _blobs(n_per_class=40, n_classes=4, dim=24, seed=0):

@@ -48,7 +48,7 @@ def _check_renders(page, tmp_path):
 
 
 def test_audit_page_renders_thumbnails(tmp_path):
-    from embedclf.workflow._audit import audit_vectors, write_audit
+    from embedclf.workflow._audit._run import audit_vectors, write_audit
 
     chromium()
     paths, labels = _photos(tmp_path / "img")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embedclf.workflow._audit_duplicates import (
+from embedclf.workflow._audit._duplicates import (
     DUPLICATE_THRESHOLD,
     duplicate_pairs,
     twin_accuracy,
@@ -151,7 +151,7 @@ def audit_vectors(
     """
     from sklearn.preprocessing import LabelEncoder
 
-    from embedclf.workflow._audit_labels import (
+    from embedclf.workflow._audit._labels import (
         find_label_issues_oof,
         find_outliers,
         out_of_fold_proba,
@@ -329,7 +329,7 @@ def write_audit(result: AuditResult, output) -> dict:
     files : dict
         ``{"html": path, "csv": path, "json": path}``.
     """
-    from embedclf.workflow._audit_html import write_audit_html
+    from embedclf.workflow._audit._html import write_audit_html
 
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
