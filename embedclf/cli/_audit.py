@@ -126,10 +126,12 @@ def run_audit(args) -> int:
     steps = result.summary.get("next_steps", [])
     if steps:
         print("What to do next:")
+    shown = set()
     for st in steps:
         print(f"  {st['kind'].replace('_', ' ')} ({st['count']}): {st['advice']}")
-        if st["command"]:
+        if st["command"] and st["command"] not in shown:
             print(f"    {st['command']}")
+            shown.add(st["command"])
     print(f"Written: {files['html']} ({files['csv'].name}, {files['json'].name}).")
     return 0
 

@@ -22,9 +22,13 @@ def _norm(path) -> str:
 
 
 def read_exclude_list(file) -> set:
-    """The image paths listed in ``file``, resolved (blank lines, ``#`` comments
-    and surrounding spaces ignored; relative paths are relative to the current
-    folder, as the audit writes absolute ones)."""
+    """The image paths listed in ``file``, resolved.
+
+    Blank lines, lines starting with ``#``, and text after two spaces and a
+    ``#`` (the audit's reasons) are ignored, as are surrounding spaces;
+    relative paths are relative to the current folder (the audit writes
+    absolute ones).
+    """
     try:
         with open(file, encoding="utf-8") as f:
             lines = f.read().splitlines()
@@ -34,7 +38,12 @@ def read_exclude_list(file) -> set:
             "one image path a line, such as the exclude.txt `embedclf audit` "
             "writes."
         ) from None
-    return {_norm(s) for line in lines if (s := line.split("#", 1)[0].strip())}
+    paths = set()
+    for line in lines:
+        text = line.split("  # ", 1)[0].strip()
+        if text and not text.startswith("#"):
+            paths.add(_norm(text))
+    return paths
 
 
 def drop_excluded(data, exclude):

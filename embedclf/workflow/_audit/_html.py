@@ -35,6 +35,7 @@ th { background: #f3f3f3; }
 .bad { color: #b00; font-weight: bold; }
 img { display: block; }
 nav a { margin-right: 1em; }
+pre { white-space: pre-wrap; background: #f6f6f6; padding: 4px; margin: 4px 0; }
 """
 
 
@@ -95,9 +96,10 @@ def write_audit_html(result, path, *, progress=False) -> Path:
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>Data audit</title><style>{_CSS}</style></head><body>",
         "<h1>Data audit</h1>",
-        "<nav><a href='#labels'>Label issues</a><a href='#duplicates'>Duplicates"
+        "<nav><a href='#next'>What to do next</a><a href='#labels'>Label issues"
+        "</a><a href='#duplicates'>Duplicates"
         "</a><a href='#images'>Image issues</a><a href='#outliers'>Outliers</a>"
-        "<a href='#balance'>Class balance</a><a href='#next'>What to do next</a>"
+        "<a href='#balance'>Class balance</a>"
         "<a href='issues.csv'>issues.csv</a><a href='audit.json'>audit.json</a>"
         "</nav>",
         "<table><tr><th>images</th><th>classes</th><th>out-of-fold accuracy</th>"
@@ -125,6 +127,7 @@ def write_audit_html(result, path, *, progress=False) -> Path:
             f"near-twin in training, {_pct(tw['accuracy_without_twin'])} on the "
             f"{tw['n_without_twin']} without one.</p>"
         )
+    parts += _next_section(s.get("next_steps", []))
     parts.append(
         f"<h2 id='labels'>Label issues ({len(result.label_issues)}"
         f"{f', the first {len(label_rows)} shown' if len(label_rows) < len(result.label_issues) else ''})</h2>"  # noqa: E501
@@ -217,7 +220,6 @@ def write_audit_html(result, path, *, progress=False) -> Path:
             + "</tr>"
         )
     parts.append("</table>")
-    parts += _next_section(s.get("next_steps", []))
     parts.append("</body></html>\n")
     path.write_text("".join(parts), encoding="utf-8", errors="backslashreplace")
     return path

@@ -29,13 +29,14 @@ _ADVICE = {
     ),
     "duplicate": (
         "Copies within a split weigh twice in training; exclude.txt lists "
-        "the second image of each exact pair (near pairs may be honest "
-        "re-shoots: look before removing them)."
+        "the second training image of each exact pair (near pairs may be "
+        "honest re-shoots: look before removing them)."
     ),
     "image": (
         "Blurry, dark, overexposed and blank photos teach the head little; "
-        "exclude.txt lists them. Odd sizes, shapes and grayscale photos are "
-        "only reported: check they belong."
+        "exclude.txt lists those in the training split (held-out ones stay, "
+        "so the accuracy is measured on the same images). Odd sizes, shapes "
+        "and grayscale photos are only reported: check they belong."
     ),
     "outlier": (
         "Unlike anything else in the data: a wrong folder, a different kind "
@@ -60,8 +61,10 @@ def exclude_lists(result) -> dict:
             seen.add(i)
             out.append((str(paths[i]), reason))
 
+    # Training images only: leaving held-out images out would change what
+    # the accuracy is measured on.
     for r in result.image_issues:
-        if r["issue"] in EXCLUDED_IMAGE_ISSUES:
+        if r["issue"] in EXCLUDED_IMAGE_ISSUES and split[r["index"]] == "training":
             add(r["index"], r["issue"])
     for p in result.duplicates:
         i, j = p["i"], p["j"]
@@ -69,7 +72,7 @@ def exclude_lists(result) -> dict:
             train = i if split[i] == "training" else j
             if split[train] == "training":
                 add(train, f"twin of a {p['splits']} pair ({p['signal']})")
-        elif p["kind"] == "exact":
+        elif p["kind"] == "exact" and split[j] == "training":
             add(j, "exact copy")
     labels = [(str(paths[r["index"]]), "label suspect") for r in result.label_issues]
     return {"exclude.txt": out, "label_issues.txt": labels}
@@ -83,7 +86,8 @@ def write_lists(lists, output) -> dict:
         text = "".join(f"{p}  # {why}\n" for p, why in rows)
         header = (
             "# Images to leave out: embedclf train ... --exclude "
-            f"{path}\n# Delete a line to keep its image.\n"
+            f"{path}\n# Delete a line to keep its image; text after '  # ' "
+            "is a comment.\n"
         )
         path.write_text(header + text, encoding="utf-8")
         files[name] = path
