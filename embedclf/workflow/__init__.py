@@ -5,7 +5,8 @@ official ``train/ val/ test/`` layout, the hash split), tuning and fitting a
 head on embedded images, the model directory (head, labels, manifest),
 the report (metrics, confusion matrix, calibration, misclassified-image page),
 the data-quality audit (label issues, duplicates and leaks between splits,
-outliers, class balance), TensorBoard summaries, test-time views, and the
+CleanVision image checks, outliers, class balance, lists of files to leave
+out), TensorBoard summaries, test-time views, and the
 SavedModel export.
 
 May import: :mod:`embedclf.embedding`, :mod:`embedclf.heads`,
