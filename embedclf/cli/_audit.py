@@ -38,7 +38,11 @@ def format_audit_parser(parser):
         "--output",
         metavar="DIR",
         required=True,
-        help="Folder for audit.html, issues.csv, audit.json and thumbs/. Required.",
+        help=(
+            "Folder for audit.html, issues.csv, audit.json, exclude.txt, "
+            "label_issues.txt, thumbs/ and .memo/ (what a second audit reuses). "
+            "Required."
+        ),
     )
     parser.add_argument(
         "--duplicate-threshold",
@@ -111,6 +115,9 @@ def run_audit(args) -> int:
         duplicate_threshold=args.duplicate_threshold,
         n_folds=args.folds,
         image_checks=args.image_checks,
+        # A second audit of the same data into the same folder reads the
+        # out-of-fold probabilities and neighbour searches back.
+        memory=os.path.join(args.output, ".memo"),
     )
     report_failures(result.summary["unreadable"])
     train = audit_command(

@@ -12,6 +12,7 @@ split, paths, content keys and CleanVision image properties of each row);
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -119,6 +120,7 @@ def audit_vectors(
     C=1.0,
     random_state=0,
     progress=False,
+    memory=None,
 ):
     """Audit labelled embeddings for label errors, duplicates and outliers.
 
@@ -150,6 +152,11 @@ def audit_vectors(
     random_state : int, default=0
     progress : bool, default=False
         Progress bars on stderr.
+    memory : str, os.PathLike or joblib.Memory, default=None
+        Where the out-of-fold probabilities, outlier scores, embedding
+        pairs and the twin head's predictions are memoised, keyed by a hash
+        of their inputs (as ``Pipeline(memory=...)``): a second audit of the
+        same vectors and labels skips them. None memoises nothing.
 
     Returns
     -------
@@ -178,7 +185,12 @@ def audit_vectors(
     classes = encoder.classes_
     if len(classes) < 2:
         raise ValueError(f"The audit needs at least 2 classes; got {len(classes)}.")
-    proba = out_of_fold_proba(
+    from sklearn.utils.validation import check_memory
+
+    memory = check_memory(
+        os.fspath(memory) if isinstance(memory, os.PathLike) else memory
+    )
+    proba = memory.cache(out_of_fold_proba, ignore=["progress"])(
         X, y, n_folds=n_folds, C=C, random_state=random_state, progress=progress
     )
     ranked, quality = find_label_issues_oof(y, proba)
@@ -194,12 +206,14 @@ def audit_vectors(
         }
         for i in ranked
     ]
-    flagged, scores = find_outliers(X)
+    flagged, scores = memory.cache(find_outliers)(X)
     outliers = [
         {"index": int(i), "score": float(scores[i]), "label": str(labels[i])}
         for i in flagged
     ]
-    pairs = duplicate_pairs(X, split, keys=keys, threshold=duplicate_threshold)
+    pairs = memory.cache(duplicate_pairs)(
+        X, split, keys=keys, threshold=duplicate_threshold
+    )
     image_issues, image_counts = [], {}
     if props is not None:
         from embedclf.workflow._audit._images import (
@@ -219,7 +233,7 @@ def audit_vectors(
             phash_bits(props), split, max_distance=phash_distance, valid=valid
         )
         pairs = merge_pairs(pairs, hashed, X)
-    twins = _twins(X, labels, split, pairs, C)
+    twins = _twins(X, labels, split, pairs, C, memory)
     result = AuditResult(
         labels=labels,
         split=split,
@@ -266,10 +280,14 @@ def audit_vectors(
     return result
 
 
-def _twins(X, labels, split, pairs, C):
-    """Test accuracy (head fitted on training) with vs without a training twin."""
+def _held_predictions(X_train, y_train, X_held, C):
     from embedclf.heads._linear import SoftmaxClassifier
 
+    return SoftmaxClassifier(C=C).fit(X_train, y_train).predict(X_held)
+
+
+def _twins(X, labels, split, pairs, C, memory):
+    """Test accuracy (head fitted on training) with vs without a training twin."""
     train = split == "training"
     held_name = "testing" if (split == "testing").any() else "validation"
     held = split == held_name
@@ -282,8 +300,7 @@ def _twins(X, labels, split, pairs, C):
             has_twin[b] = True
         if train[b] and held[a]:
             has_twin[a] = True
-    head = SoftmaxClassifier(C=C).fit(X[train], labels[train])
-    pred = head.predict(X[held])
+    pred = memory.cache(_held_predictions)(X[train], labels[train], X[held], C)
     return {"split": held_name} | twin_accuracy(labels[held], pred, has_twin[held])
 
 
