@@ -144,11 +144,34 @@ def _planted(ctx, name, side):
         res = audit_vectors(X, y, sp, paths=all_paths, keys=keys, props=props)
     before = audit_vectors(X, y, sp, paths=all_paths, keys=keys, props=None)
     return _score(res, before, n, src, kinds, flipped) | {
+        "cleanvision_defaults": _cleanvision_defaults(props, n, kinds),
         "n_real": n,
         "n_classes": len(classes),
         "side": side or 348,
         "audit_seconds": t.seconds,
     }
+
+
+def _cleanvision_defaults(props, n, kinds):
+    """What CleanVision's own flags (no deviation) find on the same photos."""
+    from embedclf.workflow._audit._images import find_image_issues
+
+    issues = find_image_issues(props, deviations=False)
+    flagged = np.zeros(len(props), dtype=bool)
+    for _, f in issues.values():
+        flagged |= f
+    out = {"clean_with_image_issue": int(flagged[:n].sum())}
+    out["clean_by_issue"] = {k: int(f[:n].sum()) for k, (_, f) in issues.items()}
+    want = {
+        "blurred": "blurry",
+        "darkened": "dark",
+        "overexposed": "light",
+        "blank": "low_information",
+    }
+    for kind, issue in want.items():
+        rows = n + np.flatnonzero(np.asarray(kinds) == kind)
+        out[f"{kind}_flagged_{issue}"] = int(issues[issue][1][rows].sum())
+    return out
 
 
 def _score(res, before, n, src, kinds, flipped):
@@ -192,6 +215,8 @@ def _score(res, before, n, src, kinds, flipped):
             "paired": sum(p is not None for p in found),
             "by_signal": by_signal,
             "cosine_min": float(min(sims)) if sims else None,
+            # CleanVision's own near-duplicate rule: equal hashes.
+            "equal_hash": sum(bool(p) and p.get("phash_distance") == 0 for p in found),
         },
         "problems": problems,
         "clean_with_image_issue": clean_flagged,

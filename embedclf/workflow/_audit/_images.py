@@ -222,7 +222,7 @@ def default_params() -> dict:
     return ImagePropertyIssueManager().get_default_params()
 
 
-def find_image_issues(props, *, params=None) -> dict:
+def find_image_issues(props, *, params=None, deviations=True) -> dict:
     """CleanVision's scores and flags from the raw properties.
 
     Parameters
@@ -232,6 +232,10 @@ def find_image_issues(props, *, params=None) -> dict:
     params : dict, default=None
         Per issue type, parameters overriding CleanVision's defaults (e.g.
         ``{"dark": {"threshold": 0.2}}``).
+    deviations : bool, default=True
+        Apply embedclf's three deviations (``BLUR_RESOLUTION``,
+        ``LIGHT_MEAN_BRIGHTNESS``, ``ODD_SIZE_MIN_IQR``); False gives
+        CleanVision's own flags (the benchmark compares both).
 
     Returns
     -------
@@ -252,19 +256,20 @@ def find_image_issues(props, *, params=None) -> dict:
     ok = ~np.isnan(props).any(axis=1)
     frame = pd.DataFrame(props[ok], columns=list(PROPERTY_COLUMNS))
     frame["color_space"] = np.where(frame["grayscale"] > 0.5, "L", "RGB")
-    frame["blurriness"] = frame["blurriness_fine"]  # see BLUR_RESOLUTION
+    if deviations:
+        frame["blurriness"] = frame["blurriness_fine"]  # see BLUR_RESOLUTION
     out = {}
     for issue in IMAGE_ISSUES:
         prop = manager.image_properties[issue]
         kwargs = manager.params[issue]
-        if issue == "odd_size":
+        if issue == "odd_size" and deviations:
             scores, flags = _odd_size(frame["size"].to_numpy(), **kwargs)
         else:
             got = prop.get_scores(frame[prop.score_columns], issue, **kwargs)
             marked = prop.mark_issue(got, issue, threshold=kwargs.get("threshold"))
             scores = got[get_score_colname(issue)].to_numpy(dtype=float)
             flags = marked[get_is_issue_colname(issue)].to_numpy(dtype=bool)
-        if issue == "light":  # see LIGHT_MEAN_BRIGHTNESS
+        if issue == "light" and deviations:  # see LIGHT_MEAN_BRIGHTNESS
             flags = flags | (frame["brightness"].to_numpy() >= LIGHT_MEAN_BRIGHTNESS)
         score = np.ones(len(props))
         flag = np.zeros(len(props), dtype=bool)
