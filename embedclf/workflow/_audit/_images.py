@@ -77,8 +77,8 @@ _VERSION = "1"
 #: CleanVision uses 64 (``MAX_RESOLUTION_FOR_BLURRY_DETECTION``), where a
 #: Gaussian blur of radius 3 on a 348-pixel photo shrinks to half a pixel:
 #: none of 20 such photos was flagged. At 128, with CleanVision's own score
-#: and threshold (0.29), 19 of those 20 are flagged and 1.7 % of the 5,421
-#: real photos (mostly soft hand-held close-ups); its grey-histogram term,
+#: and threshold (0.29), 9 of 10 planted ones are flagged and 1.7 % of the 5,421
+#: real photos (benchmarks/results/audit.json); its grey-histogram term,
 #: which spares single-colour images, stays at 64 as calibrated.
 BLUR_RESOLUTION = 128
 #: Mean brightness (CleanVision's ``brightness`` property) from which a photo
