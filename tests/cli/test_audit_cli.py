@@ -188,3 +188,20 @@ def test_audit_without_model_uses_trains_default(tmp_path, monkeypatch, capsys):
     status = main(["audit", str(data), "--output", str(tmp_path / "a")])
     assert seen["model"] == DEFAULT_MODEL
     assert status != 0 and "stop here" in capsys.readouterr().err
+
+
+def test_train_exclude_leaves_the_listed_files_out(tmp_path, pixel_model, capsys):
+    data = _noise_splits(tmp_path / "g")
+    listing = tmp_path / "exclude.txt"
+    listing.write_text(
+        "# from embedclf audit\n"
+        f"{data / 'train' / 'a' / 'a0.png'}  # blurry\n"
+        f"{data / 'train' / 'b' / 'b1.png'}  # twin of a testing/training pair\n"
+    )
+    argv = ["train", str(data), "--output", str(tmp_path / "m")]
+    argv += ["--model", str(pixel_model), "--C", "1", "--no-progress"]
+    assert main([*argv, "--exclude", str(listing)]) == 0
+    assert "Found 18 training, 0 validation and 6 testing" in capsys.readouterr().out
+    missing = tmp_path / "nope.txt"
+    assert main([*argv, "--output", str(tmp_path / "m2"), "--exclude", str(missing)])
+    assert f"Exclude list {str(missing)!r} does not exist." in capsys.readouterr().err
