@@ -205,3 +205,18 @@ def test_train_exclude_leaves_the_listed_files_out(tmp_path, pixel_model, capsys
     missing = tmp_path / "nope.txt"
     assert main([*argv, "--output", str(tmp_path / "m2"), "--exclude", str(missing)])
     assert f"Exclude list {str(missing)!r} does not exist." in capsys.readouterr().err
+
+
+def test_audit_no_image_checks(tmp_path, pixel_model, capsys):
+    data = _noise_splits(tmp_path / "g")
+    argv = ["audit", str(data), "--output", str(tmp_path / "a"), "--folds", "3"]
+    argv += ["--model", str(pixel_model), "--no-progress"]
+    assert main([*argv, "--no-image-checks"]) == 0
+    out = capsys.readouterr().out
+    assert "image issues" not in out and "perceptual hashes" not in out
+    payload = json.loads((tmp_path / "a" / "audit.json").read_text())
+    assert payload["image_checks"] is False and payload["image_issues"] == []
+    assert main(argv) == 0
+    assert "image issues (CleanVision):" in capsys.readouterr().out
+    payload = json.loads((tmp_path / "a" / "audit.json").read_text())
+    assert payload["image_checks"] is True

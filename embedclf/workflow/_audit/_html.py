@@ -104,7 +104,13 @@ def write_audit_html(result, path, *, progress=False) -> Path:
         "</nav>",
         "<table><tr><th>images</th><th>classes</th><th>out-of-fold accuracy</th>"
         "<th>label issues</th><th>exact duplicate pairs</th>"
-        f"<th>near-duplicate pairs (cosine &ge; {s['duplicate_threshold']:g})</th>"
+        f"<th>near-duplicate pairs (cosine &ge; {s['duplicate_threshold']:g}"
+        + (
+            f" or hashes &le; {s['phash_distance']} bits apart"
+            if s.get("phash_distance") is not None
+            else ""
+        )
+        + ")</th>"
         "<th>across splits</th><th>images with an image issue</th>"
         "<th>outliers</th></tr>",
         f"<tr><td>{s['n_images']}</td><td>{s['n_classes']}</td>"

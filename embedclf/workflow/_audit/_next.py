@@ -101,16 +101,31 @@ def next_steps(result, lists, *, output="audit", train_command=None) -> list:
     train = train_command or "embedclf train IMAGE_DIR --output MODEL_DIR"
     out_dir = Path(output)
 
-    def cmd(name):
-        return f"{train} --exclude {out_dir / name}" if lists[name] else None
+    reasons = [why for _, why in lists["exclude.txt"]]
+
+    def cmd(name, listed=True):
+        """The command, when the list holds files for this kind of issue."""
+        return f"{train} --exclude {out_dir / name}" if listed else None
 
     n_image = sum(1 for r in result.image_issues)
     n_within = s["n_exact_duplicate_pairs"] + s["n_near_duplicate_pairs"]
     counts = {
-        "label": (s["n_label_issues"], cmd("label_issues.txt")),
-        "cross_split": (s["n_cross_split_pairs"], cmd("exclude.txt")),
-        "duplicate": (n_within - s["n_cross_split_pairs"], cmd("exclude.txt")),
-        "image": (n_image, cmd("exclude.txt")),
+        "label": (
+            s["n_label_issues"],
+            cmd("label_issues.txt", bool(lists["label_issues.txt"])),
+        ),
+        "cross_split": (
+            s["n_cross_split_pairs"],
+            cmd("exclude.txt", any(w.startswith("twin") for w in reasons)),
+        ),
+        "duplicate": (
+            n_within - s["n_cross_split_pairs"],
+            cmd("exclude.txt", "exact copy" in reasons),
+        ),
+        "image": (
+            n_image,
+            cmd("exclude.txt", any(w in EXCLUDED_IMAGE_ISSUES for w in reasons)),
+        ),
         "outlier": (s["n_outliers"], None),
         "balance": (len(s["balance"]["tiny_classes"]), None),
     }
