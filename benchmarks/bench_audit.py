@@ -261,7 +261,7 @@ def _real(ctx):
     s = res.summary
     # What the image checks add to a warm run: reading the properties back
     # and pairing the hashes (the rest is the label and outlier search).
-    from embedclf.workflow._audit._duplicates import phash_pairs
+    from embedclf.workflow._audit._hash_pairs import phash_pairs
     from embedclf.workflow._audit._images import image_properties, phash_bits
 
     keys = _keys(paths)

@@ -12,12 +12,8 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATA, write_image
 
-from embedclf.workflow._audit._duplicates import (
-    audit_command,
-    leak_hint,
-    merge_pairs,
-    phash_pairs,
-)
+from embedclf.workflow._audit._duplicates import audit_command, leak_hint
+from embedclf.workflow._audit._hash_pairs import merge_pairs, phash_pairs
 from embedclf.workflow._audit._images import (
     PROPERTY_COLUMNS,
     _odd_size,

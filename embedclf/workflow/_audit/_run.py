@@ -19,11 +19,13 @@ import numpy as np
 
 from embedclf.workflow._audit._duplicates import (
     DUPLICATE_THRESHOLD,
-    PHASH_DISTANCE,
     duplicate_pairs,
+    twin_accuracy,
+)
+from embedclf.workflow._audit._hash_pairs import (
+    PHASH_DISTANCE,
     merge_pairs,
     phash_pairs,
-    twin_accuracy,
 )
 from embedclf.workflow._audit._write import write_audit  # noqa: F401
 
