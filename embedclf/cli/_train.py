@@ -125,6 +125,7 @@ def run_train(args) -> int:
         test_dir=args.test_dir,
         validation_percentage=args.validation_percentage,
         testing_percentage=args.testing_percentage,
+        exclude=args.exclude,
     )
     counts = {
         s: int((data.split == s).sum()) for s in ("training", "validation", "testing")
@@ -160,9 +161,17 @@ def run_train(args) -> int:
         data.labels[keep],
         data.split[keep],
     )
-    from embedclf.workflow._audit_duplicates import leak_hint
+    from embedclf.workflow._audit._duplicates import leak_hint
 
-    if hint := leak_hint(X, split, args.image_dir):
+    if hint := leak_hint(
+        X,
+        split,
+        args.image_dir,
+        val_dir=args.val_dir,
+        test_dir=args.test_dir,
+        cache=args.cache,
+        model=args.model,
+    ):
         _print(hint)
     tr, va, te = (
         np.flatnonzero(split == s) for s in ("training", "validation", "testing")

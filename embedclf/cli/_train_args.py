@@ -59,6 +59,16 @@ def format_train_parser(parser):
         ),
     )
     parser.add_argument(
+        "--exclude",
+        metavar="FILE",
+        default=None,
+        help=(
+            "Text file of image paths to leave out, one a line ('#' starts a "
+            "comment), such as the exclude.txt `embedclf audit` writes. "
+            "Default: none."
+        ),
+    )
+    parser.add_argument(
         "--force",
         action="store_true",
         help=(

@@ -5,7 +5,8 @@ official ``train/ val/ test/`` layout, the hash split), tuning and fitting a
 head on embedded images, the model directory (head, labels, manifest),
 the report (metrics, confusion matrix, calibration, misclassified-image page),
 the data-quality audit (label issues, duplicates and leaks between splits,
-outliers, class balance), TensorBoard summaries, test-time views, and the
+CleanVision image checks, outliers, class balance, lists of files to leave
+out), TensorBoard summaries, test-time views, and the
 SavedModel export.
 
 May import: :mod:`embedclf.embedding`, :mod:`embedclf.heads`,
@@ -18,10 +19,10 @@ event files), imported lazily.
 from embedclf._lazy import lazy_exports
 
 _EXPORTS = {
-    "audit_images": "embedclf.workflow._audit",
-    "audit_vectors": "embedclf.workflow._audit",
+    "audit_images": "embedclf.workflow._audit._run",
+    "audit_vectors": "embedclf.workflow._audit._run",
     "load_image_folder": "embedclf.workflow._datasets",
-    "write_audit": "embedclf.workflow._audit",
+    "write_audit": "embedclf.workflow._audit._run",
     "predict_proba_views": "embedclf.workflow._views",
 }
 __all__ = sorted(_EXPORTS)

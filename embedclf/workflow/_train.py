@@ -82,6 +82,7 @@ def collect_images(
     test_dir=None,
     validation_percentage: float = 10,
     testing_percentage: float = 10,
+    exclude=None,
 ) -> LabelledImages:
     """List the labelled images and assign each to a split.
 
@@ -94,6 +95,10 @@ def collect_images(
        dataset.
     3. Otherwise retrain.py's stable hash split of file names
        (``retrain_split``) with the given percentages.
+
+    ``exclude`` names a text file of image paths to leave out (one a line,
+    ``#`` comments), such as the ``exclude.txt`` of ``embedclf audit``; they
+    are dropped after the split, so the other images keep their part.
 
     Raises
     ------
@@ -143,6 +148,10 @@ def collect_images(
             retrain_split(paths, validation_percentage, testing_percentage)
         ).astype(str)
         data = LabelledImages(paths, labels, split, "hash-split", {"all": str(root)})
+    if exclude is not None:
+        from embedclf.workflow._exclude import drop_excluded
+
+        data = drop_excluded(data, exclude)
     _check_training_classes(data, image_dir)
     _check_no_class_vanishes(data)
     return data

@@ -62,6 +62,11 @@ def test_audit_cli_in_a_subprocess(tmp_path, tiny_model_dir):
     assert "Audited 58 images in 3 classes" in proc.stdout
     assert "1 exact" in proc.stdout and "across splits" in proc.stdout
     assert re.search(r"on the \d+ images with a near-twin in training", proc.stdout)
+    # The accuracy printed says which head it is (not train's tuned head).
+    assert "testing accuracy of a plain softmax head (C=1" in proc.stdout
+    assert "image issues (CleanVision):" in proc.stdout
+    assert "What to do next:" in proc.stdout
+    assert "--exclude" in proc.stdout
     payload = json.loads((out / "audit.json").read_text())
     exact = [p for p in payload["duplicates"] if p["kind"] == "exact"]
     assert len(exact) == 1 and exact[0]["splits"] == "testing/training"
@@ -136,3 +141,82 @@ def test_train_points_at_the_audit_when_splits_leak(
         assert pointer[0].startswith("Note: 1 validation/testing image(s) have")
     else:
         assert pointer == []
+
+
+def test_train_hint_prints_the_audit_command_that_finds_the_pairs(
+    tmp_path, pixel_model, capsys
+):
+    """The hint names the real cache, backbone and the root folder (issue 24):
+    run as printed, the audit finds the cross-split pair it announces."""
+    import shlex
+
+    data = _noise_splits(tmp_path / "g")
+    shutil.copyfile(data / "train" / "a" / "a0.png", data / "test" / "a" / "c.png")
+    cache = tmp_path / "c.h5"
+    argv = ["train", str(data / "train"), "--test-dir", str(data / "test")]
+    argv += ["--output", str(tmp_path / "m"), "--model", str(pixel_model)]
+    argv += ["--cache", str(cache), "--C", "1", "--no-progress"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    (line,) = [x for x in out.splitlines() if "embedclf audit" in x]
+    command = line.split("`")[1]
+    expected = (
+        f"embedclf audit {data} --output audit --cache {cache} --model {pixel_model}"
+    )
+    assert command == expected
+    args = shlex.split(command)[1:]
+    args[args.index("--output") + 1] = str(tmp_path / "audit")
+    assert main([*args, "--no-progress", "--folds", "3"]) == 0
+    audit_out = capsys.readouterr().out
+    assert re.search(r"[1-9]\d* across splits", audit_out), audit_out
+
+
+def test_audit_without_model_uses_trains_default(tmp_path, monkeypatch, capsys):
+    """No --model: the default backbone, as for train (issue 24: the
+    constraint system's 'model parameter ... Got None' message before)."""
+    import embedclf.workflow._audit._run as run
+    from embedclf.embedding._backbones import DEFAULT_MODEL
+
+    seen = {}
+
+    def fake_audit_images(*args, **kwargs):
+        seen.update(kwargs)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(run, "audit_images", fake_audit_images)
+    data = grocery_like(tmp_path / "g")
+    status = main(["audit", str(data), "--output", str(tmp_path / "a")])
+    assert seen["model"] == DEFAULT_MODEL
+    assert status != 0 and "stop here" in capsys.readouterr().err
+
+
+def test_train_exclude_leaves_the_listed_files_out(tmp_path, pixel_model, capsys):
+    data = _noise_splits(tmp_path / "g")
+    listing = tmp_path / "exclude.txt"
+    listing.write_text(
+        "# from embedclf audit\n"
+        f"{data / 'train' / 'a' / 'a0.png'}  # blurry\n"
+        f"{data / 'train' / 'b' / 'b1.png'}  # twin of a testing/training pair\n"
+    )
+    argv = ["train", str(data), "--output", str(tmp_path / "m")]
+    argv += ["--model", str(pixel_model), "--C", "1", "--no-progress"]
+    assert main([*argv, "--exclude", str(listing)]) == 0
+    assert "Found 18 training, 0 validation and 6 testing" in capsys.readouterr().out
+    missing = tmp_path / "nope.txt"
+    assert main([*argv, "--output", str(tmp_path / "m2"), "--exclude", str(missing)])
+    assert f"Exclude list {str(missing)!r} does not exist." in capsys.readouterr().err
+
+
+def test_audit_no_image_checks(tmp_path, pixel_model, capsys):
+    data = _noise_splits(tmp_path / "g")
+    argv = ["audit", str(data), "--output", str(tmp_path / "a"), "--folds", "3"]
+    argv += ["--model", str(pixel_model), "--no-progress"]
+    assert main([*argv, "--no-image-checks"]) == 0
+    out = capsys.readouterr().out
+    assert "image issues" not in out and "perceptual hashes" not in out
+    payload = json.loads((tmp_path / "a" / "audit.json").read_text())
+    assert payload["image_checks"] is False and payload["image_issues"] == []
+    assert main(argv) == 0
+    assert "image issues (CleanVision):" in capsys.readouterr().out
+    payload = json.loads((tmp_path / "a" / "audit.json").read_text())
+    assert payload["image_checks"] is True

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from conftest import write_image
 
-from embedclf.workflow._audit import audit_vectors, write_audit
-from embedclf.workflow._audit_duplicates import (
+from embedclf.workflow._audit._duplicates import (
     duplicate_pairs,
     leak_count,
     leak_hint,
     twin_accuracy,
 )
+from embedclf.workflow._audit._run import audit_vectors, write_audit
 
 
 def _blobs(n_per_class=40, n_classes=4, dim=24, seed=0):
@@ -163,3 +163,29 @@ def test_write_audit_files(tmp_path):
     payload = json.loads(files["json"].read_text())
     assert payload["n_label_issues"] == len(label_rows)
     assert payload["class_counts"]["c2"] == {"training": 12}
+
+
+def test_audit_vectors_memory_skips_the_heads_on_a_second_run(tmp_path, monkeypatch):
+    from embedclf.heads._linear import SoftmaxClassifier
+
+    X, y = _blobs(n_per_class=15, n_classes=3, dim=12)
+    split = np.where(np.arange(len(y)) % 5 == 0, "testing", "training")
+    fits = []
+    real_fit = SoftmaxClassifier.fit
+
+    def counting_fit(self, *args, **kwargs):
+        fits.append(1)
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(SoftmaxClassifier, "fit", counting_fit)
+    first = audit_vectors(X, y, split, n_folds=3, memory=tmp_path / "memo")
+    n_first = len(fits)
+    assert n_first >= 4  # three folds and the twin head
+    second = audit_vectors(X, y, split, n_folds=3, memory=tmp_path / "memo")
+    assert len(fits) == n_first  # all read back
+    np.testing.assert_array_equal(first.proba, second.proba)
+    assert first.summary == second.summary
+    y2 = y.copy()
+    y2[0] = "c1"  # other labels: computed again
+    audit_vectors(X, y2, split, n_folds=3, memory=tmp_path / "memo")
+    assert len(fits) > n_first

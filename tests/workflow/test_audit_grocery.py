@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATA, SHARED_MODEL
 
-from embedclf.workflow._audit import audit_images, audit_vectors
+from embedclf.workflow._audit._run import audit_images, audit_vectors
 from embedclf.workflow._train import collect_images
 
 pytestmark = [

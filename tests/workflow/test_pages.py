@@ -48,7 +48,7 @@ def _check_renders(page, tmp_path):
 
 
 def test_audit_page_renders_thumbnails(tmp_path):
-    from embedclf.workflow._audit import audit_vectors, write_audit
+    from embedclf.workflow._audit._run import audit_vectors, write_audit
 
     chromium()
     paths, labels = _photos(tmp_path / "img")
@@ -59,9 +59,25 @@ def test_audit_page_renders_thumbnails(tmp_path):
     flipped = {0: "green", 8: "red", 16: "yellow"}  # three label issues
     for i, wrong in flipped.items():
         labels[i] = wrong if labels[i] != wrong else "blue"
-    result = audit_vectors(X, labels, paths=paths, n_folds=3)
+    # A dark photo among them: the image-issue section gets a thumbnail.
+    from PIL import Image, ImageEnhance
+
+    from embedclf.embedding._images import content_key, read_image_bytes
+    from embedclf.workflow._audit._images import image_properties
+
+    with Image.open(paths[1]) as img:
+        ImageEnhance.Brightness(img).enhance(0.15).save(paths[1])
+    keys = [content_key(read_image_bytes(p)) for p in paths]
+    props = image_properties(paths, keys)
+    result = audit_vectors(X, labels, paths=paths, props=props, n_folds=3)
     assert len(result.label_issues) >= 2
+    assert "dark" in {r["issue"] for r in result.image_issues}
     page = write_audit(result, tmp_path / "audit")["html"]
+    text = page.read_text()
+    for section in ("id='next'", "id='images'", "What to do next", "Image issues"):
+        assert section in text
+    images_part = text[text.index("id='images'") : text.index("id='balance'")]
+    assert "<img" in images_part
     _check_renders(page, tmp_path)
 
 

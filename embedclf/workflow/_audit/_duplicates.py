@@ -8,6 +8,8 @@ quality 60 scores >= 0.97 against its original, a copy resized to 60 %
 >= 0.96, a copy with 5 % cut off its borders >= 0.95, while only 5 of the
 2,485 real test photos have a training photo that close, all different shots
 of similar produce piles).
+
+The second signal, perceptual hashes, is in :mod:`._hash_pairs`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 
 __all__ = [
     "DUPLICATE_THRESHOLD",
+    "audit_command",
     "duplicate_pairs",
     "leak_count",
     "leak_hint",
@@ -51,7 +54,8 @@ def duplicate_pairs(X, split=None, *, keys=None, threshold=DUPLICATE_THRESHOLD):
     pairs : list of dict
         ``i < j``, ``similarity``, ``kind`` ("exact" or "near") and
         ``splits`` ("training/testing", sorted; one name within a split),
-        most similar first.
+        ``signal`` ("content" for equal keys, else "embedding"), most
+        similar first.
     """
     from sklearn.neighbors import radius_neighbors_graph
 
@@ -89,6 +93,7 @@ def duplicate_pairs(X, split=None, *, keys=None, threshold=DUPLICATE_THRESHOLD):
                 "similarity": float(min(s, 1.0)),
                 "kind": "exact" if e else "near",
                 "splits": "/".join(names),
+                "signal": "content" if e else "embedding",
             }
         )
     pairs.sort(key=lambda p: (p["kind"] != "exact", -p["similarity"], p["i"]))
@@ -114,16 +119,62 @@ def leak_count(X, split, *, threshold=DUPLICATE_THRESHOLD) -> int:
     return int(np.sum(best >= threshold - 1e-6))
 
 
-def leak_hint(X, split, image_dir, *, threshold=DUPLICATE_THRESHOLD) -> str | None:
-    """One line for ``embedclf train`` when held-out images have training twins."""
+def audit_command(
+    image_dir, *, val_dir=None, test_dir=None, cache=None, model=None, output="audit"
+) -> str:
+    """The ``embedclf audit`` command line that sees the same splits.
+
+    When ``val_dir``/``test_dir`` sit beside ``image_dir`` in one folder
+    holding only ``train/ val/ test/`` (the official layout), the command
+    names that folder; otherwise it passes them on. ``model`` is a handle
+    or a list of handles (None: the default backbone, no flag).
+    """
+    import shlex
+    from pathlib import Path
+
+    def q(x):
+        return shlex.quote(str(x))
+
+    parts = ["embedclf", "audit"]
+    held = [d for d in (val_dir, test_dir) if d is not None]
+    parent = Path(image_dir).resolve().parent
+    official = {"train", "val", "valid", "validation", "test"}
+    if (
+        held
+        and all(Path(d).resolve().parent == parent for d in held)
+        and {Path(d).name for d in (image_dir, *held)} <= official
+    ):
+        parts.append(q(parent))
+    else:
+        parts.append(q(image_dir))
+        for flag, d in (("--val-dir", val_dir), ("--test-dir", test_dir)):
+            if d is not None:
+                parts += [flag, q(d)]
+    parts += ["--output", q(output)]
+    if cache is not None:
+        parts += ["--cache", q(cache)]
+    models = [] if model is None else [model] if isinstance(model, str) else model
+    for m in models:
+        parts += ["--model", q(m)]
+    return " ".join(parts)
+
+
+def leak_hint(
+    X, split, image_dir, *, threshold=DUPLICATE_THRESHOLD, **command
+) -> str | None:
+    """One line for ``embedclf train`` when held-out images have training twins.
+
+    ``command`` (``val_dir``, ``test_dir``, ``cache``, ``model``) completes
+    the audit command printed, as :func:`audit_command` builds it.
+    """
     n = leak_count(X, split, threshold=threshold)
     if not n:
         return None
     return (
         f"Note: {n} validation/testing image(s) have a near-duplicate among the "
         f"training images (cosine >= {threshold:g}), which inflates their score; "
-        f"`embedclf audit {image_dir} --output audit/ --cache ... --model ...` "
-        "shows them and what they do to the accuracy."
+        f"`{audit_command(image_dir, **command)}` shows them and what they do "
+        "to the accuracy."
     )
 
 

@@ -1,44 +1,39 @@
-"""The data-quality audit: label issues, duplicates and leaks, outliers, balance.
+"""The data-quality audit: label issues, duplicates and leaks, outliers,
+image problems, balance.
 
 :func:`audit_vectors` works on embeddings and labels (and optionally the
-split, paths and content keys of each row); :func:`audit_images` embeds
-image files first (through the cache) and calls it. :func:`write_audit`
-writes ``audit.html``, ``issues.csv`` and ``audit.json``.
+split, paths, content keys and CleanVision image properties of each row);
+:func:`audit_images` embeds image files and measures their properties first
+(both through the cache) and calls it. :func:`write_audit` writes
+``audit.html``, ``issues.csv``, ``audit.json`` and the list files for
+``embedclf train --exclude``.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
+import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from embedclf.workflow._audit_duplicates import (
+from embedclf.workflow._audit._duplicates import (
     DUPLICATE_THRESHOLD,
     duplicate_pairs,
     twin_accuracy,
 )
+from embedclf.workflow._audit._hash_pairs import (
+    PHASH_DISTANCE,
+    merge_pairs,
+    phash_pairs,
+)
+from embedclf.workflow._audit._write import write_audit  # noqa: F401
 
 __all__ = ["AuditResult", "audit_images", "audit_vectors", "write_audit"]
 
-logger = logging.getLogger("embedclf")
+# write_audit lives in _write (this module's size); re-exported here.
 
-_CSV_FIELDS = [
-    "issue",
-    "index",
-    "path",
-    "split",
-    "label",
-    "suggested_label",
-    "score",
-    "other_index",
-    "other_path",
-    "other_split",
-    "other_label",
-]
+logger = logging.getLogger("embedclf")
 
 
 @dataclass
@@ -53,6 +48,7 @@ class AuditResult:
     label_issues: list = field(default_factory=list)
     duplicates: list = field(default_factory=list)
     outliers: list = field(default_factory=list)
+    image_issues: list = field(default_factory=list)
     balance: dict = field(default_factory=dict)
     twins: dict | None = None
     summary: dict = field(default_factory=dict)
@@ -76,8 +72,10 @@ class AuditResult:
                 "score": f"{r['quality']:.4f}",
             }
         for p in self.duplicates:
+            sim = p["similarity"]
             yield base(f"{p['kind']}_duplicate", p["i"]) | {
-                "score": f"{p['similarity']:.4f}",
+                "score": "" if sim is None else f"{sim:.4f}",
+                "signal": p["signal"],
                 "other_index": p["j"],
                 "other_path": path(p["j"]),
                 "other_split": self.split[p["j"]],
@@ -85,6 +83,8 @@ class AuditResult:
             }
         for r in self.outliers:
             yield base("outlier", r["index"]) | {"score": f"{r['score']:.4f}"}
+        for r in self.image_issues:
+            yield base(r["issue"], r["index"]) | {"score": f"{r['score']:.4f}"}
 
 
 def _balance(labels, split, n_folds) -> dict:
@@ -115,11 +115,14 @@ def audit_vectors(
     *,
     paths=None,
     keys=None,
+    props=None,
     duplicate_threshold=DUPLICATE_THRESHOLD,
+    phash_distance=PHASH_DISTANCE,
     n_folds=5,
     C=1.0,
     random_state=0,
     progress=False,
+    memory=None,
 ):
     """Audit labelled embeddings for label errors, duplicates and outliers.
 
@@ -135,8 +138,15 @@ def audit_vectors(
         Image files, for the page and ``issues.csv``.
     keys : array-like of shape (n_samples,), default=None
         Content keys (equal keys = exact duplicates).
+    props : ndarray of shape (n_samples, n_properties), default=None
+        CleanVision's image properties and perceptual hash of each row
+        (:func:`~._images.image_properties`); None skips the image checks
+        and the hash pairs.
     duplicate_threshold : float, default=DUPLICATE_THRESHOLD
         Cosine similarity from which two images are near-duplicates (0.94).
+    phash_distance : int, default=PHASH_DISTANCE
+        Bits (of 64) in which two perceptual hashes may differ and still
+        pair (4).
     n_folds : int, default=5
         Folds of the out-of-fold probabilities (group-aware).
     C : float, default=1.0
@@ -144,6 +154,11 @@ def audit_vectors(
     random_state : int, default=0
     progress : bool, default=False
         Progress bars on stderr.
+    memory : str, os.PathLike or joblib.Memory, default=None
+        Where the out-of-fold probabilities, outlier scores, embedding
+        pairs and the twin head's predictions are memoised, keyed by a hash
+        of their inputs (as ``Pipeline(memory=...)``): a second audit of the
+        same vectors and labels skips them. None memoises nothing.
 
     Returns
     -------
@@ -151,7 +166,7 @@ def audit_vectors(
     """
     from sklearn.preprocessing import LabelEncoder
 
-    from embedclf.workflow._audit_labels import (
+    from embedclf.workflow._audit._labels import (
         find_label_issues_oof,
         find_outliers,
         out_of_fold_proba,
@@ -172,7 +187,12 @@ def audit_vectors(
     classes = encoder.classes_
     if len(classes) < 2:
         raise ValueError(f"The audit needs at least 2 classes; got {len(classes)}.")
-    proba = out_of_fold_proba(
+    from sklearn.utils.validation import check_memory
+
+    memory = check_memory(
+        os.fspath(memory) if isinstance(memory, os.PathLike) else memory
+    )
+    proba = memory.cache(out_of_fold_proba, ignore=["progress"])(
         X, y, n_folds=n_folds, C=C, random_state=random_state, progress=progress
     )
     ranked, quality = find_label_issues_oof(y, proba)
@@ -188,13 +208,34 @@ def audit_vectors(
         }
         for i in ranked
     ]
-    flagged, scores = find_outliers(X)
+    flagged, scores = memory.cache(find_outliers)(X)
     outliers = [
         {"index": int(i), "score": float(scores[i]), "label": str(labels[i])}
         for i in flagged
     ]
-    pairs = duplicate_pairs(X, split, keys=keys, threshold=duplicate_threshold)
-    twins = _twins(X, labels, split, pairs, C)
+    pairs = memory.cache(duplicate_pairs)(
+        X, split, keys=keys, threshold=duplicate_threshold
+    )
+    image_issues, image_counts = [], {}
+    if props is not None:
+        from embedclf.workflow._audit._images import (
+            IMAGE_ISSUES,
+            find_image_issues,
+            image_issue_rows,
+            phash_bits,
+        )
+
+        props = np.asarray(props)
+        image_issues = image_issue_rows(find_image_issues(props), labels)
+        image_counts = {
+            k: sum(r["issue"] == k for r in image_issues) for k in IMAGE_ISSUES
+        }
+        valid = ~np.isnan(props).any(axis=1)
+        hashed = phash_pairs(
+            phash_bits(props), split, max_distance=phash_distance, valid=valid
+        )
+        pairs = merge_pairs(pairs, hashed, X)
+    twins = _twins(X, labels, split, pairs, C, memory)
     result = AuditResult(
         labels=labels,
         split=split,
@@ -204,6 +245,7 @@ def audit_vectors(
         label_issues=label_issues,
         duplicates=pairs,
         outliers=outliers,
+        image_issues=image_issues,
         balance=_balance(labels, split, n_folds),
         twins=twins,
     )
@@ -221,6 +263,18 @@ def audit_vectors(
             s: sum(p["splits"] == s for p in cross)
             for s in sorted({p["splits"] for p in cross})
         },
+        "pairs_by_signal": {
+            k: sum(p["signal"] == k for p in pairs)
+            for k in ("content", "embedding", "embedding+phash", "phash")
+        },
+        "cross_split_pairs_by_signal": {
+            k: sum(p["signal"] == k for p in cross)
+            for k in ("content", "embedding", "embedding+phash", "phash")
+        },
+        "phash_distance": None if props is None else int(phash_distance),
+        "image_checks": props is not None,
+        "n_image_issues": image_counts,
+        "n_images_with_image_issue": len({r["index"] for r in image_issues}),
         "n_outliers": len(outliers),
         "twins": twins,
         "balance": {k: v for k, v in result.balance.items() if k != "counts"},
@@ -228,10 +282,14 @@ def audit_vectors(
     return result
 
 
-def _twins(X, labels, split, pairs, C):
-    """Test accuracy (head fitted on training) with vs without a training twin."""
+def _held_predictions(X_train, y_train, X_held, C):
     from embedclf.heads._linear import SoftmaxClassifier
 
+    return SoftmaxClassifier(C=C).fit(X_train, y_train).predict(X_held)
+
+
+def _twins(X, labels, split, pairs, C, memory):
+    """Test accuracy (head fitted on training) with vs without a training twin."""
     train = split == "training"
     held_name = "testing" if (split == "testing").any() else "validation"
     held = split == held_name
@@ -244,8 +302,7 @@ def _twins(X, labels, split, pairs, C):
             has_twin[b] = True
         if train[b] and held[a]:
             has_twin[a] = True
-    head = SoftmaxClassifier(C=C).fit(X[train], labels[train])
-    pred = head.predict(X[held])
+    pred = memory.cache(_held_predictions)(X[train], labels[train], X[held], C)
     return {"split": held_name} | twin_accuracy(labels[held], pred, has_twin[held])
 
 
@@ -259,9 +316,14 @@ def audit_images(
     image_size=None,
     batch_size=32,
     progress=False,
+    image_checks=True,
     **kwargs,
 ):
-    """Embed image files (through ``cache``) and :func:`audit_vectors` them.
+    """Embed and measure image files (through ``cache``) and audit them.
+
+    The vectors and CleanVision's image properties are read from ``cache``
+    when there, else computed and stored, both keyed by the files' content;
+    then :func:`audit_vectors` runs on them.
 
     Parameters
     ----------
@@ -275,6 +337,8 @@ def audit_images(
     image_size, batch_size, progress
         As for :class:`~embedclf.ImageEmbedder` (``progress="auto"`` shows
         the audit's own bars when stderr is a terminal).
+    image_checks : bool, default=True
+        Run CleanVision's image checks and the perceptual-hash pairing.
     **kwargs
         Passed to :func:`audit_vectors`.
 
@@ -308,45 +372,22 @@ def audit_images(
         import sys
 
         progress = sys.stderr.isatty()
+    props = None
+    if image_checks:
+        from embedclf.workflow._audit._images import image_properties
+
+        props = image_properties(
+            paths[keep], keys, cache=cache, progress=bool(progress)
+        )
     result = audit_vectors(
         X[keep],
         labels[keep],
         None if split is None else split[keep],
         paths=paths[keep],
         keys=keys,
+        props=props,
         progress=bool(progress),
         **kwargs,
     )
     result.summary["unreadable"] = sorted(failed)
     return result
-
-
-def write_audit(result: AuditResult, output) -> dict:
-    """Write ``audit.html``, ``issues.csv`` and ``audit.json`` into ``output``.
-
-    Returns
-    -------
-    files : dict
-        ``{"html": path, "csv": path, "json": path}``.
-    """
-    from embedclf.workflow._audit_html import write_audit_html
-
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
-    csv_path = out / "issues.csv"
-    with open(csv_path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=_CSV_FIELDS)
-        writer.writeheader()
-        for row in result.rows():
-            writer.writerow(row)
-    json_path = out / "audit.json"
-    payload = dict(result.summary)
-    payload["class_counts"] = result.balance["counts"]
-    payload["label_issues"] = result.label_issues
-    payload["duplicates"] = result.duplicates
-    payload["outliers"] = result.outliers
-    if result.paths is not None:
-        payload["paths"] = result.paths.tolist()
-    json_path.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
-    html_path = write_audit_html(result, out / "audit.html", progress=False)
-    return {"html": html_path, "csv": csv_path, "json": json_path}

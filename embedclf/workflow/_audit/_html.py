@@ -18,6 +18,7 @@ __all__ = ["write_audit_html"]
 _MAX_LABEL = 150  # suspects shown on the page (issues.csv lists them all)
 _MAX_PAIRS = 150
 _MAX_OUTLIERS = 60
+_MAX_PER_IMAGE_ISSUE = 40
 _EXAMPLES = 3  # typical images shown per class
 _THUMB = 128
 
@@ -34,6 +35,7 @@ th { background: #f3f3f3; }
 .bad { color: #b00; font-weight: bold; }
 img { display: block; }
 nav a { margin-right: 1em; }
+pre { white-space: pre-wrap; background: #f6f6f6; padding: 4px; margin: 4px 0; }
 """
 
 
@@ -70,6 +72,8 @@ def write_audit_html(result, path, *, progress=False) -> Path:
     for p in pair_rows:
         shown |= {p["i"], p["j"]}
     shown |= {r["index"] for r in outlier_rows}
+    image_rows = _image_rows(result)
+    shown |= {r["index"] for rows in image_rows.values() for r in rows}
     thumbs = {}
     if result.paths is not None:
         names = write_thumbnails(
@@ -92,30 +96,44 @@ def write_audit_html(result, path, *, progress=False) -> Path:
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>Data audit</title><style>{_CSS}</style></head><body>",
         "<h1>Data audit</h1>",
-        "<nav><a href='#labels'>Label issues</a><a href='#duplicates'>Duplicates"
-        "</a><a href='#outliers'>Outliers</a><a href='#balance'>Class balance</a>"
+        "<nav><a href='#next'>What to do next</a><a href='#labels'>Label issues"
+        "</a><a href='#duplicates'>Duplicates"
+        "</a><a href='#images'>Image issues</a><a href='#outliers'>Outliers</a>"
+        "<a href='#balance'>Class balance</a>"
         "<a href='issues.csv'>issues.csv</a><a href='audit.json'>audit.json</a>"
         "</nav>",
         "<table><tr><th>images</th><th>classes</th><th>out-of-fold accuracy</th>"
         "<th>label issues</th><th>exact duplicate pairs</th>"
-        f"<th>near-duplicate pairs (cosine &ge; {s['duplicate_threshold']:g})</th>"
-        "<th>across splits</th><th>outliers</th></tr>",
+        f"<th>near-duplicate pairs (cosine &ge; {s['duplicate_threshold']:g}"
+        + (
+            f" or hashes &le; {s['phash_distance']} bits apart"
+            if s.get("phash_distance") is not None
+            else ""
+        )
+        + ")</th>"
+        "<th>across splits</th><th>images with an image issue</th>"
+        "<th>outliers</th></tr>",
         f"<tr><td>{s['n_images']}</td><td>{s['n_classes']}</td>"
         f"<td>{s['out_of_fold_accuracy']:.1%}</td><td>{s['n_label_issues']}</td>"
         f"<td>{s['n_exact_duplicate_pairs']}</td>"
         f"<td>{s['n_near_duplicate_pairs']}</td>"
-        f"<td>{s['n_cross_split_pairs']}</td><td>{s['n_outliers']}</td></tr>"
+        f"<td>{s['n_cross_split_pairs']}</td>"
+        f"<td>{s.get('n_images_with_image_issue', 'n/a')}</td>"
+        f"<td>{s['n_outliers']}</td></tr>"
         "</table>",
     ]
     tw = result.twins
     if tw:
         parts.append(
-            f"<p>Accuracy on the {esc(tw['split'])} images (softmax head fitted "
-            f"on the training images): <b>{_pct(tw['accuracy_all'])}</b> overall; "
+            f"<p>Accuracy on the {esc(tw['split'])} images of a plain softmax "
+            "head (C=1, fitted on the training images only, not the head "
+            "<code>embedclf train</code> tunes): "
+            f"<b>{_pct(tw['accuracy_all'])}</b> overall; "
             f"{_pct(tw['accuracy_with_twin'])} on the {tw['n_with_twin']} with a "
             f"near-twin in training, {_pct(tw['accuracy_without_twin'])} on the "
             f"{tw['n_without_twin']} without one.</p>"
         )
+    parts += _next_section(s.get("next_steps", []))
     parts.append(
         f"<h2 id='labels'>Label issues ({len(result.label_issues)}"
         f"{f', the first {len(label_rows)} shown' if len(label_rows) < len(result.label_issues) else ''})</h2>"  # noqa: E501
@@ -147,17 +165,21 @@ def write_audit_html(result, path, *, progress=False) -> Path:
         f"{s['n_cross_split_pairs']} across splits)</h2>"
         "<p class='small'>Exact: same file content (SHA-256). Near: cosine "
         f"similarity of the embeddings &ge; {s['duplicate_threshold']:g} "
-        "(re-encoded, resized, slightly cropped copies). Pairs across splits "
-        "first: a held-out image with a twin in training inflates its score."
-        "</p><table><tr><th>kind</th><th>splits</th><th>similarity</th>"
-        "<th>image</th><th>image</th></tr>"
+        "(crops, re-shoots, re-encoded copies; signal <i>embedding</i>) "
+        "and/or perceptual hashes at most "
+        f"{s.get('phash_distance') or 0} bits apart of 64 (resized and "
+        "re-encoded copies of any size; signal <i>phash</i>). Pairs across "
+        "splits first: a held-out image with a twin in training inflates "
+        "its score.</p><table><tr><th>kind</th><th>signal</th><th>splits</th>"
+        "<th>similarity</th><th>image</th><th>image</th></tr>"
     )
     for p in pair_rows:
         i, j = p["i"], p["j"]
         cross = "/" in p["splits"]
         parts.append(
-            f"<tr><td>{p['kind']}</td><td{' class=bad' if cross else ''}>"
-            f"{esc(p['splits'])}</td><td>{p['similarity']:.4f}</td><td>"
+            f"<tr><td>{p['kind']}</td><td>{esc(p['signal'])}"
+            f"{_hash_note(p)}</td><td{' class=bad' if cross else ''}>"
+            f"{esc(p['splits'])}</td><td>{_sim(p['similarity'])}</td><td>"
             + cell(i, f"{esc(result.split[i])}: {esc(result.labels[i])}")
             + "</td><td>"
             + cell(j, f"{esc(result.split[j])}: {esc(result.labels[j])}")
@@ -179,6 +201,7 @@ def write_audit_html(result, path, *, progress=False) -> Path:
             )
         )
     parts.append("</div>")
+    parts += _image_section(result, image_rows, cell)
     b = result.balance
     parts.append(
         f"<h2 id='balance'>Class balance</h2><p>{b['smallest']} to "
@@ -202,6 +225,77 @@ def write_audit_html(result, path, *, progress=False) -> Path:
             + "".join(f"<td>{counts[sp]}</td>" for sp in b["splits"])
             + "</tr>"
         )
-    parts.append("</table></body></html>\n")
+    parts.append("</table>")
+    parts.append("</body></html>\n")
     path.write_text("".join(parts), encoding="utf-8", errors="backslashreplace")
     return path
+
+
+def _sim(x):
+    return "n/a" if x is None else f"{x:.4f}"
+
+
+def _hash_note(p):
+    d = p.get("phash_distance")
+    return "" if d is None else f"<div class='small'>{d} bits apart</div>"
+
+
+def _image_rows(result) -> dict:
+    rows = {}
+    for r in result.image_issues:
+        rows.setdefault(r["issue"], []).append(r)
+    return {k: v[:_MAX_PER_IMAGE_ISSUE] for k, v in rows.items()}
+
+
+def _image_section(result, image_rows, cell) -> list:
+    esc = html.escape
+    s = result.summary
+    if not s.get("image_checks"):
+        return [
+            "<h2 id='images'>Image issues</h2><p>Not checked "
+            "(audit_vectors without image properties).</p>"
+        ]
+    counts = s["n_image_issues"]
+    parts = [
+        f"<h2 id='images'>Image issues ({s['n_images_with_image_issue']} "
+        "images)</h2><p class='small'>CleanVision's checks of the pictures "
+        "themselves, whatever their label: blurry, dark, light "
+        "(overexposed), low information (blank), odd aspect ratio, odd size, "
+        "grayscale. Score: CleanVision's, low is bad.</p><table><tr>"
+        + "".join(f"<th>{esc(k.replace('_', ' '))}</th>" for k in counts)
+        + "</tr><tr>"
+        + "".join(f"<td>{n}</td>" for n in counts.values())
+        + "</tr></table>"
+    ]
+    for issue, rows in image_rows.items():
+        more = f", the first {len(rows)} shown" if len(rows) < counts[issue] else ""
+        parts.append(
+            f"<h3>{esc(issue.replace('_', ' '))} ({counts[issue]}{more})</h3>"
+            "<div class='row' style='flex-wrap:wrap'>"
+        )
+        for r in rows:
+            i = r["index"]
+            parts.append(
+                cell(
+                    i,
+                    f"{esc(r['label'])} ({esc(result.split[i])})<br>"
+                    f"score {r['score']:.3f}",
+                )
+            )
+        parts.append("</div>")
+    return parts
+
+
+def _next_section(steps) -> list:
+    esc = html.escape
+    parts = ["<h2 id='next'>What to do next</h2>"]
+    if not steps:
+        return parts + ["<p>Nothing to do: no issue found.</p>"]
+    parts.append("<table><tr><th>issue</th><th>found</th><th>what to do</th></tr>")
+    for st in steps:
+        command = f"<pre>{esc(st['command'])}</pre>" if st.get("command") else ""
+        parts.append(
+            f"<tr><td>{esc(st['kind'].replace('_', ' '))}</td><td>{st['count']}"
+            f"</td><td>{esc(st['advice'])}{command}</td></tr>"
+        )
+    return parts + ["</table>"]
