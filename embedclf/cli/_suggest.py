@@ -44,6 +44,17 @@ def format_suggest_parser(parser):
         ),
     )
     parser.add_argument(
+        "--duplicate-threshold",
+        type=float,
+        default=0.94,
+        metavar="COS",
+        help=(
+            "Cosine similarity at or above which a photo counts as a "
+            "near-duplicate of a training photo (left out) or of another pick. "
+            "Default: 0.94 (the audit's threshold)."
+        ),
+    )
+    parser.add_argument(
         "--model",
         metavar="M",
         action="append",
@@ -88,6 +99,7 @@ def run_suggest(args) -> int:
         n=args.n,
         output=args.output,
         strategy=args.strategy,
+        duplicate_threshold=args.duplicate_threshold,
         cache=args.cache,
         model=_models(args),
         batch_size=args.batch_size,

@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-__all__ = ["explain_predictions", "render_explanations"]
+__all__ = ["explain_misclassified", "explain_predictions", "render_explanations"]
 
 logger = logging.getLogger("embedclf")
 
@@ -105,3 +105,25 @@ def render_explanations(explanations, paths, folder, folder_name, *, crop_fracti
             explanation_html(e.get("neighbours"), cam, thumbs, folder_name, overlay)
         )
     return out
+
+
+def explain_misclassified(model_dir, embedder, paths, X, proba, y_true, y_pred):
+    """Explanations of the misclassified rows, for ``write_report``.
+
+    Returns
+    -------
+    explanations : dict
+        ``items`` (one per row: None where the prediction is right) and
+        ``crop_fraction`` (to draw the maps on the part the backbone saw).
+    """
+    wrong = np.flatnonzero(np.asarray(y_true).astype(str) != np.asarray(y_pred))
+    found = explain_predictions(
+        model_dir, embedder, [str(paths[i]) for i in wrong], X[wrong], proba[wrong]
+    )
+    items = [None] * len(paths)
+    for i, e in zip(wrong, found):
+        items[i] = e
+    return {
+        "items": items,
+        "crop_fraction": model_dir.manifest.get("crop_fraction", 1.0),
+    }

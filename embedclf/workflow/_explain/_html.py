@@ -15,7 +15,7 @@ import numpy as np
 
 from embedclf.workflow._thumbnails import THUMBNAIL_SIZE, image_link
 
-__all__ = ["explanation_html", "write_overlay"]
+__all__ = ["explanation_html", "write_explanations_page", "write_overlay"]
 
 
 def write_overlay(path, cam, folder, *, crop_fraction=1.0, size=THUMBNAIL_SIZE):
@@ -87,3 +87,41 @@ def explanation_html(neighbours, cam, thumbs, folder_name, overlay=None) -> str:
         parts.append("</div>")
     parts.append("</div>")
     return "".join(parts)
+
+
+_PAGE_CSS = """
+body { font-family: sans-serif; margin: 1em 2em; color: #222; }
+.item { display: flex; gap: 16px; border-bottom: 1px solid #ddd; padding: 8px 0; }
+.row { display: flex; gap: 6px; flex-wrap: wrap; }
+.nb { font-size: 11px; text-align: center; }
+.path { color: #666; word-break: break-all; font-size: 11px; }
+.explain p { margin: 4px 0; font-size: 13px; }
+img { display: block; }
+"""
+
+
+def write_explanations_page(out, paths, labels, scores, snippets) -> Path:
+    """``explain.html`` in ``out``: each image, its answer and its snippet."""
+    from embedclf.workflow._thumbnails import write_thumbnails
+
+    out = Path(out)
+    thumbs = write_thumbnails(paths, out / "thumbs")
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Why these "
+        f"answers</title><style>{_PAGE_CSS}</style></head><body>",
+        f"<h1>Why these answers ({len(paths)} images)</h1>",
+        "<p>For each image: the activation map of the predicted class (red: "
+        "where its score comes from) and the training photos of the predicted "
+        "and runner-up classes nearest to it, with their cosine similarity.</p>",
+    ]
+    for path, label, score, snippet in zip(paths, labels, scores, snippets):
+        parts.append(
+            f"<div class='item'><div>{image_link(path, thumbs[path], 'thumbs')}"
+            f"<p><b>{esc(label)}</b> {score:.2f}</p><p class='path'>{esc(path)}"
+            f"</p></div>{snippet}</div>"
+        )
+    parts.append("</body></html>\n")
+    page = out / "explain.html"
+    page.write_text("".join(parts), encoding="utf-8", errors="backslashreplace")
+    return page
