@@ -95,15 +95,13 @@ def test_activation_map_is_refused_rather_than_approximated(
     from embedclf.workflow._explain._cam import activation_maps
 
     paths, y = keras_images
+    soft = SoftmaxClassifier
     cases = [
-        (ImageEmbedder(str(tiny_model_dir)), SoftmaxClassifier(), "exposes no feature map"),
-        (ImageEmbedder(KERAS + "&pooling=max", image_size=SIZE), SoftmaxClassifier(),
-         "pooling=max is not an average"),
-        (ImageEmbedder(KERAS, image_size=SIZE), SVMClassifier(cv=2),
-         "is not linear on the pooled vector"),
-        (ImageEmbedder(KERAS, image_size=SIZE, normalize_each=True),
-         SoftmaxClassifier(), "L2-normalised"),
-    ]  # fmt: skip
+        (ImageEmbedder(str(tiny_model_dir)), soft(), "exposes no feature map"),
+        (ImageEmbedder(KERAS + "&pooling=max", image_size=SIZE), soft(), "max is"),
+        (ImageEmbedder(KERAS, image_size=SIZE), SVMClassifier(cv=2), "not linear"),
+        (ImageEmbedder(KERAS, image_size=SIZE, normalize_each=True), soft(), "L2-"),
+    ]
     for embedder, head, reason in cases:
         X = embedder.transform(paths)
         head.fit(X, y)
@@ -204,9 +202,9 @@ def test_predict_explain_json_neighbours_are_the_true_nearest_training_photos(
 def test_evaluate_explain_adds_neighbours_to_misclassified_html(
     tmp_path_factory, tiny_model_dir, tmp_path
 ):
-    from _cli_helpers import trained
-
     import shutil
+
+    from _cli_helpers import trained
 
     state = trained(tmp_path_factory, tiny_model_dir)
     # A labelled folder with red photos filed under green: misclassified.
@@ -215,8 +213,10 @@ def test_evaluate_explain_adds_neighbours_to_misclassified_html(
     for src in (folder / "red").iterdir():
         shutil.copy(src, folder / "green" / f"was_red_{src.name}")
     report = tmp_path / "report"
-    status, _ = _run(["evaluate", str(state["output"]), str(folder),
-                      "--report-dir", str(report), "--explain", "--no-progress"])  # fmt: skip
+    status, _ = _run(
+        ["evaluate", str(state["output"]), str(folder), "--report-dir", str(report),
+         "--explain", "--no-progress"]
+    )  # fmt: skip
     assert status == 0
     page = (report / "misclassified.html").read_text()
     metrics = json.loads((report / "metrics.json").read_text())
