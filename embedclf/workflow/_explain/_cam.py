@@ -19,6 +19,8 @@ __all__ = ["activation_maps", "linear_head"]
 
 #: Largest relative difference accepted between the map's average and the vector.
 POOLING_TOLERANCE = 1e-3
+#: Images whose feature maps are held in memory at once.
+BATCH = 32
 
 
 def linear_head(head, n_features: int):
@@ -80,35 +82,37 @@ def activation_maps(embedder, head, paths, X, class_indices):
 
     X = np.asarray(X, dtype=np.float64)
     linear, reason = linear_head(head, X.shape[1])
-    fmaps = None
-    if linear is not None and len(paths):
-        fmaps, reason = feature_maps(embedder, list(paths))
-    if fmaps is None:
+    if linear is None:
         return [{"available": False, "reason": reason}] * len(paths)
-    coef, intercept = linear
     classes = [str(c) for c in head.classes_]
     out = []
-    for i, c in enumerate(class_indices):
-        fmap = fmaps[i].astype(np.float64)
-        pooled = fmap.mean(axis=(0, 1))
-        error = np.abs(pooled - X[i]).max() / max(np.abs(X[i]).max(), 1e-12)
-        if error > POOLING_TOLERANCE:
+    for start in range(0, len(paths), BATCH):  # bounded memory: 32 maps at a time
+        stop = min(start + BATCH, len(paths))
+        fmaps, reason = feature_maps(embedder, list(paths[start:stop]))
+        if fmaps is None:
+            return [{"available": False, "reason": reason}] * len(paths)
+        for i in range(start, stop):
             out.append(
-                {
-                    "available": False,
-                    "reason": "the backbone's feature map does not average to its "
-                    f"vector (relative difference {error:.1e})",
-                }
+                _one_map(fmaps[i - start], X[i], class_indices[i], linear, classes)
             )
-            continue
-        grid = fmap @ coef[c]
-        out.append(
-            {
-                "available": True,
-                "label": classes[c],
-                "grid": grid.tolist(),
-                "bias": float(intercept[c]),
-                "score": float(grid.mean() + intercept[c]),
-            }
-        )
     return out
+
+
+def _one_map(fmap, x, c, linear, classes) -> dict:
+    coef, intercept = linear
+    fmap = fmap.astype(np.float64)
+    error = np.abs(fmap.mean(axis=(0, 1)) - x).max() / max(np.abs(x).max(), 1e-300)
+    if error > POOLING_TOLERANCE:
+        return {
+            "available": False,
+            "reason": "the backbone's feature map does not average to its vector "
+            f"(relative difference {error:.1e})",
+        }
+    grid = fmap @ coef[c]
+    return {
+        "available": True,
+        "label": classes[c],
+        "grid": grid.tolist(),
+        "bias": float(intercept[c]),
+        "score": float(grid.mean() + intercept[c]),
+    }

@@ -15,6 +15,8 @@ COLUMNS = (
     "path",
     "predicted_label",
     "probability",
+    "runner_up_label",
+    "runner_up_probability",
     "uncertainty",
     "nearest_labelled_similarity",
     "why",
@@ -25,7 +27,6 @@ body { font-family: sans-serif; margin: 1em 2em; color: #222; }
 .row { display: flex; gap: 8px; flex-wrap: wrap; }
 .card { width: 170px; font-size: 12px; }
 .path { color: #666; word-break: break-all; font-size: 11px; }
-.why { color: #444; }
 h2 { margin-top: 1.2em; border-bottom: 1px solid #ddd; }
 code { background: #f3f3f3; padding: 0 3px; }
 img { display: block; }
@@ -75,8 +76,9 @@ def write_suggestions(out: Path, result, *, n_training=None) -> list[str]:
         f"{labelled}; {len(result.excluded)} near-duplicates of them were left "
         f"out. Grouped by the label the model predicts (often wrong: these are "
         "the photos it is least sure of). Label a photo by moving it into its "
-        "class folder, then train again. The list is also in "
-        "<a href='suggestions.csv'>suggestions.csv</a>.</p>",
+        "class folder, then train again. The list, with why each photo was "
+        "picked, is also in <a href='suggestions.csv'>suggestions.csv</a> "
+        "(hover over a path to see it here).</p>",
     ]
     for label in sorted(groups, key=lambda g: (-len(groups[g]), g)):
         rows = groups[label]
@@ -86,11 +88,17 @@ def write_suggestions(out: Path, result, *, n_training=None) -> list[str]:
         )
         for r in rows:
             link = image_link(r["path"], thumbs[r["path"]], "thumbs")
+            other = (
+                f"<br>or {esc(r['runner_up_label'])} {r['runner_up_probability']:.2f}"
+                if r["runner_up_label"] is not None
+                else ""
+            )
+            near = r["nearest_labelled_similarity"]
+            near = "" if near is None else f"<br>nearest training photo: {near:.2f}"
             parts.append(
-                f"<div class='card'>{link}"
-                f"<p><b>#{r['rank']}</b> {esc(label)} {r['probability']:.2f}</p>"
-                f"<p class='why'>{esc(r['why'])}</p>"
-                f"<p class='path'>{esc(r['path'])}</p></div>"
+                f"<div class='card'>{link}<p><b>#{r['rank']}</b> "
+                f"{esc(label)} {r['probability']:.2f}{other}{near}</p>"
+                f"<p class='path' title='{esc(r['why'])}'>{esc(r['path'])}</p></div>"
             )
         parts.append("</div>")
     parts.append("</body></html>\n")

@@ -27,7 +27,8 @@ class Suggestions:
     ----------
     rows : list of dict
         One per suggested photo, best first: ``rank``, ``path``,
-        ``predicted_label``, ``probability``, ``uncertainty``,
+        ``predicted_label``, ``probability``, ``runner_up_label``,
+        ``runner_up_probability``, ``uncertainty``,
         ``nearest_labelled_similarity`` (cosine to the closest training
         photo; None when the model records none) and ``why``.
     n_candidates : int
@@ -200,12 +201,18 @@ def suggest(
     rows = []
     for rank, (i, why) in enumerate(zip(ranked.indices, ranked.reasons), 1):
         near = ranked.nearest_labelled[i]
+        top = np.argsort(-proba[i], kind="stable")[:2].tolist()
+        first, second = top[0], (top[1] if len(top) > 1 else None)
         rows.append(
             {
                 "rank": rank,
                 "path": good[i],
-                "predicted_label": str(classes[np.argmax(proba[i])]),
-                "probability": float(np.max(proba[i])),
+                "predicted_label": str(classes[first]),
+                "probability": float(proba[i, first]),
+                "runner_up_label": None if second is None else str(classes[second]),
+                "runner_up_probability": (
+                    None if second is None else float(proba[i, second])
+                ),
                 "uncertainty": float(ranked.uncertainty[i]),
                 "nearest_labelled_similarity": None if np.isnan(near) else float(near),
                 "why": why,
