@@ -66,7 +66,12 @@ def _finite(value):
 def test_quick_report_has_every_item_and_machine_info(quick_report):
     report, output, stdout = quick_report
     assert report["quick"] is True
-    assert set(report["results"]) == {str(i) for i in range(1, 11)} | {"16", "17", "18"}
+    assert set(report["results"]) == {str(i) for i in range(1, 11)} | {
+        "16",
+        "17",
+        "18",
+        "22",
+    }
     machine = report["machine"]
     assert machine["cpu_count"] >= 1
     assert machine["cpu_model"]
@@ -152,6 +157,11 @@ def test_quick_report_sane_values(quick_report):
     m9 = results["9"]["metrics"]
     assert m9["vectors_identical"] is True and m9["memo_entries"] == m9["n_paths"]
 
+    m22 = results["22"]
+    curves = m22["mean_test_accuracy"]
+    assert len(curves["random"]) == m22["settings"]["rounds"] + 1
+    assert len({c[0] for c in curves.values()}) == 1  # one starting set
+    assert 0 < m22["training_index"]["index_bytes"]
     m18 = results["18"]["metrics"]
     assert m18["vectors_identical"] is True and m18["each_image_once"] is True
     assert all(r["workers_2_img_per_s"] > 0 for r in m18["rounds"])

@@ -92,7 +92,7 @@ def explanation_lines(r) -> list[str]:
         i, j = np.unravel_index(np.argmax(grid), grid.shape)
         lines.append(
             f"  activation map of {cam['label']}: {grid.shape[0]}x{grid.shape[1]}, "
-            f"strongest at row {i}, column {j} (score {cam['score']:.3f} = "
+            f"strongest at row {i}, column {j} (logit {cam['logit']:.3f} = "
             f"mean {grid.mean():.3f} + bias {cam['bias']:.3f})"
         )
     elif cam:

@@ -82,7 +82,7 @@ def test_activation_map_averages_to_the_heads_score(keras_images, query):
             np.testing.assert_allclose(
                 grid.sum(), h * w * (scores[i, c] - m["bias"]), rtol=1e-3, atol=1e-3
             )
-            np.testing.assert_allclose(m["score"], scores[i, c], rtol=1e-3, atol=1e-3)
+            np.testing.assert_allclose(m["logit"], scores[i, c], rtol=1e-3, atol=1e-3)
             assert m["label"] == head.classes_[c]
     assert np.ptp(np.asarray(maps[0]["grid"])) > 0  # a map, not a constant
 
@@ -147,7 +147,7 @@ def test_savedmodel_with_a_feature_map_gets_exact_maps(keras_images, tmp_path):
     scores = head.decision_function(X)[:, 1]
     assert all(m["available"] for m in maps)
     assert np.asarray(maps[0]["grid"]).shape == (4, 4)
-    np.testing.assert_allclose([m["score"] for m in maps], scores, rtol=1e-4)
+    np.testing.assert_allclose([m["logit"] for m in maps], scores, rtol=1e-4)
 
 
 def _run(argv):

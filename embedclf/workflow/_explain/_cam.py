@@ -75,7 +75,7 @@ def activation_maps(embedder, head, paths, X, class_indices):
     -------
     maps : list of dict
         Per image ``{"available": True, "label", "grid" (H x W list),
-        "bias", "score"}`` where ``mean(grid) + bias == score`` is the head's
+        "bias", "logit"}`` where ``mean(grid) + bias == logit`` is the head's
         score of that class; or ``{"available": False, "reason"}``.
     """
     from embedclf.embedding._feature_map import feature_maps
@@ -114,5 +114,5 @@ def _one_map(fmap, x, c, linear, classes) -> dict:
         "label": classes[c],
         "grid": grid.tolist(),
         "bias": float(intercept[c]),
-        "score": float(grid.mean() + intercept[c]),
+        "logit": float(grid.mean() + intercept[c]),
     }

@@ -64,8 +64,8 @@ def explanation_html(neighbours, cam, thumbs, folder_name, overlay=None) -> str:
     parts = ["<div class='explain'>"]
     if cam is not None and cam.get("available") and overlay:
         parts.append(
-            f"<p>activation map of <b>{esc(cam['label'])}</b> (score "
-            f"{cam['score']:.2f}):</p><img loading='lazy' src='{esc(folder_name)}/"
+            f"<p>activation map of <b>{esc(cam['label'])}</b> (logit "
+            f"{cam['logit']:.2f}):</p><img loading='lazy' src='{esc(folder_name)}/"
             f"{esc(overlay)}' alt='activation map'>"
         )
     elif cam is not None:
