@@ -47,20 +47,29 @@ def _run_strategy(strategy, X, y, Xte, yte, start, n, rounds, seed):
     head = _fit(X[labelled], y[labelled])
     accs = [float(np.mean(head.predict(Xte) == yte))]
     baseline = strategy in ("random", "margin", "entropy")
+    picks = []
     for _ in range(rounds):
+        proba = head.predict_proba(X[pool])
         picked = rank_rows(
             X[pool],
-            head.predict_proba(X[pool]),
+            proba,
             n=n,
             X_labelled=None if baseline else X[labelled],
             strategy=strategy,
             random_state=seed * 1000 + len(labelled),
         ).indices
+        guessed = head.classes_[proba[picked].argmax(axis=1)]
+        picks.append(
+            {
+                "classes": int(len(np.unique(y[pool[picked]]))),
+                "head_wrong": float(np.mean(guessed != y[pool[picked]])),
+            }
+        )
         labelled += list(pool[picked])
         pool = np.setdiff1d(pool, pool[picked])
         head = _fit(X[labelled], y[labelled])
         accs.append(float(np.mean(head.predict(Xte) == yte)))
-    return accs
+    return accs, picks
 
 
 def _index_size(ctx) -> dict:
@@ -93,13 +102,23 @@ def run(ctx) -> dict:
     n = 5 if ctx.quick else 100
     per_class = 2 if ctx.quick else PER_CLASS
     curves = {s: [] for s in STRATEGIES}
+    picks = {s: [] for s in STRATEGIES}
     with Timer() as t_run:
         for seed in seeds:
             start = _start(y, seed, per_class)
             for strategy in STRATEGIES:
-                curves[strategy].append(
-                    _run_strategy(strategy, X, y, Xte, yte, start, n, rounds, seed)
+                accs, info = _run_strategy(
+                    strategy, X, y, Xte, yte, start, n, rounds, seed
                 )
+                curves[strategy].append(accs)
+                picks[strategy].append(info)
+    first = {
+        s: {
+            "classes": float(np.mean([p[0]["classes"] for p in picks[s]])),
+            "head_wrong": float(np.mean([p[0]["head_wrong"] for p in picks[s]])),
+        }
+        for s in STRATEGIES
+    }
     mean = {s: np.mean(c, axis=0).tolist() for s, c in curves.items()}
     wins = {
         s: int(np.sum(np.asarray(curves[STRATEGIES[0]])[:, 1:] > np.asarray(c)[:, 1:]))
@@ -115,12 +134,16 @@ def run(ctx) -> dict:
         f"{rounds} rounds, {len(seeds)} seeds; mean test accuracy after each round "
         "(round 0: the starting set):",
         "",
-        "| strategy | " + " | ".join(f"round {r}" for r in range(rounds + 1)) + " |",
-        "|---|" + "---|" * (rounds + 1),
+        "| strategy | "
+        + " | ".join(f"round {r}" for r in range(rounds + 1))
+        + " | first picks: classes | first picks: head wrong |",
+        "|---|" + "---|" * (rounds + 3),
     ]
     for s in STRATEGIES:
         lines.append(
-            f"| {s} | " + " | ".join(f"{100 * a:.1f} %" for a in mean[s]) + " |"
+            f"| {s} | "
+            + " | ".join(f"{100 * a:.1f} %" for a in mean[s])
+            + f" | {first[s]['classes']:.1f} | {100 * first[s]['head_wrong']:.0f} % |"
         )
     lines += [
         "",
@@ -140,6 +163,8 @@ def run(ctx) -> dict:
         },
         "test_accuracy": {s: c for s, c in curves.items()},
         "mean_test_accuracy": mean,
+        "first_round_picks": first,
+        "picks_per_round": picks,
         "default_strategy": default,
         "gain_over_random": gain_random,
         "gain_over_margin": gain_margin,

@@ -92,6 +92,7 @@ def explanation_html(neighbours, cam, thumbs, folder_name, overlay=None) -> str:
 _PAGE_CSS = """
 body { font-family: sans-serif; margin: 1em 2em; color: #222; }
 .item { display: flex; gap: 16px; border-bottom: 1px solid #ddd; padding: 8px 0; }
+.item > div:first-child { width: 200px; flex: none; }
 .row { display: flex; gap: 6px; flex-wrap: wrap; }
 .nb { font-size: 11px; text-align: center; }
 .path { color: #666; word-break: break-all; font-size: 11px; }
