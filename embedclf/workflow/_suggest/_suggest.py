@@ -108,12 +108,19 @@ def suggest(
     cosine distance to the nearest training photo or earlier pick (greedy
     k-centre on the embeddings). Photos at cosine >= ``duplicate_threshold``
     from a training photo (or with the same bytes) are never suggested, nor
-    two that close to each other. Why: on the Grocery Store photos, starting
-    from 5 labelled photos a class and labelling 100 a round, it beat
-    labelling random photos at every round and beat the most uncertain
-    photos alone, which keep picking shots of the same confusing shelf
-    (``benchmarks/bench_suggest.py``, ``benchmarks/results/suggest.json``;
-    the figures are in ``docs/suggest.md``).
+    two that close to each other.
+
+    Why this strategy, measured on the Grocery Store photos (EfficientNet-Lite0
+    vectors; from 5 labelled photos a class of the training split, 4 rounds
+    of labelling 100 photos and refitting, 5 seeds; benchmark item 22,
+    ``benchmarks/results/suggest.json``): test accuracy went from 60.9 % to
+    70.3 % with the suggested photos against 67.1 % with random ones, ahead
+    of random at every round (by 1.1 to 4.2 points) and in all 20 seed and
+    round pairs. Uncertainty alone did about as well on accuracy (70.2 %;
+    the default is 0.4 points ahead on average, in 13 of 20 pairs) but its
+    picks repeat the same confusing shelves (48 classes among the first 100
+    picks, against 53); distance alone (68.5 %) picks more photos the model
+    already gets right, and entropy was never better than the margin.
 
     Parameters
     ----------
@@ -144,6 +151,15 @@ def suggest(
     Returns
     -------
     Suggestions
+
+    Examples
+    --------
+    >>> import embedclf
+    >>> result = embedclf.suggest(
+    ...     "model/", "unlabelled/", n=100, output="to_label/"
+    ... )  # doctest: +SKIP
+    >>> result.rows[0]["why"]  # doctest: +SKIP
+    'unsure between Avocado (0.31) and Aubergine (0.23), margin 0.08, ...'
     """
     from embedclf.embedding._batches import IMAGE_ERRORS
     from embedclf.embedding._embedder import ImageEmbedder
