@@ -113,7 +113,8 @@ def training_vectors(photos: TrainingPhotos, embedder):
     """
     from embedclf.embedding._by_key import transform_keys
 
+    # Photos missing from the cache are embedded again (with the embedder's
+    # progress bar: without the training cache that is every photo).
     sub = type(embedder)(**dict(embedder.get_params(deep=False), on_error="nan"))
-    sub.set_params(progress=False)
     X = transform_keys(sub, photos.paths, photos.keys)
     return X, np.isfinite(X).all(axis=1)

@@ -88,10 +88,16 @@ def _unit(X) -> np.ndarray:
 
 
 def _nearest(A, B, block: int = 2048) -> np.ndarray:
-    """Highest cosine of each row of unit ``A`` to the rows of unit ``B``."""
+    """Highest cosine of each row of unit ``A`` to the rows of unit ``B``.
+
+    In blocks of rows of both, so memory stays at ``block**2`` floats.
+    """
     out = np.full(len(A), -np.inf, dtype=np.float32)
-    for start in range(0, len(B), block):
-        np.maximum(out, (A @ B[start : start + block].T).max(axis=1), out=out)
+    for i in range(0, len(A), block):
+        part = out[i : i + block]
+        for j in range(0, len(B), block):
+            sims = A[i : i + block] @ B[j : j + block].T
+            np.maximum(part, sims.max(axis=1), out=part)
     return out
 
 
