@@ -243,3 +243,31 @@ def test_a_changed_training_index_is_refused(tmp_path_factory, tiny_model_dir):
     (copy / entry["path"]).write_bytes(b"edited")
     with pytest.raises(ModelDirError, match="its SHA-256 differs"):
         read_training_index(model_dir)
+
+
+@pytest.mark.tf
+def test_a_model_dir_without_training_photos_still_works(
+    tmp_path_factory, tiny_model_dir, caplog
+):
+    import shutil
+
+    from _cli_helpers import trained
+
+    from embedclf import suggest
+
+    state = trained(tmp_path_factory, tiny_model_dir)
+    old = tmp_path_factory.mktemp("older") / "model"
+    shutil.copytree(state["output"], old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    del manifest["files"]["training_photos"]  # as written before this file
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    queries = sorted(str(p) for p in (state["data"] / "test").rglob("*.*"))[:2]
+    status, out = _run(["predict", str(old), *queries, "--json", "--explain"])
+    assert status == 0
+    for r in json.loads(out):
+        assert r["neighbours"] is None
+        assert "records no training photos" in r["neighbours_reason"]
+    with caplog.at_level("WARNING", logger="embedclf"):
+        result = suggest(old, state["data"] / "test", n=3, duplicate_threshold=1.0)
+    assert len(result.rows) == 3 and result.excluded == []
+    assert "records no training photos" in caplog.text
