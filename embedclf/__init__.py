@@ -25,6 +25,7 @@ _EXPORTS = {
     "NearDuplicateKFold": "embedclf.model_selection",
     "retrain_split": "embedclf.model_selection",
     "quiet_tensorflow": "embedclf.embedding",
+    "suggest": "embedclf.workflow",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

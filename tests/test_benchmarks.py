@@ -71,6 +71,7 @@ def test_quick_report_has_every_item_and_machine_info(quick_report):
         "17",
         "18",
         "21",
+        "22",
     }
     machine = report["machine"]
     assert machine["cpu_count"] >= 1
@@ -157,6 +158,11 @@ def test_quick_report_sane_values(quick_report):
     m9 = results["9"]["metrics"]
     assert m9["vectors_identical"] is True and m9["memo_entries"] == m9["n_paths"]
 
+    m22 = results["22"]
+    curves = m22["mean_test_accuracy"]
+    assert len(curves["random"]) == m22["settings"]["rounds"] + 1
+    assert len({c[0] for c in curves.values()}) == 1  # one starting set
+    assert 0 < m22["training_index"]["index_bytes"]
     m18 = results["18"]["metrics"]
     assert m18["vectors_identical"] is True and m18["each_image_once"] is True
     assert all(r["workers_2_img_per_s"] > 0 for r in m18["rounds"])

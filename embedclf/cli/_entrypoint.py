@@ -1,7 +1,7 @@
 """The ``embedclf`` command: retrain.py's workflow on the command line.
 
 Subcommands: ``train``, ``predict``, ``evaluate``, ``embed``, ``export``,
-``audit`` and ``cache info`` / ``cache repair`` / ``cache merge``.
+``audit``, ``suggest`` and ``cache info`` / ``cache repair`` / ``cache merge``.
 ``main(argv)`` parses a list of arguments, so tests call it directly; it
 returns the exit status (0 success, 1 a user error reported as one line on
 stderr, 2 bad arguments from argparse).
@@ -43,6 +43,7 @@ examples:
   embedclf export model/ --savedmodel exported/
   embedclf embed photos/ --cache emb.h5 --model M    (fill the cache ahead of time)
   embedclf audit grocery_store/ --output audit/ --cache emb.h5 --model M
+  embedclf suggest model/ unlabelled_photos/ --n 50 --output to_label/
   embedclf cache info emb.h5
 """
 
@@ -51,7 +52,14 @@ examples:
 _USER_ERRORS = (OSError, ValueError, TypeError, ImportError)
 
 # Verbs that run TensorFlow (``cache info`` / ``cache repair`` do not).
-_TENSORFLOW_COMMANDS = ("train", "predict", "evaluate", "embed", "export")
+_TENSORFLOW_COMMANDS = (
+    "train",
+    "predict",
+    "evaluate",
+    "embed",
+    "export",
+    "suggest",
+)
 
 
 # -- embed ---------------------------------------------------------------------------
@@ -235,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
         format_export_parser,
         format_predict_parser,
     )
+    from embedclf.cli._suggest import format_suggest_parser
     from embedclf.cli._train_args import format_train_parser
 
     parser = argparse.ArgumentParser(
@@ -291,6 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
             "audit",
             format_audit_parser,
             "Find label errors, duplicates and leaks between splits, outliers.",
+        ),
+        (
+            "suggest",
+            format_suggest_parser,
+            "Rank unlabelled photos by how much labelling them would help.",
         ),
         ("cache", format_cache_parser, "Inspect or repair an embedding cache file."),
     ]

@@ -13,6 +13,11 @@ from embedclf.cli._common import (
     list_images,
     report_failures,
 )
+from embedclf.cli._predict_explain import (
+    add_explain_argument,
+    attach_explanations,
+    explanation_lines,
+)
 
 __all__ = [
     "format_evaluate_parser",
@@ -47,6 +52,7 @@ def format_predict_parser(parser):
     )
     _add_backbone_args(parser, required_default=False)
     _add_test_views(parser, default_text="the model directory's (set at training)")
+    add_explain_argument(parser)
     parser.set_defaults(handler=run_predict)
 
 
@@ -144,6 +150,8 @@ def run_predict(args) -> int:
             }
         )
         j += 1
+    if args.explain is not None and ok.any():
+        attach_explanations(args, model_dir, embedder, good, X[ok], proba, results)
     n_failed = 0
     for r in results:
         if "error" in r:
@@ -158,6 +166,8 @@ def run_predict(args) -> int:
             print(f"{r['path']}: {r['label']}")
             for item in r["top_k"]:
                 print(f"  {item['label']} (score = {item['score']:.5f})")
+            for line in explanation_lines(r):
+                print(line)
     return 1 if n_failed else 0
 
 
@@ -181,6 +191,7 @@ def format_evaluate_parser(parser):
     )
     _add_backbone_args(parser, required_default=False)
     _add_test_views(parser, default_text="the model directory's (set at training)")
+    add_explain_argument(parser, report=True)
     parser.set_defaults(handler=run_evaluate)
 
 
@@ -199,6 +210,13 @@ def run_evaluate(args) -> int:
     y_pred = y_pred.astype(str)
     name = Path(args.image_dir).resolve().name
     out = Path(args.report_dir or Path(args.model_dir) / f"report-{name}")
+    explanations = None
+    if args.explain:
+        from embedclf.workflow._explain._explain import explain_misclassified
+
+        explanations = explain_misclassified(
+            model_dir, embedder, paths[ok], X[ok], proba, y_true[ok], y_pred
+        )
     metrics = write_report(
         out,
         paths[ok],
@@ -208,6 +226,7 @@ def run_evaluate(args) -> int:
         model_dir.labels,
         title=f"{name}: accuracy {float((y_true[ok] == y_pred).mean()):.4f}",
         open_set=open_set_inputs(model_dir.head, X[ok]),
+        explanations=explanations,
     )
     print(format_metrics(metrics))
     if "open_set" in metrics:

@@ -296,7 +296,21 @@ def run_train(args) -> int:
         "metrics": metrics,
         "timings": {"embed_s": t_embed, "fit_s": t_fit, "test_views_s": t_views},
     }
-    out = save_model_dir(args.output, head, manifest, force=args.force)
+    from embedclf.workflow._explain._training_index import training_index_file
+
+    # The photos the head was fitted on (validation ones are refitted on, or
+    # merged in for the hash split): the neighbours of --explain, the
+    # labelled set of `embedclf suggest`.
+    refit = tuning.get("rule") == "validation" or data.layout == "hash-split"
+    fitted = np.r_[tr, va] if refit else tr
+    index = training_index_file(paths[fitted], labels[fitted], cache=args.cache)
+    out = save_model_dir(
+        args.output,
+        head,
+        manifest,
+        force=args.force,
+        extra_files={"training_photos": index},
+    )
     eval_idx, eval_name = (te, "testing") if len(te) else (va, "validation")
     if len(eval_idx):
         y_pred, proba = predicted[eval_name]

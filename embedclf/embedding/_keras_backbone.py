@@ -323,3 +323,32 @@ def load_keras(name: str, options: dict, size: int, handle: str):
         return out
 
     return model, fn
+
+
+def keras_feature_map(model, name: str, options: dict):
+    """``(fn, None)``: images in [0, 1] -> the map the vector averages, or
+    ``(None, reason)`` (see ``_feature_map.py``)."""
+    import keras
+
+    if options.get("pooling", "avg") != "avg":
+        return None, (
+            f"pooling={options['pooling']} is not an average of a feature map"
+        )
+    if len(model.output.shape) == 4:  # cut at ?layer=..., averaged by fn
+        fmap_model = model
+    else:
+        last = model.layers[-1]
+        if not isinstance(last, keras.layers.GlobalAveragePooling2D):
+            return None, (
+                f"keras.applications.{name} does not end in global average pooling"
+            )
+        fmap_model = keras.Model(model.inputs, last.input, name=f"{model.name}_map")
+    preprocess = _preprocess_for(keras, getattr(keras.applications, name))
+
+    def fn(images):
+        x = images * 255.0
+        if preprocess is not None:
+            x = preprocess(x)
+        return fmap_model(x, training=False)
+
+    return fn, None

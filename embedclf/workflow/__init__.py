@@ -6,7 +6,9 @@ head on embedded images, the model directory (head, labels, manifest),
 the report (metrics, confusion matrix, calibration, misclassified-image page),
 the data-quality audit (label issues, duplicates and leaks between splits,
 CleanVision image checks, outliers, class balance, lists of files to leave
-out), TensorBoard summaries, test-time views, and the
+out), which photos to label next (``_suggest/``), why
+a prediction was made (``_explain/``: nearest training photos, class
+activation maps), TensorBoard summaries, test-time views, and the
 SavedModel export.
 
 May import: :mod:`embedclf.embedding`, :mod:`embedclf.heads`,
@@ -24,6 +26,7 @@ _EXPORTS = {
     "load_image_folder": "embedclf.workflow._datasets",
     "write_audit": "embedclf.workflow._audit._run",
     "predict_proba_views": "embedclf.workflow._views",
+    "suggest": "embedclf.workflow._suggest._suggest",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -151,7 +151,9 @@ def _replaced_files(path: Path) -> list:
     return []  # version 2: its model-* folder goes with the other stale ones
 
 
-def save_model_dir(path, head, manifest: dict, *, force: bool = False) -> Path:
+def save_model_dir(
+    path, head, manifest: dict, *, force: bool = False, extra_files=None
+) -> Path:
     """Write ``head``, its labels and the manifest into ``path``, atomically.
 
     Parameters
@@ -169,6 +171,11 @@ def save_model_dir(path, head, manifest: dict, *, force: bool = False) -> Path:
         recorded with their absolute path and their path relative to ``path``.
     force : bool, default=False
         Write into a non-empty folder that is not a model directory.
+    extra_files : dict, default=None
+        ``{name: (file name, bytes)}``: more files of this model (e.g. the
+        training photos, ``workflow/_explain/_training_index.py``), written
+        into the versioned folder and listed under ``files`` with their
+        SHA-256 like the head and labels.
 
     Returns
     -------
@@ -237,6 +244,14 @@ def save_model_dir(path, head, manifest: dict, *, force: bool = False) -> Path:
             "".join(label + "\n" for label in labels), encoding="utf-8"
         )
         _fsync(labels_path)
+        extra = {}
+        for name, (file_name, data) in (extra_files or {}).items():
+            (path / folder / file_name).write_bytes(data)
+            _fsync(path / folder / file_name)
+            extra[name] = {
+                "path": f"{folder}/{file_name}",
+                "sha256": _sha256(path / folder / file_name),
+            }
         _fsync(path / folder)
         _kill_point("labels")
         full["files"] = {
@@ -248,6 +263,7 @@ def save_model_dir(path, head, manifest: dict, *, force: bool = False) -> Path:
                 "path": f"{folder}/{LABELS_FILE}",
                 "sha256": _sha256(labels_path),
             },
+            **extra,
         }
         tmp = path / (MANIFEST_FILE + ".tmp")
         tmp.write_text(json.dumps(jsonable(full), indent=2) + "\n")

@@ -106,7 +106,16 @@ def format_metrics(metrics: dict, *, only_present: bool = True) -> str:
 
 
 def write_report(
-    out_dir, paths, y_true, y_pred, proba, classes, *, title=None, open_set=None
+    out_dir,
+    paths,
+    y_true,
+    y_pred,
+    proba,
+    classes,
+    *,
+    title=None,
+    open_set=None,
+    explanations=None,
 ):
     """Write metrics.json, per_class.tsv, the figures and misclassified.html.
 
@@ -126,6 +135,10 @@ def write_report(
         :func:`embedclf.workflow._report_open_set.open_set_inputs` gives: adds the
         files of :func:`embedclf.workflow._report_open_set.write_open_set_report`
         and ``metrics["open_set"]``.
+    explanations : dict, optional
+        ``items`` (one per sample, None where not explained) and
+        ``crop_fraction``, as :func:`embedclf.workflow._explain._explain.
+        explain_misclassified` gives: shown beside each misclassified image.
 
     Returns
     -------
@@ -151,6 +164,17 @@ def write_report(
     metrics["calibration"] = calibration(y_true, y_pred, proba)
     plot_reliability(metrics["calibration"], out / "reliability.png", title=title)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    extra_html = None
+    if explanations is not None:
+        from embedclf.workflow._explain._explain import render_explanations
+
+        extra_html = render_explanations(
+            explanations["items"],
+            [str(p) for p in paths],
+            out / "explain",
+            "explain",
+            crop_fraction=explanations["crop_fraction"],
+        )
     write_misclassified_html(
         paths,
         y_true,
@@ -165,6 +189,7 @@ def write_report(
             ("confusion_matrix.png", "Confusion matrix (rows normalised)"),
         ],
         links=[("metrics.json", "metrics.json"), ("per_class.tsv", "per_class.tsv")],
+        extra_html=extra_html,
     )
     metrics["files"] = [
         "metrics.json",

@@ -28,6 +28,8 @@ td, th { border: 1px solid #ddd; padding: 4px 6px; font-size: 13px;
 th { background: #f3f3f3; }
 .row { display: flex; gap: 6px; flex-wrap: wrap; }
 .card { width: 170px; font-size: 12px; }
+.card:has(.explain) { width: 290px; }
+.nb { font-size: 11px; text-align: center; }
 .path { color: #666; word-break: break-all; font-size: 11px; }
 .bad { color: #b00; }
 ol { padding-left: 1.2em; margin: 0; }
@@ -48,6 +50,7 @@ def write_misclassified_html(
     calibration=None,
     figures=(),
     links=(),
+    extra_html=None,
 ):
     """Write the page of misclassified images.
 
@@ -71,6 +74,9 @@ def write_misclassified_html(
         PNGs beside the page, shown (and linked) on it.
     links : sequence of (file name, text)
         Other files beside the page to link from the summary.
+    extra_html : sequence of str, default=None
+        One HTML snippet per sample (e.g. its explanation), shown in the
+        card of each misclassified image.
 
     Returns
     -------
@@ -154,7 +160,7 @@ def write_misclassified_html(
             parts.append(
                 f"<div class='card'>{img(i)}<p class='path'>{esc(paths[i])}</p>"
                 f"<p>predicted: <b class='bad'>{esc(y_pred[i])}</b></p>"
-                f"<ol>{scores}</ol></div>"
+                f"<ol>{scores}</ol>{extra_html[i] if extra_html else ''}</div>"
             )
         parts.append("</div>")
     parts.append("</body></html>\n")
