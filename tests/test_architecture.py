@@ -31,7 +31,7 @@ TOP_LEVEL = {"exceptions", "_compat", "_lazy", "_legacy_paths", "__main__"}
 
 #: third-party library -> the modules allowed to import it (path prefixes).
 OWNERS = {
-    "tensorflow": ("embedding/", "workflow/_export.py", "workflow/_summaries.py"),
+    "tensorflow": ("embedding/", "workflow/_export/", "workflow/_summaries.py"),
     "tensorflow_hub": ("embedding/_backbones.py",),
     "keras": ("embedding/_keras_backbone.py",),
     "h5py": ("cache/",),

@@ -249,7 +249,7 @@ def format_export_parser(parser):
 
 
 def run_export(args) -> int:
-    from embedclf.workflow._export import export_savedmodel
+    from embedclf.workflow._export._savedmodel import export_savedmodel
     from embedclf.workflow._model_dir import load_model_dir
 
     model_dir = load_model_dir(args.model_dir)

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from embedclf.exceptions import ModelDirError
-from embedclf.workflow._export_unknown import tf_unknown_score
+from embedclf.workflow._export._unknown import tf_unknown_score
 
 __all__ = ["export_savedmodel", "head_arrays"]
 
