@@ -25,8 +25,36 @@ __all__ = [
 
 
 # -- predict ---------------------------------------------------------------------
+def _add_model_or_lite_dir(parser):
+    parser.add_argument(
+        "model_dir",
+        metavar="MODEL_DIR",
+        help=(
+            "Model directory written by `embedclf train`, or a folder written "
+            "by `embedclf export --tflite` (run with LiteRT: pip install "
+            '"embedclf[lite]").'
+        ),
+    )
+
+
+def _lite_classifier(args):
+    """The LiteRT runner of a TFLite export folder, or None for a model dir."""
+    from embedclf.workflow._export._litert import LiteRTClassifier, is_tflite_export
+
+    if not is_tflite_export(args.model_dir):
+        return None
+    for flag, value in (("--model", args.model), ("--test-views", args.test_views)):
+        if value:
+            raise ValueError(
+                f"{flag} does not apply to the TensorFlow Lite export "
+                f"{args.model_dir!r}: its backbone and test views were fixed when "
+                "it was exported. Drop the flag, or pass the model directory."
+            )
+    return LiteRTClassifier(args.model_dir)
+
+
 def format_predict_parser(parser):
-    _add_model_dir(parser)
+    _add_model_or_lite_dir(parser)
     parser.add_argument(
         "images",
         nargs="+",
@@ -108,30 +136,41 @@ def _predict_rows(args, model_dir, X, paths, embedder):
     return np.asarray(head.classes_)[proba.argmax(axis=1)], proba
 
 
+def _predict_all(args, paths):
+    """(classes, labels, probabilities, ok mask, error messages) for ``paths``."""
+    lite = _lite_classifier(args)
+    if lite is not None:
+        proba, labels, ok, errors = lite.predict_files(paths)
+        return [str(c) for c in lite.classes_], labels, proba, ok, errors
+    model_dir, handle = _load_for_predict(args)
+    X, ok, embedder = _embed_for_model_dir(args, model_dir, handle, paths)
+    labels = proba = None
+    if ok.any():
+        good = [p for p, g in zip(paths, ok) if g]
+        labels, proba = _predict_rows(args, model_dir, X[ok], good, embedder)
+    errors = [_failure_reason(p) for p, g in zip(paths, ok) if not g]
+    return [str(c) for c in model_dir.head.classes_], labels, proba, ok, errors
+
+
 def run_predict(args) -> int:
     import json
 
     import numpy as np
 
-    model_dir, handle = _load_for_predict(args)
+    if args.top_k < 1:
+        error(f"--top-k must be at least 1; got {args.top_k}.")
+        return 2
     paths = list_images(args.images)
     if not paths:
         error(f"No image files found in {args.images}. Pass image files or folders.")
         return 1
-    if args.top_k < 1:
-        error(f"--top-k must be at least 1; got {args.top_k}.")
-        return 2
-    X, ok, embedder = _embed_for_model_dir(args, model_dir, handle, paths)
-    head = model_dir.head
+    classes, labels, proba, ok, errors = _predict_all(args, paths)
     results = []
-    if ok.any():
-        good = [p for p, g in zip(paths, ok) if g]
-        labels, proba = _predict_rows(args, model_dir, X[ok], good, embedder)
-    classes = [str(c) for c in head.classes_]
-    j = 0
+    j = k = 0
     for i, path in enumerate(paths):
         if not ok[i]:
-            results.append({"path": path, "error": _failure_reason(path)})
+            results.append({"path": path, "error": errors[k]})
+            k += 1
             continue
         order = np.argsort(-proba[j])[: args.top_k]
         results.append(
@@ -163,7 +202,7 @@ def run_predict(args) -> int:
 
 # -- evaluate ----------------------------------------------------------------------
 def format_evaluate_parser(parser):
-    _add_model_dir(parser)
+    _add_model_or_lite_dir(parser)
     parser.add_argument(
         "image_dir",
         metavar="IMAGE_DIR",
@@ -184,19 +223,33 @@ def format_evaluate_parser(parser):
     parser.set_defaults(handler=run_evaluate)
 
 
+def _evaluate_rows(args, paths):
+    """(ok, y_pred, proba, classes, open_set inputs, n_failed) on ``paths``."""
+    from embedclf.workflow._report_open_set import open_set_inputs
+
+    lite = _lite_classifier(args)
+    if lite is not None:
+        proba, y_pred, ok, errors = lite.predict_files(list(paths))
+        for message in errors:
+            error(message)
+        return ok, y_pred, proba, list(lite.classes_), None, len(errors)
+    model_dir, handle = _load_for_predict(args)
+    X, ok, embedder = _embed_for_model_dir(args, model_dir, handle, list(paths))
+    n_failed = report_failures([p for p, good in zip(paths, ok) if not good])
+    y_pred, proba = _predict_rows(args, model_dir, X[ok], list(paths[ok]), embedder)
+    open_set = open_set_inputs(model_dir.head, X[ok])
+    return ok, y_pred.astype(str), proba, model_dir.labels, open_set, n_failed
+
+
 def run_evaluate(args) -> int:
     from pathlib import Path
 
     from embedclf.workflow._report import format_metrics, write_report
-    from embedclf.workflow._report_open_set import format_open_set, open_set_inputs
+    from embedclf.workflow._report_open_set import format_open_set
     from embedclf.workflow._train import _folder
 
-    model_dir, handle = _load_for_predict(args)
     paths, y_true = _folder(args.image_dir)
-    X, ok, embedder = _embed_for_model_dir(args, model_dir, handle, list(paths))
-    n_failed = report_failures([p for p, good in zip(paths, ok) if not good])
-    y_pred, proba = _predict_rows(args, model_dir, X[ok], list(paths[ok]), embedder)
-    y_pred = y_pred.astype(str)
+    ok, y_pred, proba, classes, open_set, n_failed = _evaluate_rows(args, paths)
     name = Path(args.image_dir).resolve().name
     out = Path(args.report_dir or Path(args.model_dir) / f"report-{name}")
     metrics = write_report(
@@ -205,9 +258,9 @@ def run_evaluate(args) -> int:
         y_true[ok],
         y_pred,
         proba,
-        model_dir.labels,
+        classes,
         title=f"{name}: accuracy {float((y_true[ok] == y_pred).mean()):.4f}",
-        open_set=open_set_inputs(model_dir.head, X[ok]),
+        open_set=open_set,
     )
     print(format_metrics(metrics))
     if "open_set" in metrics:
@@ -223,13 +276,44 @@ def run_evaluate(args) -> int:
 # -- export --------------------------------------------------------------------------
 def format_export_parser(parser):
     _add_model_dir(parser)
-    parser.add_argument(
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument(
         "--savedmodel",
-        required=True,
         metavar="OUT_DIR",
         help=(
-            "Directory to write the TensorFlow SavedModel to (replaced if it "
-            "exists). Required."
+            "Directory to write the TensorFlow SavedModel to (encoded image "
+            "bytes -> probabilities; replaced if it exists). One of "
+            "--savedmodel and --tflite is required."
+        ),
+    )
+    target.add_argument(
+        "--tflite",
+        metavar="OUT_DIR",
+        help=(
+            "Directory to write a TensorFlow Lite model for phones to "
+            "(model.tflite: uint8 RGB pixels [1, H, W, 3] -> probabilities; "
+            "labels.txt; preprocessing.json; replaced if it exists). Check it "
+            "with `embedclf predict OUT_DIR IMAGES`."
+        ),
+    )
+    parser.add_argument(
+        "--quantize",
+        choices=["none", "dynamic", "int8"],
+        default=None,
+        help=(
+            "With --tflite: 'none' keeps float32; 'dynamic' stores the weights "
+            "as int8 (about 4x smaller); 'int8' also quantizes the activations "
+            "(full-integer, for NPUs and the fastest CPU kernels), calibrated "
+            "on a few hundred of the model's training photos. Default: none."
+        ),
+    )
+    parser.add_argument(
+        "--calibration-images",
+        default=None,
+        metavar="DIR",
+        help=(
+            "With --quantize int8: a folder of typical photos to calibrate on "
+            "(up to 300 are used). Default: the model's training photos."
         ),
     )
     parser.add_argument(
@@ -248,16 +332,53 @@ def format_export_parser(parser):
     parser.set_defaults(handler=run_export)
 
 
+def _run_export_tflite(args, model_dir) -> int:
+    from embedclf.workflow._export._tflite import export_tflite
+
+    calibration = None
+    if args.calibration_images is not None:
+        calibration = list_images([args.calibration_images])[:300]
+        if not calibration:
+            error(f"No image files found in {args.calibration_images!r}.")
+            return 1
+    done = export_tflite(
+        model_dir,
+        args.tflite,
+        quantize=args.quantize or "none",
+        model=_models(args),
+        calibration_images=calibration,
+    )
+    detail = {
+        "none": "float32",
+        "dynamic": "int8 weights, float activations",
+        "int8": f"full int8, calibrated on {done.n_calibration} photos",
+    }[done.quantize]
+    print(
+        f"TensorFlow Lite model written to {done.path}: model.tflite "
+        f"{done.model_bytes / 1e6:.2f} MB ({detail}), labels.txt, "
+        "preprocessing.json. Its input is uint8 RGB pixels "
+        "[1, H, W, 3] resized as preprocessing.json says; check it with "
+        f"`embedclf predict {done.path} IMAGES`."
+    )
+    return 0
+
+
 def run_export(args) -> int:
     from embedclf.workflow._export._savedmodel import export_savedmodel
     from embedclf.workflow._model_dir import load_model_dir
 
+    if args.tflite is None and (args.quantize or args.calibration_images):
+        error("--quantize and --calibration-images apply to --tflite only.")
+        return 2
     model_dir = load_model_dir(args.model_dir)
+    if args.tflite is not None:
+        return _run_export_tflite(args, model_dir)
     out = export_savedmodel(model_dir, args.savedmodel, model=_models(args))
     print(
         f"SavedModel written to {out}. Load it with tf.saved_model.load; its "
-        "'serving_default' signature maps encoded image bytes to "
-        "'probabilities', 'label', 'class_index' and 'known', and "
-        "'predict_images' does the same for float images in [0, 1]."
+        "'serving_default' signature maps a batch of encoded image files "
+        "(image_bytes: a 1-D tf.string tensor) to 'probabilities', 'label', "
+        "'class_index' and 'known', and 'predict_images' does the same for "
+        "float images in [0, 1]. docs/export.md shows how."
     )
     return 0

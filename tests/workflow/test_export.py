@@ -261,7 +261,7 @@ def test_exported_unknown_score_matches_unknown_score(detector):
     import tensorflow as tf
 
     from embedclf import OpenSetClassifier
-    from embedclf.workflow._export._savedmodel import head_arrays
+    from embedclf.workflow._export._graph import head_arrays
     from embedclf.workflow._export._unknown import tf_unknown_score
 
     rng = np.random.default_rng(0)
