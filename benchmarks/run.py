@@ -69,9 +69,10 @@ ITEMS = {
     16: "bench_leases",
     17: "bench_small_images",
     18: "bench_dask",
+    20: "bench_tflite",
 }
 # Item 6 fills the shared grocery cache that item 5 reads, so it runs first.
-ORDER = [6, 5, 1, 2, 4, 3, 7, 8, 9, 10, 16, 17, 18]
+ORDER = [6, 5, 1, 2, 4, 3, 7, 8, 9, 10, 16, 17, 18, 20]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

@@ -9,6 +9,7 @@ what an app that prepares its pixels the same way will answer.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,7 @@ class LiteRTClassifier:
     path : str or os.PathLike
         The folder ``export_tflite`` wrote.
     num_threads : int or None, default=None
-        LiteRT's CPU threads (None: its default).
+        LiteRT's CPU threads. None: one per CPU (LiteRT's own default is 1).
 
     Attributes
     ----------
@@ -67,7 +68,7 @@ class LiteRTClassifier:
         with quiet_lite():
             interpreter = _interpreter_class()(
                 model_path=str(self.path / self.preprocessing["model_file"]),
-                num_threads=num_threads,
+                num_threads=num_threads or os.cpu_count() or 1,
             )
             self._runner = interpreter.get_signature_runner()
             # The XNNPACK delegate is applied (and announced) on the first run.
