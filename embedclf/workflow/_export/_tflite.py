@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -193,8 +194,19 @@ def _convert(concrete, owner, quantize, calibration):
     if quantize == "int8":
         converter.representative_dataset = calibration
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    with quiet_lite():
-        return converter.convert()
+    try:
+        with quiet_lite():
+            return converter.convert()
+    except Exception as exc:  # tf.lite's ConverterError, a bare Exception
+        if type(exc).__name__ != "ConverterError":
+            raise
+        ops = re.search(r"TF Select ops: ([^\n]*)", str(exc))
+        raise ModelDirError(
+            "TensorFlow Lite cannot run this model with its builtin ops "
+            f"(missing: {ops.group(1) if ops else 'see the log above'}), so it "
+            "cannot be exported with --tflite; the SavedModel export "
+            "(--savedmodel) can run it."
+        ) from None
 
 
 def _preprocessing(params, inputs, prep, quantize, n_calibration, model_dir):
