@@ -1,4 +1,4 @@
-"""``embedclf export --tflite``: the three variants run with LiteRT agree with predict."""
+"""``embedclf export --tflite``: three variants, run with LiteRT, agree with predict."""
 
 from __future__ import annotations
 
