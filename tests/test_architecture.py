@@ -38,6 +38,8 @@ OWNERS = {
     # the optional [dask] extra: the client side and the task run on workers
     "distributed": ("embedding/_dask.py", "embedding/_dask_worker.py"),
     "dask": ("embedding/_dask.py",),
+    # the optional [lite] extra: running a TensorFlow Lite export
+    "ai_edge_litert": ("workflow/_export/_litert.py",),
 }
 
 

@@ -66,7 +66,7 @@ def _finite(value):
 def test_quick_report_has_every_item_and_machine_info(quick_report):
     report, output, stdout = quick_report
     assert report["quick"] is True
-    assert set(report["results"]) == {str(i) for i in range(1, 11)} | {"16", "17", "18"}
+    assert set(report["results"]) == {str(i) for i in range(1, 11)} | {"16", "17", "18", "20"}
     machine = report["machine"]
     assert machine["cpu_count"] >= 1
     assert machine["cpu_model"]
@@ -151,6 +151,12 @@ def test_quick_report_sane_values(quick_report):
 
     m9 = results["9"]["metrics"]
     assert m9["vectors_identical"] is True and m9["memo_entries"] == m9["n_paths"]
+
+    m20 = results["20"]["metrics"]
+    for q in ("none", "dynamic", "int8"):
+        assert m20["exports"][q]["model_mb"] > 0
+        assert 0.0 <= m20["exports"][q]["agreement"] <= 1.0
+    assert m20["exports"]["int8"]["model_mb"] < m20["exports"]["none"]["model_mb"]
 
     m18 = results["18"]["metrics"]
     assert m18["vectors_identical"] is True and m18["each_image_once"] is True

@@ -9,7 +9,9 @@ mirrored test view when the model predicts with ``--test-views flip``, and
 ``labels.txt`` as an asset. Two signatures:
 
 ``serving_default(image_bytes)``
-    ``tf.string [batch]`` of encoded JPEG/PNG/GIF/BMP files, decoded, cropped
+    ``tf.string [batch]`` of encoded JPEG/PNG/GIF/BMP files (a scalar string,
+    one file, is taken as a batch of one; a higher rank fails with an error
+    that says what to pass), decoded, cropped
     and resized bit for bit as ``embedclf predict`` does with Pillow (the
     recorded resize filter and crop fraction; see ``_tf_images.py``; EXIF
     orientation of non-JPEG files and transparency are not applied). An
@@ -103,6 +105,20 @@ def _build_module(backbones, sizes, params, labels_path, prep):
         with tf.control_dependencies([check]):
             return tf.identity(data)
 
+    def as_batch(image_bytes):
+        """A scalar as a batch of one; a 1-D batch as is; else a clear error."""
+        check = tf.debugging.assert_less(
+            tf.rank(image_bytes),
+            2,
+            message=(
+                "image_bytes must be the encoded bytes of image files, as a "
+                "1-D tf.string tensor (one element per file, e.g. "
+                "tf.constant([open(path, 'rb').read()])) or one scalar string."
+            ),
+        )
+        with tf.control_dependencies([check]):
+            return tf.reshape(image_bytes, [-1])
+
     def decoded(image_bytes):
         index = tf.range(tf.shape(image_bytes)[0])
         out = []
@@ -139,9 +155,12 @@ def _build_module(backbones, sizes, params, labels_path, prep):
                 [list(s) for s in sizes], trainable=False, name="image_sizes"
             )
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        # Unknown rank, not [None]: a scalar (one file's bytes, the first
+        # thing people try) then works instead of failing in TensorFlow's
+        # signature binding with a message about TensorSpecs.
+        @tf.function(input_signature=[tf.TensorSpec(None, tf.string)])
         def predict_bytes(self, image_bytes):
-            return head(decoded(image_bytes))
+            return head(decoded(as_batch(image_bytes)))
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
         def predict_images(self, images):
