@@ -176,6 +176,13 @@ def test_open_set_rule_is_included(session, tiny_model_dir, tmp_path, capsys):
     expected = [r["label"] for r in _predict(model_dir, paths, capsys)]
     assert "unknown" in expected
     assert [r["label"] for r in _predict(tmp_path / "lite", paths, capsys)] == expected
+    # Index-based APIs (docs/export.md): output 0 is probabilities, 1 known.
+    from ai_edge_litert.interpreter import Interpreter
+
+    details = Interpreter(
+        model_path=str(tmp_path / "lite" / "model.tflite")
+    ).get_output_details()
+    assert [list(d["shape"]) for d in details] == [[1, 3], [1]]
 
 
 def test_two_backbones(session, tiny_model_dir, tiny_model_dir_b, tmp_path, capsys):

@@ -20,11 +20,14 @@ Quantization (``quantize``), with TensorFlow's converter:
     (:func:`calibration_paths`). Input stays uint8 pixels, output float32
     probabilities (the converter adds the (de)quantize steps).
 
-No TFLite Metadata is written: the metadata writers live in the
-``tflite-support`` package, whose last release (0.4.4, 2023) ships no wheel
-for Python 3.11+ on Linux x86-64 nor for NumPy 2, and LiteRT (ai-edge-litert
-2.x) does not provide a writer. ``preprocessing.json`` and ``labels.txt``
-carry the same information beside the model.
+No TFLite Metadata is written: the metadata writers live in
+``tflite-support``, whose last release (0.4.4, 2023) requires protobuf < 4
+(TensorFlow 2.21 needs a recent one) and whose ``metadata_writers`` fail to
+import beside TensorFlow 2.21 even unpacked without its dependencies (old
+generated protobuf code; with the pure-Python protobuf, a pybind11 type
+clash); LiteRT (ai-edge-litert 2.x) has no writer. ``preprocessing.json``
+and ``labels.txt`` carry the same information beside the model
+(docs/export.md).
 """
 
 from __future__ import annotations
