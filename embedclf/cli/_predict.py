@@ -136,13 +136,18 @@ def _predict_rows(args, model_dir, X, paths, embedder):
     return np.asarray(head.classes_)[proba.argmax(axis=1)], proba
 
 
-def _predict_all(args, paths):
-    """(classes, labels, probabilities, ok mask, error messages) for ``paths``."""
+def _load_source(args):
+    """A ``LiteRTClassifier`` for a TFLite export, else (model_dir, handle)."""
     lite = _lite_classifier(args)
-    if lite is not None:
-        proba, labels, ok, errors = lite.predict_files(paths)
-        return [str(c) for c in lite.classes_], labels, proba, ok, errors
-    model_dir, handle = _load_for_predict(args)
+    return lite if lite is not None else _load_for_predict(args)
+
+
+def _predict_all(args, source, paths):
+    """(classes, labels, probabilities, ok mask, error messages) for ``paths``."""
+    if not isinstance(source, tuple):  # a TensorFlow Lite export
+        proba, labels, ok, errors = source.predict_files(paths)
+        return [str(c) for c in source.classes_], labels, proba, ok, errors
+    model_dir, handle = source
     X, ok, embedder = _embed_for_model_dir(args, model_dir, handle, paths)
     labels = proba = None
     if ok.any():
@@ -157,14 +162,15 @@ def run_predict(args) -> int:
 
     import numpy as np
 
-    if args.top_k < 1:
-        error(f"--top-k must be at least 1; got {args.top_k}.")
-        return 2
+    source = _load_source(args)
     paths = list_images(args.images)
     if not paths:
         error(f"No image files found in {args.images}. Pass image files or folders.")
         return 1
-    classes, labels, proba, ok, errors = _predict_all(args, paths)
+    if args.top_k < 1:
+        error(f"--top-k must be at least 1; got {args.top_k}.")
+        return 2
+    classes, labels, proba, ok, errors = _predict_all(args, source, paths)
     results = []
     j = k = 0
     for i, path in enumerate(paths):
@@ -223,17 +229,16 @@ def format_evaluate_parser(parser):
     parser.set_defaults(handler=run_evaluate)
 
 
-def _evaluate_rows(args, paths):
+def _evaluate_rows(args, source, paths):
     """(ok, y_pred, proba, classes, open_set inputs, n_failed) on ``paths``."""
     from embedclf.workflow._report_open_set import open_set_inputs
 
-    lite = _lite_classifier(args)
-    if lite is not None:
-        proba, y_pred, ok, errors = lite.predict_files(list(paths))
+    if not isinstance(source, tuple):  # a TensorFlow Lite export
+        proba, y_pred, ok, errors = source.predict_files(list(paths))
         for message in errors:
             error(message)
-        return ok, y_pred, proba, list(lite.classes_), None, len(errors)
-    model_dir, handle = _load_for_predict(args)
+        return ok, y_pred, proba, list(source.classes_), None, len(errors)
+    model_dir, handle = source
     X, ok, embedder = _embed_for_model_dir(args, model_dir, handle, list(paths))
     n_failed = report_failures([p for p, good in zip(paths, ok) if not good])
     y_pred, proba = _predict_rows(args, model_dir, X[ok], list(paths[ok]), embedder)
@@ -248,8 +253,9 @@ def run_evaluate(args) -> int:
     from embedclf.workflow._report_open_set import format_open_set
     from embedclf.workflow._train import _folder
 
+    source = _load_source(args)
     paths, y_true = _folder(args.image_dir)
-    ok, y_pred, proba, classes, open_set, n_failed = _evaluate_rows(args, paths)
+    ok, y_pred, proba, classes, open_set, n_failed = _evaluate_rows(args, source, paths)
     name = Path(args.image_dir).resolve().name
     out = Path(args.report_dir or Path(args.model_dir) / f"report-{name}")
     metrics = write_report(
