@@ -32,7 +32,7 @@ LEGACY_MODULES = {
     "embedclf._compute_once": "embedclf.embedding._compute_once",
     "embedclf._datasets": "embedclf.workflow._datasets",
     "embedclf._embedder": "embedclf.embedding._embedder",
-    "embedclf._export": "embedclf.workflow._export",
+    "embedclf._export": "embedclf.workflow._export._savedmodel",
     "embedclf._fit_memo": "embedclf.workflow._fit_memo",
     "embedclf._images": "embedclf.embedding._images",
     "embedclf._journal": "embedclf.cache._journal",

@@ -31,13 +31,15 @@ TOP_LEVEL = {"exceptions", "_compat", "_lazy", "_legacy_paths", "__main__"}
 
 #: third-party library -> the modules allowed to import it (path prefixes).
 OWNERS = {
-    "tensorflow": ("embedding/", "workflow/_export.py", "workflow/_summaries.py"),
+    "tensorflow": ("embedding/", "workflow/_export/", "workflow/_summaries.py"),
     "tensorflow_hub": ("embedding/_backbones.py",),
     "keras": ("embedding/_keras_backbone.py",),
     "h5py": ("cache/",),
     # the optional [dask] extra: the client side and the task run on workers
     "distributed": ("embedding/_dask.py", "embedding/_dask_worker.py"),
     "dask": ("embedding/_dask.py",),
+    # the optional [lite] extra: running a TensorFlow Lite export
+    "ai_edge_litert": ("workflow/_export/_litert.py",),
 }
 
 

@@ -66,13 +66,8 @@ def _finite(value):
 def test_quick_report_has_every_item_and_machine_info(quick_report):
     report, output, stdout = quick_report
     assert report["quick"] is True
-    assert set(report["results"]) == {str(i) for i in range(1, 11)} | {
-        "16",
-        "17",
-        "18",
-        "21",
-        "22",
-    }
+    expected = {str(i) for i in range(1, 11)} | {"16", "17", "18", "20", "21", "22"}
+    assert set(report["results"]) == expected
     machine = report["machine"]
     assert machine["cpu_count"] >= 1
     assert machine["cpu_model"]
@@ -163,6 +158,12 @@ def test_quick_report_sane_values(quick_report):
     assert len(curves["random"]) == m22["settings"]["rounds"] + 1
     assert len({c[0] for c in curves.values()}) == 1  # one starting set
     assert 0 < m22["training_index"]["index_bytes"]
+    m20 = results["20"]["metrics"]
+    for q in ("none", "dynamic", "int8"):
+        assert m20["exports"][q]["model_mb"] > 0
+        assert 0.0 <= m20["exports"][q]["agreement"] <= 1.0
+    assert m20["exports"]["int8"]["model_mb"] < m20["exports"]["none"]["model_mb"]
+
     m18 = results["18"]["metrics"]
     assert m18["vectors_identical"] is True and m18["each_image_once"] is True
     assert all(r["workers_2_img_per_s"] > 0 for r in m18["rounds"])

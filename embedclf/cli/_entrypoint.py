@@ -294,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
         (
             "export",
             format_export_parser,
-            "Export a model directory as one TensorFlow SavedModel.",
+            "Export a model directory as a TensorFlow SavedModel or a "
+            "TensorFlow Lite model (phones).",
         ),
         (
             "audit",

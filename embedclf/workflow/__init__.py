@@ -6,16 +6,17 @@ head on embedded images, the model directory (head, labels, manifest),
 the report (metrics, confusion matrix, calibration, misclassified-image page),
 the data-quality audit (label issues, duplicates and leaks between splits,
 CleanVision image checks, outliers, class balance, lists of files to leave
-out), which photos to label next (``_suggest/``), why
-a prediction was made (``_explain/``: nearest training photos, class
-activation maps), TensorBoard summaries, test-time views, and the
-SavedModel export.
+out), which photos to label next (``_suggest/``), why a prediction was made
+(``_explain/``: nearest training photos, class activation maps), TensorBoard
+summaries, test-time views, and the SavedModel and TensorFlow Lite exports
+(``_export/``).
 
 May import: :mod:`embedclf.embedding`, :mod:`embedclf.heads`,
 :mod:`embedclf.model_selection`, :mod:`embedclf.cache`, and the top-level
 ``exceptions`` and ``_compat``. Never :mod:`embedclf.cli`. TensorFlow only
-inside ``_export`` and ``_summaries`` (they build a TF graph and write TF
-event files), imported lazily.
+inside ``_export/`` and ``_summaries`` (they build a TF graph and write TF
+event files), imported lazily; the optional ``ai_edge_litert`` only in
+``_export/_litert.py``.
 """
 
 from embedclf._lazy import lazy_exports

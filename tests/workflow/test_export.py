@@ -261,8 +261,8 @@ def test_exported_unknown_score_matches_unknown_score(detector):
     import tensorflow as tf
 
     from embedclf import OpenSetClassifier
-    from embedclf.workflow._export import head_arrays
-    from embedclf.workflow._export_unknown import tf_unknown_score
+    from embedclf.workflow._export._graph import head_arrays
+    from embedclf.workflow._export._unknown import tf_unknown_score
 
     rng = np.random.default_rng(0)
     centres = rng.uniform(0, 2, size=(3, 16))

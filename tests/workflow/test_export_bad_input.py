@@ -52,3 +52,24 @@ def test_good_batches_and_webp_still_pass(exported):
     serve, good = exported
     out = serve(image_bytes=tf.constant([*good, _webp()]))
     assert out["label"].shape == (4,)
+
+
+def test_one_file_as_a_scalar_string_is_a_batch_of_one(exported):
+    import tensorflow as tf
+
+    serve, good = exported
+    one = serve(image_bytes=tf.constant(good[0]))
+    batch = serve(image_bytes=tf.constant(good[:1]))
+    assert one["probabilities"].shape == batch["probabilities"].shape
+    assert one["label"].numpy().tolist() == batch["label"].numpy().tolist()
+
+
+def test_a_matrix_of_files_says_what_to_pass(exported):
+    import tensorflow as tf
+
+    serve, good = exported
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        serve(image_bytes=tf.constant([good[:2]]))
+    assert "image_bytes must be the encoded bytes of image files, as a 1-D" in str(
+        info.value
+    )

@@ -57,9 +57,10 @@ def tf_unknown_score(tf, score, features, logits, proba, proba_of):
     for name in names:
         ref, scale = fusion["reference"][name], fusion["scale"][name]
         v = out[name]
-        ref_t = tf.tile(const(ref)[None, :], [tf.shape(v)[0], 1])
-        pos = tf.searchsorted(ref_t, v[:, None], side="right")[:, 0]
-        cdf = tf.cast(pos, tf.float32) / len(ref)
+        # searchsorted(ref, v, side="right") as a count: TensorFlow Lite has
+        # no builtin for searchsorted (UpperBound)
+        below = tf.cast(const(ref)[None, :] <= v[:, None], tf.float32)
+        cdf = tf.reduce_sum(below, axis=1) / len(ref)
         above = tf.maximum(v - float(ref[-1]), 0.0) / scale
         cols.append(cdf + above)  # no extension below: heads/_unknown_fusion.py
     Z = tf.stack(cols, axis=1)

@@ -1,0 +1,333 @@
+"""Export a model directory as one TensorFlow Lite model (backbone + head).
+
+``OUT_DIR/model.tflite`` maps uint8 RGB pixels ``[1, H, W, 3]`` (the photo
+already resized as ``preprocessing.json`` says) to ``probabilities``
+``[1, n_classes]`` in the order of ``labels.txt``, plus ``known`` ``[1]``
+(1.0 or 0.0) when the model's open-set rule is included. The graph is the
+SavedModel export's (:func:`~embedclf.workflow._export._savedmodel.make_head`)
+after the decoder: scaling to [0, 1], each backbone, the head, the mirrored
+view for ``--test-views flip`` and the open-set rule.
+
+Quantization (``quantize``), with TensorFlow's converter:
+
+``"none"``
+    float32 weights and activations.
+``"dynamic"``
+    int8 weights, float activations (``Optimize.DEFAULT`` without data).
+``"int8"``
+    full-integer post-training quantization: weights and activations int8,
+    calibrated on a deterministic sample of the model's own training photos
+    (:func:`calibration_paths`). Input stays uint8 pixels, output float32
+    probabilities (the converter adds the (de)quantize steps).
+
+No TFLite Metadata is written: the metadata writers live in
+``tflite-support``, whose last release (0.4.4, 2023) requires protobuf < 4
+(TensorFlow 2.21 needs a recent one) and whose ``metadata_writers`` fail to
+import beside TensorFlow 2.21 even unpacked without its dependencies (old
+generated protobuf code; with the pure-Python protobuf, a pybind11 type
+clash); LiteRT (ai-edge-litert 2.x) has no writer. ``preprocessing.json``
+and ``labels.txt`` carry the same information beside the model
+(docs/export.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from embedclf.exceptions import ModelDirError
+from embedclf.workflow._export._graph import make_head, prepare_export
+from embedclf.workflow._export._quiet_lite import quiet_lite
+
+__all__ = [
+    "PREPROCESSING_FILE",
+    "QUANTIZE_MODES",
+    "TFLiteExport",
+    "calibration_paths",
+    "export_tflite",
+]
+
+logger = logging.getLogger("embedclf")
+
+PREPROCESSING_FILE = "preprocessing.json"
+MODEL_FILE = "model.tflite"
+LABELS_FILE = "labels.txt"
+FORMAT = "embedclf-tflite"
+QUANTIZE_MODES = ("none", "dynamic", "int8")
+
+
+@dataclass
+class TFLiteExport:
+    """What :func:`export_tflite` wrote.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The output folder.
+    model_bytes : int
+        Size of ``model.tflite``.
+    quantize : str
+    n_calibration : int
+        Photos the int8 ranges were calibrated on (0 otherwise).
+    """
+
+    path: Path
+    model_bytes: int
+    quantize: str
+    n_calibration: int
+
+
+def calibration_paths(model_dir, n: int = 300) -> list[str]:
+    """A deterministic sample of ``n`` of the model's training photos.
+
+    The training folder is the one the manifest records (``data.sources``);
+    with retrain.py's hash split, its training part. Classes are taken in
+    turn (the first file of each class in name order, then the second, ...),
+    so every class is represented.
+
+    Raises
+    ------
+    ModelDirError
+        The recorded training folder is gone.
+    """
+    from embedclf.workflow._train import collect_images
+
+    data = model_dir.manifest.get("data", {})
+    sources = data.get("sources", {})
+    root = sources.get("training") or sources.get("all")
+    if root is None or not Path(root).is_dir():
+        raise ModelDirError(
+            f"The training photos of {str(model_dir.path)!r} are not at "
+            f"{root!r} any more, and int8 quantization is calibrated on them. "
+            "Pass calibration_images= (--calibration-images DIR: a folder of "
+            "typical photos) or use quantize='dynamic'."
+        )
+    if "training" in sources:
+        from embedclf.workflow._train import _folder
+
+        paths, labels = _folder(root)
+    else:
+        images = collect_images(root)
+        keep = images.split == "training"
+        paths, labels = images.paths[keep], images.labels[keep]
+    return _round_robin(paths, labels, n)
+
+
+def _round_robin(paths, labels, n: int) -> list[str]:
+    order = np.lexsort((np.asarray(paths, dtype=str), np.asarray(labels, dtype=str)))
+    paths, labels = np.asarray(paths)[order], np.asarray(labels)[order]
+    rank = np.zeros(len(paths), dtype=int)
+    for label in np.unique(labels):
+        idx = np.flatnonzero(labels == label)
+        rank[idx] = np.arange(len(idx))
+    take = np.lexsort((labels, rank))[:n]
+    return [str(p) for p in paths[take]]
+
+
+def _inputs(sizes) -> list[tuple[str, tuple[int, int]]]:
+    """(input name, (height, width)): one input per distinct backbone size."""
+    unique = list(dict.fromkeys((int(h), int(w)) for h, w in sizes))
+    if len(unique) == 1:
+        return [("image", unique[0])]
+    return [(f"image_{h}x{w}", (h, w)) for h, w in unique]
+
+
+def _serving_function(backbones, sizes, params, prep):
+    import tensorflow as tf
+
+    inputs = _inputs(sizes)
+    head = make_head(backbones, params, prep)
+    specs = [tf.TensorSpec([1, h, w, 3], tf.uint8, name=n) for n, (h, w) in inputs]
+    where = [[s for _, s in inputs].index((int(h), int(w))) for h, w in sizes]
+    open_set = params["unknown_label"] is not None
+
+    @tf.function(input_signature=specs)
+    def serve(*images):
+        # as Backbone.__call__: uint8 -> float32 / 255, the same values
+        floats = [tf.cast(x, tf.float32) / 255.0 for x in images]
+        out = head([floats[i] for i in where])
+        result = {"probabilities": out["probabilities"]}
+        if open_set:
+            result["known"] = tf.cast(out["known"], tf.float32)
+        return result
+
+    return serve.get_concrete_function(), inputs
+
+
+def _pixels(paths, inputs, prep):
+    """Yield, per readable photo, one ``[1, h, w, 3]`` uint8 array per input."""
+    from embedclf.embedding._images import decode_image, read_image_bytes
+
+    for path in paths:
+        try:
+            data = read_image_bytes(path)
+            arrays = [
+                decode_image(
+                    data,
+                    size,
+                    path=path,
+                    as_uint8=True,
+                    resample=prep["resample"],
+                    crop_fraction=prep["crop_fraction"],
+                )[None]
+                for _, size in inputs
+            ]
+        except (OSError, ValueError) as exc:
+            logger.warning("calibration skips %s: %s", path, exc)
+            continue
+        yield arrays
+
+
+def _convert(concrete, owner, quantize, calibration):
+    import tensorflow as tf
+
+    holder = tf.Module()
+    holder.backbones = owner  # keeps the backbones' variables reachable
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], holder)
+    if quantize != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "int8":
+        converter.representative_dataset = calibration
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    try:
+        with quiet_lite():
+            return converter.convert()
+    except Exception as exc:  # tf.lite's ConverterError, a bare Exception
+        if type(exc).__name__ != "ConverterError":
+            raise
+        ops = re.search(r"TF Select ops: ([^\n]*)", str(exc))
+        raise ModelDirError(
+            "TensorFlow Lite cannot run this model with its builtin ops "
+            f"(missing: {ops.group(1) if ops else 'see the log above'}), so it "
+            "cannot be exported with --tflite; the SavedModel export "
+            "(--savedmodel) can run it."
+        ) from None
+
+
+def _preprocessing(params, inputs, prep, quantize, n_calibration, model_dir):
+    return {
+        "format": FORMAT,
+        "format_version": 1,
+        "model_file": MODEL_FILE,
+        "labels_file": LABELS_FILE,
+        "quantization": quantize,
+        "n_calibration_images": n_calibration,
+        "inputs": [
+            {
+                "name": name,
+                "shape": [1, h, w, 3],
+                "dtype": "uint8",
+                "color": "RGB",
+                "values": "0-255 pixels; the model divides by 255 itself",
+            }
+            for name, (h, w) in inputs
+        ],
+        "resize": {
+            "filter": prep["resample"],
+            "crop_fraction": prep["crop_fraction"],
+            "crop": "centre: keep crop_fraction of the width and of the height, "
+            "then resize that box to the input size (aspect ratio not kept)",
+            "exif_orientation": "applied before cropping",
+        },
+        "outputs": {
+            "probabilities": "float32 [1, n_classes], columns in labels.txt order",
+            **(
+                {"known": "float32 [1]: 1.0 known, 0.0 unknown_label"}
+                if params["unknown_label"] is not None
+                else {}
+            ),
+        },
+        "unknown_rule_included": params["unknown_label"] is not None,
+        "unknown_label": params["unknown_label"],
+        "test_time_flip_included": bool(prep["mirror"]),
+        "model_dir": str(Path(model_dir.path).resolve()),
+        "model_created": model_dir.manifest.get("created"),
+    }
+
+
+def export_tflite(
+    model_dir,
+    out_dir,
+    *,
+    quantize: str = "none",
+    model=None,
+    calibration_images=None,
+    n_calibration: int = 300,
+) -> TFLiteExport:
+    """Write ``model.tflite``, ``labels.txt`` and ``preprocessing.json``.
+
+    Parameters
+    ----------
+    model_dir : ModelDir
+        A loaded model directory (``workflow._model_dir.load_model_dir``).
+    out_dir : str or os.PathLike
+        The folder to write; replaced atomically if it exists.
+    quantize : {"none", "dynamic", "int8"}, default="none"
+        See the module docstring.
+    model : str, list of str or None
+        Backbone handle(s) to load instead of the manifest's.
+    calibration_images : list of str or None
+        Photos to calibrate int8 on. Default: :func:`calibration_paths`.
+    n_calibration : int, default=300
+        How many training photos to calibrate on by default.
+
+    Returns
+    -------
+    TFLiteExport
+
+    Raises
+    ------
+    ModelDirError
+        Something of the model cannot be exported (the error names it).
+    ValueError
+        ``quantize`` is not one of ``QUANTIZE_MODES``.
+    """
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(
+            f"quantize must be one of {', '.join(QUANTIZE_MODES)}; got {quantize!r}."
+        )
+    params, backbones, sizes, prep = prepare_export(
+        model_dir, model, target="a TensorFlow Lite model"
+    )
+    concrete, inputs = _serving_function(backbones, sizes, params, prep)
+    calibration, n_used = None, 0
+    if quantize == "int8":
+        if calibration_images is None:
+            calibration_images = calibration_paths(model_dir, n_calibration)
+        arrays = list(_pixels(calibration_images, inputs, prep))
+        if not arrays:
+            raise ModelDirError(
+                "None of the calibration photos could be read; pass readable "
+                "photos as calibration_images."
+            )
+        n_used = len(arrays)
+
+        def calibration():
+            yield from arrays
+
+    owners = [b._owner for b in backbones]
+    flat = _convert(concrete, owners, quantize, calibration)
+    out_dir = Path(out_dir)
+    parent = out_dir.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=parent))
+    try:
+        (tmp / MODEL_FILE).write_bytes(flat)
+        (tmp / LABELS_FILE).write_text("".join(c + "\n" for c in params["classes"]))
+        info = _preprocessing(params, inputs, prep, quantize, n_used, model_dir)
+        (tmp / PREPROCESSING_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("exported %s to %s (%s)", model_dir.path, out_dir, quantize)
+    return TFLiteExport(out_dir, len(flat), quantize, n_used)
