@@ -33,7 +33,7 @@ LEGACY_MODULES = {
     "embedclf._datasets": "embedclf.workflow._datasets",
     "embedclf._embedder": "embedclf.embedding._embedder",
     "embedclf._export": "embedclf.workflow._export",
-    "embedclf._fit_memo": "embedclf.workflow._fit_memo",
+    "embedclf._fit_memo": "embedclf.workflow._train._fit_memo",
     "embedclf._images": "embedclf.embedding._images",
     "embedclf._journal": "embedclf.cache._journal",
     "embedclf._journal_view": "embedclf.cache._journal_view",

@@ -59,7 +59,7 @@ def _load_for_predict(args):
     import logging
 
     from embedclf.workflow._model_dir import load_model_dir
-    from embedclf.workflow._model_dir_locations import check_backbone, remembered_cache
+    from embedclf.workflow._model_dir._locations import check_backbone, remembered_cache
 
     model_dir = load_model_dir(args.model_dir)
     handle = check_backbone(model_dir, _models(args))
@@ -91,7 +91,7 @@ def _predict_rows(args, model_dir, X, paths, embedder):
     """(labels, probabilities), averaged over the test views when asked."""
     import numpy as np
 
-    from embedclf.workflow._views import predict_proba_views
+    from embedclf.workflow._train._views import predict_proba_views
 
     head = model_dir.head
     test_views = args.test_views or model_dir.manifest.get("test_views", "none")
@@ -188,7 +188,7 @@ def run_evaluate(args) -> int:
     from pathlib import Path
 
     from embedclf.workflow._report import format_metrics, write_report
-    from embedclf.workflow._report_open_set import format_open_set, open_set_inputs
+    from embedclf.workflow._report._open_set import format_open_set, open_set_inputs
     from embedclf.workflow._train import _folder
 
     model_dir, handle = _load_for_predict(args)

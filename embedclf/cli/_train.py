@@ -51,7 +51,7 @@ def _predict_with_views(head, X, paths, embedder, test_views, augmentation):
     """(labels, probabilities) of the rows of ``X``, averaged over test views."""
     import numpy as np
 
-    from embedclf.workflow._views import predict_proba_views
+    from embedclf.workflow._train._views import predict_proba_views
 
     if len(X) == 0:
         return np.array([], dtype=str), np.zeros((0, len(head.classes_)))
@@ -89,9 +89,9 @@ def run_train(args) -> int:
         save_model_dir,
     )
     from embedclf.workflow._report import write_report
-    from embedclf.workflow._report_open_set import format_open_set, open_set_inputs
+    from embedclf.workflow._report._open_set import format_open_set, open_set_inputs
     from embedclf.workflow._train import collect_images, parse_unknown
-    from embedclf.workflow._views import view_plan
+    from embedclf.workflow._train._views import view_plan
 
     t0 = time.perf_counter()
     check_output_dir(args.output, force=args.force)  # before any slow step
@@ -184,7 +184,7 @@ def run_train(args) -> int:
             f"{time.perf_counter() - t:.1f} s ({n_views_computed} by the backbone)."
         )
     if args.balance == "views":
-        from embedclf.workflow._balance import add_balance_views
+        from embedclf.workflow._train._balance import add_balance_views
 
         t = time.perf_counter()
         X_fit, y_fit, groups, n_extra, n_bal_computed = add_balance_views(
@@ -206,7 +206,7 @@ def run_train(args) -> int:
     X_bg = _background(args, embedder, unknown)
     X_val, y_val = X[va], labels[va]
     if data.layout == "hash-split" and len(va):
-        from embedclf.workflow._select import merge_validation
+        from embedclf.workflow._train._select import merge_validation
 
         X_fit, y_fit, groups, X_val, y_val = merge_validation(
             X_fit, y_fit, groups, X_val, y_val
@@ -304,7 +304,7 @@ def run_train(args) -> int:
         )
         if "open_set" in report:
             _print(format_open_set(report["open_set"]))
-    from embedclf.workflow._curves import CURVES_FILE, plot_training_curves
+    from embedclf.workflow._report._curves import CURVES_FILE, plot_training_curves
 
     plot_training_curves(
         out / "report" / CURVES_FILE,
@@ -314,7 +314,7 @@ def run_train(args) -> int:
         rule=tuning.get("rule"),
     )
     if args.summaries_dir:
-        from embedclf.workflow._curves import epoch_curves
+        from embedclf.workflow._report._curves import epoch_curves
         from embedclf.workflow._summaries import (
             write_epoch_scalars,
             write_projector,

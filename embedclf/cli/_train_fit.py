@@ -12,8 +12,8 @@ def _fit_head(args, X_fit, y_fit, groups, unknown, X_val, y_val, X_bg=None):
     import numpy as np
 
     from embedclf.cli._train_select import selection_text
-    from embedclf.workflow._fit_memo import load_fit, memo_dir_for, memo_key, save_fit
-    from embedclf.workflow._select import select_head
+    from embedclf.workflow._train._fit_memo import load_fit, memo_dir_for, memo_key, save_fit
+    from embedclf.workflow._train._select import select_head
     from embedclf.workflow._train import MIN_VALIDATION, tune_head, wrap_open_set
 
     class_weight = None if args.class_weight == "none" else args.class_weight

@@ -22,7 +22,7 @@ _EXPORTS = {
     "audit_vectors": "embedclf.workflow._audit",
     "load_image_folder": "embedclf.workflow._datasets",
     "write_audit": "embedclf.workflow._audit",
-    "predict_proba_views": "embedclf.workflow._views",
+    "predict_proba_views": "embedclf.workflow._train._views",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

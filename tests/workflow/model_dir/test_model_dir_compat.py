@@ -19,7 +19,7 @@ from conftest import SHARED_DATA, SHARED_MODEL
 
 from embedclf.workflow._model_dir import load_model_dir
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "model_dir_0_1_0"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "model_dir_0_1_0"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
 
 

@@ -16,7 +16,7 @@ from embedclf.workflow._model_dir import (
     load_model_dir,
     save_model_dir,
 )
-from embedclf.workflow._model_dir_locations import remembered_cache
+from embedclf.workflow._model_dir._locations import remembered_cache
 
 
 @pytest.fixture
@@ -108,7 +108,7 @@ def test_0_1_0_manifest_resolves_from_where_it_was_written(
 def test_0_1_0_fixture_finds_its_recorded_backbone():
     from pathlib import Path
 
-    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "model_dir_0_1_0"
+    fixture = Path(__file__).resolve().parents[2] / "fixtures" / "model_dir_0_1_0"
     md = load_model_dir(fixture / "softmax")
     recorded = md.manifest["backbone"]["handle"]
     if not os.path.isdir(recorded):

@@ -44,19 +44,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from embedclf.exceptions import ModelDirError
-from embedclf.workflow._model_dir_locations import (
+from embedclf.workflow._model_dir._locations import (
     VERSION_FOLDER,
     check_backbone,
     check_output_dir,
     location_entry,
 )
-from embedclf.workflow._model_dir_manifest import (
+from embedclf.workflow._model_dir._manifest import (
     jsonable,
     library_versions,
     manifest_c_grid,
     manifest_notes,
 )
-from embedclf.workflow._model_dir_trust import load_head
+from embedclf.workflow._model_dir._trust import load_head
 
 __all__ = [
     "MANIFEST_FORMAT",

@@ -163,7 +163,7 @@ def _is_model_dir(path: Path) -> bool:
     """Whether ``path/manifest.json`` is an embedclf manifest (any version)."""
     import json
 
-    from embedclf.workflow._model_dir import MANIFEST_FILE, MANIFEST_FORMAT
+    from embedclf.workflow._model_dir._io import MANIFEST_FILE, MANIFEST_FORMAT
 
     try:
         manifest = json.loads((path / MANIFEST_FILE).read_text())
