@@ -111,6 +111,90 @@ def test_heavy_libraries_have_one_owner():
     assert not wrong, "heavy imports outside their owner:\n" + "\n".join(wrong)
 
 
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """embedclf module -> the embedclf modules it imports, anywhere in it.
+
+    Imports inside functions (lazy ones) count: they close a circle at run
+    time as surely as module-level ones. ``from package import name`` points
+    at the module ``package.name`` when there is one, else at the package.
+    """
+    modules = {_module_name(p): p for p in _modules()}
+    graph = {}
+    for name, path in modules.items():
+        edges = set()
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                targets = [
+                    f"{node.module}.{alias.name}"
+                    if f"{node.module}.{alias.name}" in modules
+                    else node.module
+                    for alias in node.names
+                ]
+            edges.update(t for t in targets if t in modules and t != name)
+        graph[name] = edges
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_circle():
+    circles = _circles(_import_graph())
+    assert not circles, "modules that import each other (directly or not):\n" + (
+        "\n".join(" <-> ".join(c) for c in circles)
+    )
+
+
+def test_the_circle_check_can_fail(tmp_path, monkeypatch):
+    fake = tmp_path / "embedclf"
+    (fake / "cli").mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (fake / "cli" / "__init__.py").write_text("")
+    (fake / "cli" / "_a.py").write_text("def f():\n    from embedclf.cli._b import g\n")
+    (fake / "cli" / "_b.py").write_text("from embedclf.cli import _a\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
+    with pytest.raises(AssertionError, match="embedclf.cli._a <-> embedclf.cli._b"):
+        test_no_import_circle()
+
+
 def test_the_checks_can_fail(tmp_path, monkeypatch):
     # A module in cache/ that imports the embedding package must be caught.
     fake = tmp_path / "embedclf"

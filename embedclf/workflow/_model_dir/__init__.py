@@ -7,16 +7,10 @@ cache are from any folder, and the ``--output`` check; ``_trust``: the types
 """
 
 from embedclf.workflow._model_dir._io import (
-    HEAD_FILE,
     KILL_POINTS,
-    LABELS_FILE,
-    MANIFEST_FILE,
-    MANIFEST_FORMAT,
-    MANIFEST_VERSION,
     ModelDir,
     embedder_settings,
     load_model_dir,
-    read_manifest,
     save_model_dir,
 )
 from embedclf.workflow._model_dir._locations import (
@@ -24,7 +18,16 @@ from embedclf.workflow._model_dir._locations import (
     check_output_dir,
     remembered_cache,
 )
-from embedclf.workflow._model_dir._manifest import library_versions, manifest_c_grid
+from embedclf.workflow._model_dir._manifest import (
+    HEAD_FILE,
+    LABELS_FILE,
+    MANIFEST_FILE,
+    MANIFEST_FORMAT,
+    MANIFEST_VERSION,
+    library_versions,
+    manifest_c_grid,
+    read_manifest,
+)
 from embedclf.workflow._model_dir._trust import load_head, trusted_types
 
 __all__ = [

@@ -45,16 +45,23 @@ from pathlib import Path
 
 from embedclf.exceptions import ModelDirError
 from embedclf.workflow._model_dir._locations import (
-    VERSION_FOLDER,
     check_backbone,
     check_output_dir,
     location_entry,
 )
 from embedclf.workflow._model_dir._manifest import (
+    HEAD_FILE,
+    LABELS_FILE,
+    MANIFEST_FILE,
+    MANIFEST_FORMAT,
+    MANIFEST_VERSION,
+    VERSION_FOLDER,
     jsonable,
     library_versions,
     manifest_c_grid,
     manifest_notes,
+    own_manifest,
+    read_manifest,
 )
 from embedclf.workflow._model_dir._trust import load_head
 
@@ -72,14 +79,6 @@ __all__ = [
     "manifest_c_grid",
 ]
 
-MANIFEST_FORMAT = "embedclf-model-dir"
-#: Version 2: head and labels in a versioned folder named by the manifest
-#: (with their digests); ``backbone`` may be a list (several backbones).
-#: Version 1 (embedclf 0.1.0) is still read.
-MANIFEST_VERSION = 2
-HEAD_FILE = "head.skops"
-LABELS_FILE = "labels.txt"
-MANIFEST_FILE = "manifest.json"
 LOCK_FILE = ".embedclf.lock"
 #: Steps of ``save_model_dir`` at which ``EMBEDCLF_TEST_KILL_AT`` kills it.
 KILL_POINTS = ("folder", "head", "labels", "manifest-tmp", "switched", "cleaned")
@@ -140,11 +139,8 @@ def _sha256(path) -> str:
 
 def _replaced_files(path: Path) -> list:
     """What the current manifest of ``path`` names, to delete once replaced."""
-    try:
-        old = json.loads((path / MANIFEST_FILE).read_text())
-    except (OSError, ValueError):
-        return []
-    if not isinstance(old, dict) or old.get("format") != MANIFEST_FORMAT:
+    old = own_manifest(path)
+    if old is None:
         return []  # not ours (a folder written into with --force): keep it all
     if old.get("format_version") == 1:
         return [path / old.get("head_file", HEAD_FILE), path / LABELS_FILE]
@@ -263,43 +259,6 @@ def save_model_dir(path, head, manifest: dict, *, force: bool = False) -> Path:
                 shutil.rmtree(other, ignore_errors=True)
         _kill_point("cleaned")
     return path
-
-
-def read_manifest(path) -> dict:
-    """Read and check ``path/manifest.json`` (format and version)."""
-    path = Path(path)
-    if not path.is_dir():
-        raise ModelDirError(
-            f"Model directory {str(path)!r} does not exist. Pass the --output "
-            "directory of `embedclf train`."
-        )
-    manifest_path = path / MANIFEST_FILE
-    if not manifest_path.is_file():
-        raise ModelDirError(
-            f"{str(path)!r} is not an embedclf model directory: it has no "
-            f"{MANIFEST_FILE}. Pass the --output directory of `embedclf train`."
-        )
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelDirError(
-            f"{str(manifest_path)!r} is not valid JSON ({exc}). Train the model "
-            "again, or restore the file from a backup."
-        ) from None
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise ModelDirError(
-            f"{str(manifest_path)!r} is not an embedclf manifest (format "
-            f"{manifest.get('format') if isinstance(manifest, dict) else None!r}, "
-            f"expected {MANIFEST_FORMAT!r})."
-        )
-    version = manifest.get("format_version")
-    if not isinstance(version, int) or version > MANIFEST_VERSION:
-        raise ModelDirError(
-            f"Model directory {str(path)!r} has format version {version!r}, but "
-            f"this embedclf reads versions up to {MANIFEST_VERSION}. Upgrade "
-            "embedclf (pip install -U embedclf) to use it."
-        )
-    return manifest
 
 
 def _member(path: Path, entry, what: str) -> tuple[Path, str | None]:
