@@ -6,11 +6,9 @@ from embedclf.cli._common import (
     _add_backbone_args,
     _add_model_dir,
     _add_test_views,
-    _embedder,
-    _failure_reason,
     _models,
+    _progress,
     error,
-    list_images,
     report_failures,
 )
 
@@ -50,100 +48,26 @@ def format_predict_parser(parser):
     parser.set_defaults(handler=run_predict)
 
 
-def _load_for_predict(args):
-    """Load and check MODEL_DIR; returns (model_dir, backbone handle).
-
-    Without ``--cache``, the cache the model was trained with is used when it
-    still exists (``args.cache`` is set to it).
-    """
-    import logging
-
-    from embedclf.workflow._model_dir import load_model_dir
-    from embedclf.workflow._model_dir._locations import check_backbone, remembered_cache
-
-    model_dir = load_model_dir(args.model_dir)
-    handle = check_backbone(model_dir, _models(args))
-    if args.cache is None:
-        args.cache = remembered_cache(model_dir)
-        if args.cache is not None:
-            logging.getLogger("embedclf").info(
-                "using the cache %s that %s was trained with (--cache overrides it)",
-                args.cache,
-                args.model_dir,
-            )
-    return model_dir, handle
-
-
-def _embed_for_model_dir(args, model_dir, handle, paths):
-    """Embed ``paths`` for a model dir; returns (X, ok mask, embedder)."""
-    import numpy as np
-
-    from embedclf.workflow._model_dir import embedder_settings
-
-    embedder = _embedder(args, handle, **embedder_settings(model_dir.manifest))
-    X = embedder.transform(paths)
-    failed = set(embedder.failed_paths_.tolist())
-    ok = np.array([p not in failed for p in paths], dtype=bool)
-    return X, ok, embedder
-
-
-def _predict_rows(args, model_dir, X, paths, embedder):
-    """(labels, probabilities), averaged over the test views when asked."""
-    import numpy as np
-
-    from embedclf.workflow._train._views import predict_proba_views
-
-    head = model_dir.head
-    test_views = args.test_views or model_dir.manifest.get("test_views", "none")
-    if test_views == "none" or len(X) == 0:
-        return head.predict(X), head.predict_proba(X)
-    proba, _ = predict_proba_views(
-        head,
-        X,
-        paths,
-        embedder,
-        test_views=test_views,
-        augmentation=model_dir.manifest.get("augmentation"),
-    )
-    return np.asarray(head.classes_)[proba.argmax(axis=1)], proba
+def _where(args) -> dict:
+    """The keywords that find the backbone, the cache and the views."""
+    return {
+        "model": _models(args),
+        "cache": args.cache,
+        "test_views": args.test_views,
+        "batch_size": args.batch_size,
+        "progress": _progress(args),
+    }
 
 
 def run_predict(args) -> int:
     import json
 
-    import numpy as np
+    from embedclf.workflow._predict import predict
 
-    model_dir, handle = _load_for_predict(args)
-    paths = list_images(args.images)
-    if not paths:
-        error(f"No image files found in {args.images}. Pass image files or folders.")
-        return 1
     if args.top_k < 1:
         error(f"--top-k must be at least 1; got {args.top_k}.")
         return 2
-    X, ok, embedder = _embed_for_model_dir(args, model_dir, handle, paths)
-    head = model_dir.head
-    results = []
-    if ok.any():
-        good = [p for p, g in zip(paths, ok) if g]
-        labels, proba = _predict_rows(args, model_dir, X[ok], good, embedder)
-    classes = [str(c) for c in head.classes_]
-    j = 0
-    for i, path in enumerate(paths):
-        if not ok[i]:
-            results.append({"path": path, "error": _failure_reason(path)})
-            continue
-        order = np.argsort(-proba[j])[: args.top_k]
-        results.append(
-            {
-                "path": path,
-                "label": str(labels[j]),
-                "top_k": [
-                    {"label": classes[c], "score": float(proba[j, c])} for c in order
-                ],
-            }
-        )
-        j += 1
+    results = predict(args.model_dir, args.images, top_k=args.top_k, **_where(args))
     n_failed = 0
     for r in results:
         if "error" in r:
@@ -185,38 +109,22 @@ def format_evaluate_parser(parser):
 
 
 def run_evaluate(args) -> int:
-    from pathlib import Path
+    from embedclf.workflow._predict import evaluate
+    from embedclf.workflow._report import format_metrics
+    from embedclf.workflow._report._open_set import format_open_set
 
-    from embedclf.workflow._report import format_metrics, write_report
-    from embedclf.workflow._report._open_set import format_open_set, open_set_inputs
-    from embedclf.workflow._train import _folder
-
-    model_dir, handle = _load_for_predict(args)
-    paths, y_true = _folder(args.image_dir)
-    X, ok, embedder = _embed_for_model_dir(args, model_dir, handle, list(paths))
-    n_failed = report_failures([p for p, good in zip(paths, ok) if not good])
-    y_pred, proba = _predict_rows(args, model_dir, X[ok], list(paths[ok]), embedder)
-    y_pred = y_pred.astype(str)
-    name = Path(args.image_dir).resolve().name
-    out = Path(args.report_dir or Path(args.model_dir) / f"report-{name}")
-    metrics = write_report(
-        out,
-        paths[ok],
-        y_true[ok],
-        y_pred,
-        proba,
-        model_dir.labels,
-        title=f"{name}: accuracy {float((y_true[ok] == y_pred).mean()):.4f}",
-        open_set=open_set_inputs(model_dir.head, X[ok]),
+    result = evaluate(
+        args.model_dir, args.image_dir, report_dir=args.report_dir, **_where(args)
     )
-    print(format_metrics(metrics))
-    if "open_set" in metrics:
-        print(format_open_set(metrics["open_set"]))
+    n_failed = report_failures(result.unreadable)
+    print(format_metrics(result.metrics))
+    if "open_set" in result.metrics:
+        print(format_open_set(result.metrics["open_set"]))
     print(
-        f"Accuracy on {args.image_dir}: {metrics['accuracy']:.4f} "
-        f"({metrics['n_samples']} images)"
+        f"Accuracy on {args.image_dir}: {result.metrics['accuracy']:.4f} "
+        f"({result.metrics['n_samples']} images)"
     )
-    print(f"Report written to {out}")
+    print(f"Report written to {result.report_dir}")
     return 1 if n_failed else 0
 
 

@@ -1,5 +1,10 @@
 """The retrain workflow as library functions.
 
+Public: ``train`` (the whole of ``embedclf train``, returning a
+``TrainResult``), ``evaluate``, ``predict``; the private subpackages hold
+the families: ``_train/`` (the policy of train), ``_model_dir/`` (the model
+directory), ``_report/`` (the report), plus ``_audit*``, ``_export*``.
+
 Owns: collecting labelled images from folders (``load_image_folder``, the
 official ``train/ val/ test/`` layout, the hash split), tuning and fitting a
 head on embedded images, the model directory (head, labels, manifest),
@@ -18,6 +23,11 @@ event files), imported lazily.
 from embedclf._lazy import lazy_exports
 
 _EXPORTS = {
+    "EvaluationResult": "embedclf.workflow._predict",
+    "TrainResult": "embedclf.workflow._train._run",
+    "evaluate": "embedclf.workflow._predict",
+    "predict": "embedclf.workflow._predict",
+    "train": "embedclf.workflow._train._run",
     "audit_images": "embedclf.workflow._audit",
     "audit_vectors": "embedclf.workflow._audit",
     "load_image_folder": "embedclf.workflow._datasets",

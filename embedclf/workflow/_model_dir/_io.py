@@ -12,14 +12,19 @@ Layout (format version 2)::
         head.skops    the fitted classifier, written with skops.io (no pickle)
         labels.txt    one class label per line, in the order of the
                       classifier's ``classes_`` (the probability columns)
-      report/         written by ``embedclf train`` after the model
+        report/       the evaluation report of this model (``embedclf
+                      train`` writes it before the switch, so it belongs to
+                      this head and labels)
+      report          a link to the current model's report/ (a copy where
+                      links are not allowed), replaced right after the switch
 
 ``manifest.json`` is the pointer: a re-train writes a new ``model-*`` folder
 beside the current one, then replaces the manifest atomically
 (``os.replace``), then deletes the old folder. A crash at any point leaves
-either the old model or the new one, whole; ``load_model_dir`` checks the
-digests, so a head, labels and manifest that do not belong together are
-refused. Setting the environment variable ``EMBEDCLF_TEST_KILL_AT`` to one of
+either the old model or the new one, whole, and its report with it (the
+manifest names it under ``files``); ``load_model_dir`` checks the digests,
+so a head, labels and manifest that do not belong together are refused.
+Setting the environment variable ``EMBEDCLF_TEST_KILL_AT`` to one of
 :data:`KILL_POINTS` makes ``save_model_dir`` kill its own process (SIGKILL)
 at that step; the crash-safety tests use it.
 
@@ -80,6 +85,9 @@ __all__ = [
 ]
 
 LOCK_FILE = ".embedclf.lock"
+REPORT_DIR = "report"
+#: Prefix of the temporary link (or old report folder) ``_publish_report`` uses.
+_REPORT_TMP = ".report.tmp-"
 #: Steps of ``save_model_dir`` at which ``EMBEDCLF_TEST_KILL_AT`` kills it.
 KILL_POINTS = ("folder", "head", "labels", "manifest-tmp", "switched", "cleaned")
 
@@ -147,7 +155,45 @@ def _replaced_files(path: Path) -> list:
     return []  # version 2: its model-* folder goes with the other stale ones
 
 
-def save_model_dir(path, head, manifest: dict, *, force: bool = False) -> Path:
+def _remove(entry: Path) -> None:
+    """Delete a file, a link or a folder; missing is fine."""
+    if entry.is_symlink() or entry.is_file():
+        entry.unlink(missing_ok=True)
+    elif entry.is_dir():
+        shutil.rmtree(entry, ignore_errors=True)
+
+
+def _publish_report(path: Path, folder: str) -> None:
+    """Point ``path/report`` at ``folder``'s report (or remove it: none).
+
+    A relative link replaced with ``os.replace``, so a reader sees the old or
+    the new report, never a mix; where links are refused (Windows without
+    the right), a copy. Runs under the directory's lock, right after the
+    manifest switch.
+    """
+    link = path / REPORT_DIR
+    target = path / folder / REPORT_DIR
+    if link.is_dir() and not link.is_symlink():  # a real folder (embedclf <= 0.1)
+        trash = path / f"{_REPORT_TMP}{secrets.token_hex(4)}"
+        os.replace(link, trash)
+        _remove(trash)
+    if not target.is_dir():
+        _remove(link)
+        return
+    tmp = path / f"{_REPORT_TMP}{secrets.token_hex(4)}"
+    try:
+        os.symlink(f"{folder}/{REPORT_DIR}", tmp, target_is_directory=True)
+    except (OSError, NotImplementedError):  # pragma: no cover - no symlinks
+        _remove(link)
+        shutil.copytree(target, link)
+        return
+    os.replace(tmp, link)
+    _fsync(path)
+
+
+def save_model_dir(
+    path, head, manifest: dict, *, force: bool = False, write_report=None
+) -> Path:
     """Write ``head``, its labels and the manifest into ``path``, atomically.
 
     Parameters
@@ -165,6 +211,11 @@ def save_model_dir(path, head, manifest: dict, *, force: bool = False) -> Path:
         recorded with their absolute path and their path relative to ``path``.
     force : bool, default=False
         Write into a non-empty folder that is not a model directory.
+    write_report : callable, default=None
+        Called with the new version's ``report/`` folder (a Path, not yet
+        created) while the directory is locked, before the switch: what it
+        writes there becomes the report of this model, switched with it, and
+        ``path/report`` shows it afterwards.
 
     Returns
     -------
@@ -235,6 +286,8 @@ def save_model_dir(path, head, manifest: dict, *, force: bool = False) -> Path:
         _fsync(labels_path)
         _fsync(path / folder)
         _kill_point("labels")
+        if write_report is not None:
+            write_report(path / folder / REPORT_DIR)
         full["files"] = {
             "head": {
                 "path": f"{folder}/{HEAD_FILE}",
@@ -245,6 +298,9 @@ def save_model_dir(path, head, manifest: dict, *, force: bool = False) -> Path:
                 "sha256": _sha256(labels_path),
             },
         }
+        if (path / folder / REPORT_DIR).is_dir():
+            full["files"]["report"] = {"path": f"{folder}/{REPORT_DIR}"}
+            _fsync(path / folder)
         tmp = path / (MANIFEST_FILE + ".tmp")
         tmp.write_text(json.dumps(jsonable(full), indent=2) + "\n")
         _fsync(tmp)
@@ -252,11 +308,14 @@ def save_model_dir(path, head, manifest: dict, *, force: bool = False) -> Path:
         os.replace(tmp, path / MANIFEST_FILE)  # the switch
         _fsync(path)
         _kill_point("switched")
+        _publish_report(path, folder)
         for stale in replaced:
             stale.unlink(missing_ok=True)
         for other in path.iterdir():
             if other.name != folder and VERSION_FOLDER.match(other.name):
                 shutil.rmtree(other, ignore_errors=True)
+            elif other.name.startswith(_REPORT_TMP):
+                _remove(other)
         _kill_point("cleaned")
     return path
 

@@ -6,15 +6,16 @@ views; ``_balance``: views for small classes.
 """
 
 from embedclf.workflow._train._collect import (
-    MIN_VALIDATION,
     SPLITS,
     LabelledImages,
     collect_images,
+    parse_unknown,
+)
+from embedclf.workflow._train._tune import (
+    MIN_VALIDATION,
     cross_entropy_score,
     cv_splits,
     make_head,
-    parse_unknown,
-    tune_head,
     wrap_open_set,
 )
 
@@ -27,6 +28,5 @@ __all__ = [
     "cv_splits",
     "make_head",
     "parse_unknown",
-    "tune_head",
     "wrap_open_set",
 ]

@@ -1,8 +1,7 @@
-"""The retrain.py workflow as library functions, used by ``embedclf train``.
+"""The labelled images of ``embedclf train`` and the split each belongs to.
 
-Find the images and their train/validation/test split, embed them (through the
-cache), tune ``C`` by cross-validation on the training part, fit the head and
-score it on the validation and test parts. Nothing here prints; the CLI does.
+Official ``train/ val/ test/`` subfolders, ``val_dir``/``test_dir`` folders,
+or retrain.py's stable hash split of file names. Nothing here prints.
 """
 
 from __future__ import annotations
@@ -18,17 +17,7 @@ import numpy as np
 from embedclf.heads._validation import _label_repr
 from embedclf.workflow._datasets import load_image_folder
 
-__all__ = [
-    "SPLITS",
-    "LabelledImages",
-    "collect_images",
-    "cross_entropy_score",
-    "cv_splits",
-    "make_head",
-    "parse_unknown",
-    "tune_head",
-    "wrap_open_set",
-]
+__all__ = ["SPLITS", "LabelledImages", "collect_images", "parse_unknown"]
 
 logger = logging.getLogger("embedclf")
 
@@ -191,198 +180,6 @@ def _check_training_classes(data: LabelledImages, image_dir) -> None:
             "classifier needs at least 2 classes. Add one subfolder per class "
             "(at least two), each with images."
         )
-
-
-def cross_entropy_score(estimator, X, y) -> float:
-    """Mean cross-entropy of ``estimator`` on (X, y), as a scorer.
-
-    Classes the estimator never saw get probability 1e-15 instead of an error,
-    so the scorer works on cross-validation folds missing a rare class. As a
-    loss, larger is worse: GridSearchCV must not rank by it.
-    """
-    proba = estimator.predict_proba(X)
-    index = {c: j for j, c in enumerate(estimator.classes_)}
-    p = np.array([proba[i, index[c]] if c in index else 0.0 for i, c in enumerate(y)])
-    return float(-np.mean(np.log(np.clip(p, 1e-15, 1.0))))
-
-
-def make_head(classifier: str, *, C=1.0, class_weight=None):
-    """A fresh classifier of the kind named on the command line."""
-    if classifier == "softmax":
-        from embedclf.heads._linear import SoftmaxClassifier
-
-        return SoftmaxClassifier(C=C, class_weight=class_weight)
-    if classifier == "svm":
-        from embedclf.heads._svm import SVMClassifier
-
-        return SVMClassifier(C=C, class_weight=class_weight, cv=3)
-    if classifier == "mlp":  # no C: early stopping and alpha regularise it
-        from embedclf.heads._mlp import MLPHeadClassifier
-
-        return MLPHeadClassifier(class_weight=class_weight, random_state=0)
-    raise ValueError(
-        f"classifier must be 'softmax', 'svm' or 'mlp'; got {classifier!r}."
-    )  # pragma: no cover - argparse restricts the choices
-
-
-def cv_splits(y, groups=None, *, max_splits: int = 3, random_state: int = 0):
-    """Stratified (grouped, when ``groups`` is given) folds for tuning.
-
-    The number of folds is the smallest class size, capped at ``max_splits``
-    and at least 2; views of one image (one group) stay in one fold.
-    """
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
-
-    _, counts = np.unique(y, return_counts=True)
-    if groups is not None:
-        _, first = np.unique(groups, return_index=True)
-        _, counts = np.unique(np.asarray(y)[first], return_counts=True)
-    n_splits = int(max(2, min(max_splits, counts.min())))
-    if counts.min() < 2:
-        raise ValueError(
-            f"Class {_label_repr(np.unique(y)[counts.argmin()])} has only "
-            f"{counts.min()} training image; tuning C by cross-validation needs "
-            "at least 2 per class. Add images, or pass --C with a fixed value."
-        )
-    if groups is None:
-        splitter = StratifiedKFold(n_splits, shuffle=True, random_state=random_state)
-        return list(splitter.split(np.zeros((len(y), 1)), y))
-    splitter = StratifiedGroupKFold(n_splits, shuffle=True, random_state=random_state)
-    return list(splitter.split(np.zeros((len(y), 1)), y, groups))
-
-
-def _search_estimator(base):
-    """``base`` with a looser tolerance: enough to rank C, several times faster.
-
-    The final head is refitted with the default tolerance.
-    """
-    if "tol" in base.get_params() and base.get_params()["tol"] < 1e-3:
-        return base.set_params(tol=1e-3)
-    return base
-
-
-def tune_head(X, y, *, classifier, C_grid, class_weight=None, groups=None, n_jobs=None):
-    """Pick ``C`` from ``C_grid`` by cross-validated accuracy; refit on all.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n_samples, n_features)
-    y : ndarray of shape (n_samples,)
-    classifier : {"softmax", "svm", "mlp"}
-    C_grid : sequence of float
-        A single value skips the search (and the cross-validation). Not used
-        by "mlp", which is fitted once (``best_C`` is None).
-    class_weight : "balanced" or None
-    groups : ndarray of shape (n_samples,) or None
-        Source image of each row (augmented views share one).
-    n_jobs : int or None
-
-    Returns
-    -------
-    head : fitted classifier
-    result : dict
-        ``best_C``, ``cv_accuracy`` (None without search), ``splits`` and
-        ``grid``: one dict per C with mean train/validation accuracy and
-        cross-entropy.
-    """
-    from sklearn.base import clone
-    from sklearn.model_selection import GridSearchCV
-
-    if classifier == "mlp":  # fitted once: early stopping picks its epochs
-        head = make_head(classifier, class_weight=class_weight).fit(X, y)
-        return head, {"best_C": None, "cv_accuracy": None, "grid": [], "splits": None}
-    base = make_head(classifier, class_weight=class_weight)
-    C_grid = [float(c) for c in C_grid]
-    if len(C_grid) == 1:
-        head = clone(base).set_params(C=C_grid[0]).fit(X, y)
-        return head, {
-            "best_C": C_grid[0],
-            "cv_accuracy": None,
-            "grid": [],
-            "splits": None,
-        }
-    splits = cv_splits(y, groups)
-    search = GridSearchCV(
-        _search_estimator(clone(base)),
-        {"C": C_grid},
-        scoring={"accuracy": "accuracy", "cross_entropy": cross_entropy_score},
-        refit=False,
-        cv=splits,
-        return_train_score=True,
-        n_jobs=n_jobs,
-        error_score="raise",
-    ).fit(X, y)
-    res = search.cv_results_
-    grid = [
-        {
-            "C": C_grid[i],
-            "train_accuracy": float(res["mean_train_accuracy"][i]),
-            "validation_accuracy": float(res["mean_test_accuracy"][i]),
-            "train_cross_entropy": float(res["mean_train_cross_entropy"][i]),
-            "validation_cross_entropy": float(res["mean_test_cross_entropy"][i]),
-        }
-        for i in range(len(C_grid))
-    ]
-    best = int(np.argmax(res["mean_test_accuracy"]))
-    best_C = C_grid[best]
-    cv_accuracy = float(res["mean_test_accuracy"][best])
-    logger.info("best C=%g (cv accuracy %.4f)", best_C, cv_accuracy)
-    head = clone(base).set_params(C=best_C).fit(X, y)
-    return head, {
-        "best_C": best_C,
-        "cv_accuracy": cv_accuracy,
-        "grid": grid,
-        "splits": splits,
-    }
-
-
-#: Known validation images needed to set the unknown threshold on them.
-MIN_VALIDATION = 50
-
-
-def wrap_open_set(
-    head, X, y, *, unknown: str, splits=None, groups=None, X_val=None, y_val=None,
-    refit_on_val=False,
-):  # fmt: skip
-    """Wrap a fitted head in OpenSetClassifier per ``--unknown``.
-
-    ``unknown`` is "auto" (the default fusion score, its threshold set on the
-    validation part when it has at least :data:`MIN_VALIDATION` known images,
-    else on group-aware out-of-fold scores), or a number: the lowest max
-    probability accepted as a known class (the 0.1.0 rule, no distance).
-    Rows labelled "unknown" in ``y`` or ``y_val`` are background images.
-    ``refit_on_val``: the threshold is set on ``X_val`` with models fitted on
-    ``X``, then they are refitted on both (``OpenSetClassifier.refit_on_val``).
-    For the 0.1.0 rule, ``splits`` index the rows not labelled "unknown"
-    (only those are cross-validated); None builds them here, keeping each
-    ``groups`` value (the views of one image) in one fold.
-    """
-    from sklearn.base import clone
-
-    from embedclf.heads._open_set import OpenSetClassifier
-
-    if unknown == "auto":
-        model = OpenSetClassifier(
-            clone(head), unknown_label="unknown", cv=3, refit_on_val=refit_on_val
-        )
-        n_val = 0 if y_val is None else int(np.sum(np.asarray(y_val) != "unknown"))
-        if n_val >= MIN_VALIDATION:
-            return model.fit(X, y, X_val=X_val, y_val=y_val)
-        return model.fit(X, y)
-    if splits is None:
-        known = np.asarray(y) != "unknown"
-        splits = cv_splits(
-            np.asarray(y)[known], None if groups is None else groups[known]
-        )
-    model = OpenSetClassifier(
-        clone(head),
-        unknown_label="unknown",
-        detector=None,
-        probability_threshold=float(unknown),
-        distance_threshold=None,
-        cv=splits,
-    )
-    return model.fit(X, y)
 
 
 def parse_unknown(value: str) -> str:
