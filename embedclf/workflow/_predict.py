@@ -171,12 +171,12 @@ def predict(
     """
     if top_k < 1:
         raise ValueError(f"top_k (--top-k) must be at least 1; got {top_k}.")
+    loaded, handle, cache = load_for_prediction(model_dir, model=model, cache=cache)
     paths, missing = _inputs(paths_or_dir)
     if not paths:
         raise ValueError(
             f"No image files found in {paths_or_dir}. Pass image files or folders."
         )
-    loaded, handle, cache = load_for_prediction(model_dir, model=model, cache=cache)
     results = []
     embedder = _embedder(loaded, handle, cache, batch_size, progress)
     _, ok, labels, proba = _answers(loaded, embedder, paths, test_views)

@@ -9,9 +9,9 @@ import pytest
 from conftest import make_image_folder
 
 from embedclf import SoftmaxClassifier
+from embedclf.workflow._train import cross_entropy_score
 from embedclf.workflow._train._balance import add_balance_views, balance_plan
 from embedclf.workflow._train._select import merge_validation, select_head
-from embedclf.workflow._train import cross_entropy_score
 
 
 def blobs(n_per_class, seed, n_classes=3, dim=6):
