@@ -195,6 +195,20 @@ def test_the_circle_check_can_fail(tmp_path, monkeypatch):
         test_no_import_circle()
 
 
+def test_cli_functions_are_short():
+    """The CLI parses, calls and prints: no function of it over 80 lines."""
+    long = []
+    for path in sorted((PACKAGE / "cli").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > 80:
+                    long.append(f"cli/{path.name}:{node.lineno} {node.name} ({n})")
+    assert not long, "CLI functions over 80 lines (move logic to workflow/):\n" + (
+        "\n".join(long)
+    )
+
+
 def test_the_checks_can_fail(tmp_path, monkeypatch):
     # A module in cache/ that imports the embedding package must be caught.
     fake = tmp_path / "embedclf"

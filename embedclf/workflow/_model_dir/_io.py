@@ -191,6 +191,35 @@ def _publish_report(path: Path, folder: str) -> None:
     _fsync(path)
 
 
+def _write_version(path: Path, folder: str, head, labels, write_report) -> dict:
+    """Write ``path/folder``: head, labels, report; the manifest's ``files``."""
+    import skops.io as sio
+
+    (path / folder).mkdir()
+    _kill_point("folder")
+    sio.dump(head, path / folder / HEAD_FILE)
+    _fsync(path / folder / HEAD_FILE)
+    _kill_point("head")
+    labels_path = path / folder / LABELS_FILE
+    labels_path.write_text("".join(label + "\n" for label in labels), encoding="utf-8")
+    _fsync(labels_path)
+    _fsync(path / folder)
+    _kill_point("labels")
+    if write_report is not None:
+        write_report(path / folder / REPORT_DIR)
+    files = {
+        "head": {
+            "path": f"{folder}/{HEAD_FILE}",
+            "sha256": _sha256(path / folder / HEAD_FILE),
+        },
+        "labels": {"path": f"{folder}/{LABELS_FILE}", "sha256": _sha256(labels_path)},
+    }
+    if (path / folder / REPORT_DIR).is_dir():
+        files["report"] = {"path": f"{folder}/{REPORT_DIR}"}
+        _fsync(path / folder)
+    return files
+
+
 def save_model_dir(
     path, head, manifest: dict, *, force: bool = False, write_report=None
 ) -> Path:
@@ -227,7 +256,6 @@ def save_model_dir(
         ``path`` is a file, or a non-empty folder that is not a model
         directory (without ``force``).
     """
-    import skops.io as sio
     from filelock import FileLock
 
     path = Path(path)
@@ -274,33 +302,7 @@ def save_model_dir(
     with FileLock(str(path / LOCK_FILE)):
         replaced = _replaced_files(path)
         folder = f"model-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
-        (path / folder).mkdir()
-        _kill_point("folder")
-        sio.dump(head, path / folder / HEAD_FILE)
-        _fsync(path / folder / HEAD_FILE)
-        _kill_point("head")
-        labels_path = path / folder / LABELS_FILE
-        labels_path.write_text(
-            "".join(label + "\n" for label in labels), encoding="utf-8"
-        )
-        _fsync(labels_path)
-        _fsync(path / folder)
-        _kill_point("labels")
-        if write_report is not None:
-            write_report(path / folder / REPORT_DIR)
-        full["files"] = {
-            "head": {
-                "path": f"{folder}/{HEAD_FILE}",
-                "sha256": _sha256(path / folder / HEAD_FILE),
-            },
-            "labels": {
-                "path": f"{folder}/{LABELS_FILE}",
-                "sha256": _sha256(labels_path),
-            },
-        }
-        if (path / folder / REPORT_DIR).is_dir():
-            full["files"]["report"] = {"path": f"{folder}/{REPORT_DIR}"}
-            _fsync(path / folder)
+        full["files"] = _write_version(path, folder, head, labels, write_report)
         tmp = path / (MANIFEST_FILE + ".tmp")
         tmp.write_text(json.dumps(jsonable(full), indent=2) + "\n")
         _fsync(tmp)
