@@ -8,7 +8,7 @@ Importing this package does not import TensorFlow or h5py: they load on first
 use.
 """
 
-__version__ = "0.2.0"
+from embedclf._version import __version__  # noqa: E402
 
 # Public names are resolved lazily (PEP 562) so that ``import embedclf`` and
 # ``embedclf --help`` stay fast; each module imports its heavy dependency only

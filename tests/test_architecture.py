@@ -17,7 +17,7 @@ from conftest import heavy_modules_loaded
 PACKAGE = Path(__file__).resolve().parents[1] / "embedclf"
 
 #: package -> the embedclf packages its modules may import. The top-level
-#: modules (exceptions, _compat, _legacy_paths, __init__ for __version__) are
+#: modules (exceptions, _compat, _legacy_paths, _version for __version__) are
 #: importable from everywhere and listed as "embedclf".
 ALLOWED = {
     "cli": {"workflow", "embedding", "cache", "heads", "model_selection"},
@@ -27,7 +27,14 @@ ALLOWED = {
     "heads": {"model_selection"},
     "model_selection": set(),
 }
-TOP_LEVEL = {"exceptions", "_compat", "_lazy", "_legacy_paths", "__main__"}
+TOP_LEVEL = {
+    "exceptions",
+    "_compat",
+    "_lazy",
+    "_legacy_paths",
+    "_version",
+    "__main__",
+}
 
 #: third-party library -> the modules allowed to import it (path prefixes).
 OWNERS = {
@@ -121,8 +128,10 @@ def _import_graph() -> dict[str, set[str]]:
     """embedclf module -> the embedclf modules it imports, anywhere in it.
 
     Imports inside functions (lazy ones) count: they close a circle at run
-    time as surely as module-level ones. ``from package import name`` points
-    at the module ``package.name`` when there is one, else at the package.
+    time as surely as module-level ones, and so do a package's lazy
+    re-exports (the modules its ``_EXPORTS`` names, ``_lazy.py``).
+    ``from package import name`` points at the module ``package.name`` when
+    there is one, else at the package.
     """
     modules = {_module_name(p): p for p in _modules()}
     graph = {}
@@ -140,9 +149,21 @@ def _import_graph() -> dict[str, set[str]]:
                     else node.module
                     for alias in node.names
                 ]
+            targets += _lazy_exports(node)
             edges.update(t for t in targets if t in modules and t != name)
         graph[name] = edges
     return graph
+
+
+def _lazy_exports(node) -> list[str]:
+    """The modules named by an ``_EXPORTS = {name: module}`` assignment."""
+    if not (
+        isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "_EXPORTS" for t in node.targets)
+        and isinstance(node.value, ast.Dict)
+    ):
+        return []
+    return [v.value for v in node.value.values if isinstance(v, ast.Constant)]
 
 
 def _circles(graph: dict[str, set[str]]) -> list[list[str]]:

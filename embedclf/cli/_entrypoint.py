@@ -228,7 +228,7 @@ def run_cache_merge(args) -> int:
 # -- main ----------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``embedclf`` command."""
-    from embedclf import __version__
+    from embedclf._version import __version__
     from embedclf.cli._audit import format_audit_parser
     from embedclf.cli._predict import (
         format_evaluate_parser,

@@ -79,9 +79,9 @@ def library_versions() -> dict:
     """Versions of the libraries that shape a trained model."""
     from importlib.metadata import PackageNotFoundError, version
 
-    import embedclf
+    from embedclf._version import __version__
 
-    out = {"python": platform.python_version(), "embedclf": embedclf.__version__}
+    out = {"python": platform.python_version(), "embedclf": __version__}
     for dist in ("numpy", "scikit-learn", "skops", "tensorflow", "pillow", "h5py"):
         try:
             out[dist] = version(dist)
