@@ -230,6 +230,17 @@ def test_cli_functions_are_short():
     )
 
 
+def test_a_lazy_re_export_closes_a_circle(tmp_path, monkeypatch):
+    fake = tmp_path / "embedclf"
+    (fake / "cache").mkdir(parents=True)
+    (fake / "__init__.py").write_text('_EXPORTS = {"X": "embedclf.cache._x"}\n')
+    (fake / "cache" / "__init__.py").write_text("")
+    (fake / "cache" / "_x.py").write_text("from embedclf import __version__\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
+    with pytest.raises(AssertionError, match="embedclf <-> embedclf.cache._x"):
+        test_no_import_circle()
+
+
 def test_the_checks_can_fail(tmp_path, monkeypatch):
     # A module in cache/ that imports the embedding package must be caught.
     fake = tmp_path / "embedclf"
