@@ -6,7 +6,7 @@ run:
 
 * the plain scikit-learn probe ``LogisticRegression(C=1, max_iter=3000)`` on
   the Lite0 vectors (the baseline every row is compared with);
-* default ``embedclf train`` model selection (``workflow._select.select_head``,
+* default ``embedclf train`` model selection (``workflow._train._select.select_head``,
   the function the CLI calls): C over decades 1e-4..1e4 refined, scaling on
   and off, chosen by validation cross-entropy, refitted on train + val, with
   the estimate it prints next to the final test accuracy;
@@ -95,7 +95,7 @@ def run(ctx: Context) -> dict:
     from threadpoolctl import threadpool_limits
 
     from embedclf.embedding._augment import Distortions
-    from embedclf.workflow._select import select_head
+    from embedclf.workflow._train._select import select_head
 
     d = {}
     with Timer() as t_embed:
@@ -372,7 +372,7 @@ def run(ctx: Context) -> dict:
     )
     balance_row("class_weight='balanced'", head_bw, rows[-1]["seconds"])
     from embedclf import ImageEmbedder
-    from embedclf.workflow._balance import add_balance_views
+    from embedclf.workflow._train._balance import add_balance_views
 
     with Timer() as t_bal:
         Xb, yb, gb, n_extra, _ = add_balance_views(

@@ -29,7 +29,7 @@ Items
 16 leases       two processes embedding into one shared cache vs one alone
 17 small_images 28x28 grayscale images: upsampled by Pillow vs as is
 18 dask         Dask LocalCluster: 2 single-threaded workers vs 1 (images/s)
-20 tflite       TensorFlow Lite exports (fp32, dynamic, int8): size, accuracy, LiteRT photos/s
+20 tflite       TensorFlow Lite exports: size, accuracy, LiteRT photos/s
 21 audit        image checks and two-signal near-duplicates on planted grocery photos
 22 suggest      photos to label next: suggested vs random vs most uncertain
 """

@@ -8,7 +8,7 @@ Importing this package does not import TensorFlow or h5py: they load on first
 use.
 """
 
-__version__ = "0.1.0"
+from embedclf._version import __version__  # noqa: E402
 
 # Public names are resolved lazily (PEP 562) so that ``import embedclf`` and
 # ``embedclf --help`` stay fast; each module imports its heavy dependency only
@@ -26,6 +26,11 @@ _EXPORTS = {
     "retrain_split": "embedclf.model_selection",
     "quiet_tensorflow": "embedclf.embedding",
     "suggest": "embedclf.workflow",
+    "train": "embedclf.workflow",
+    "evaluate": "embedclf.workflow",
+    "predict": "embedclf.workflow",
+    "TrainResult": "embedclf.workflow",
+    "EvaluationResult": "embedclf.workflow",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

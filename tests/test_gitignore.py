@@ -19,7 +19,7 @@ import pytest
 
 from embedclf.cache._store import CacheNamespace, EmbeddingCache
 from embedclf.embedding._identity_memo import hash_paths
-from embedclf.workflow._fit_memo import memo_dir_for
+from embedclf.workflow._train._fit_memo import memo_dir_for
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

@@ -191,7 +191,7 @@ def write_file(
     checks every row's CRC32, even of namespaces copied whole."""
     import h5py
 
-    from embedclf import __version__
+    from embedclf._version import __version__
 
     remove_stale_temps(cache_path)
     tmp = f"{cache_path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"

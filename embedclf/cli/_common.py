@@ -203,21 +203,12 @@ def _embedder(args, model, *, on_error="nan", **settings):
     )
 
 
-def _failure_reason(path: str) -> str:
-    """The error message for a file the embedder could not read."""
-    from embedclf.embedding._images import load_image
-
-    try:
-        load_image(path, (8, 8))
-    except (OSError, ValueError) as exc:
-        return str(exc)
-    return f"Could not embed {path!r}."
-
-
 def report_failures(paths) -> int:
     """One stderr line per unreadable file; returns how many."""
+    from embedclf.workflow._predict import failure_reason
+
     for path in paths:
-        error(_failure_reason(str(path)))
+        error(failure_reason(str(path)))
     return len(paths)
 
 

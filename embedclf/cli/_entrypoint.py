@@ -234,9 +234,8 @@ def run_cache_merge(args) -> int:
 
 
 # -- main ----------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``embedclf`` command."""
-    from embedclf import __version__
+def _commands() -> list:
+    """(verb, parser-formatting function, one-line help) of each verb."""
     from embedclf.cli._audit import format_audit_parser
     from embedclf.cli._predict import (
         format_evaluate_parser,
@@ -246,31 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     from embedclf.cli._suggest import format_suggest_parser
     from embedclf.cli._train_args import format_train_parser
 
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description=(
-            "Transfer-learning image classification, as TensorFlow's retrain.py:\n"
-            "a pretrained CNN turns images into cached vectors and a light\n"
-            "classifier is trained on them."
-        ),
-        epilog=EXAMPLES,
-        formatter_class=_Formatter,
-    )
-    parser.add_argument(
-        "--version", action="version", version=f"%(prog)s {__version__}"
-    )
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        action="count",
-        default=0,
-        help=(
-            "Log more (-v: progress messages, -vv: debug, full tracebacks and "
-            "TensorFlow's own log lines, which are hidden by default)."
-        ),
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    commands = [
+    return [
         (
             "train",
             format_train_parser,
@@ -309,7 +284,37 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         ("cache", format_cache_parser, "Inspect or repair an embedding cache file."),
     ]
-    for name, fmt, help_text in commands:
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``embedclf`` command."""
+    from embedclf._version import __version__
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Transfer-learning image classification, as TensorFlow's retrain.py:\n"
+            "a pretrained CNN turns images into cached vectors and a light\n"
+            "classifier is trained on them."
+        ),
+        epilog=EXAMPLES,
+        formatter_class=_Formatter,
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help=(
+            "Log more (-v: progress messages, -vv: debug, full tracebacks and "
+            "TensorFlow's own log lines, which are hidden by default)."
+        ),
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, fmt, help_text in _commands():
         p = sub.add_parser(
             name, help=help_text, description=help_text, formatter_class=_Formatter
         )

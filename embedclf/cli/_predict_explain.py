@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["add_explain_argument", "attach_explanations", "explanation_lines"]
+__all__ = ["add_explain_argument", "explanation_lines"]
 
 
 def add_explain_argument(parser, *, report: bool = False):
@@ -33,41 +33,6 @@ def add_explain_argument(parser, *, report: bool = False):
             "also write DIR/explain.html with the photos and maps. Default: off."
         ),
     )
-
-
-def attach_explanations(args, model_dir, embedder, paths, X, proba, results):
-    """Add ``neighbours`` and ``activation_map`` to the readable results."""
-    import numpy as np
-
-    from embedclf.workflow._explain._explain import (
-        explain_predictions,
-        render_explanations,
-    )
-
-    explanations = explain_predictions(model_dir, embedder, paths, X, proba)
-    good = [r for r in results if "error" not in r]
-    for r, e in zip(good, explanations):
-        r["neighbours"] = e["neighbours"]
-        if "neighbours_reason" in e:
-            r["neighbours_reason"] = e["neighbours_reason"]
-        r["activation_map"] = e["activation_map"]
-    if args.explain:
-        from pathlib import Path
-
-        from embedclf.workflow._explain._html import write_explanations_page
-
-        out = Path(args.explain)
-        snippets = render_explanations(
-            explanations,
-            paths,
-            out / "explain",
-            "explain",
-            crop_fraction=model_dir.manifest.get("crop_fraction", 1.0),
-        )
-        labels = [r["label"] for r in good]
-        scores = np.max(proba, axis=1) if len(proba) else []
-        page = write_explanations_page(out, paths, labels, scores, snippets)
-        print(f"Explanations written to {page}")
 
 
 def explanation_lines(r) -> list[str]:

@@ -1,12 +1,14 @@
-"""``embedclf train``: its arguments (the handler is in ``_cli_train.py``)."""
+"""``embedclf train``: its arguments, in groups (the handler is ``_train.py``).
+
+Each flag is a keyword of :func:`embedclf.train` (``--C`` is ``C``); argparse
+checks types and choices here, the library checks values and combinations.
+"""
 
 from __future__ import annotations
 
 import argparse
 
 __all__ = ["format_train_parser"]
-
-DEFAULT_C_GRID = "auto"
 
 
 def _percentage(text: str) -> float:
@@ -17,17 +19,14 @@ def _percentage(text: str) -> float:
 
 
 def _c_grid(text: str) -> list[float] | str:
-    if text.strip() == "auto":
-        return "auto"
+    from embedclf.workflow._train._options import normalise_C
+
     try:
-        values = [float(v) for v in text.split(",") if v.strip()]
+        return normalise_C(text)
     except ValueError:
-        values = []
-    if not values or any(v <= 0 for v in values):
         raise argparse.ArgumentTypeError(
             f"must be 'auto' or positive numbers separated by commas; got {text!r}"
-        )
-    return sorted(set(values))
+        ) from None
 
 
 def format_train_parser(parser):
@@ -37,7 +36,31 @@ def format_train_parser(parser):
         _add_preprocessing,
         _add_test_views,
     )
+    from embedclf.cli._train import run_train
 
+    _add_data_args(parser)
+    _add_head_args(parser.add_argument_group("head", "The classifier on the vectors."))
+    _add_unknown_args(
+        parser.add_argument_group("unknown", "Answering 'unknown' (open set).")
+    )
+    _add_distortion_args(
+        parser.add_argument_group(
+            "distortions",
+            "retrain.py's image distortions, applied to training images only. Each\n"
+            "training image gets --augment-copies distorted views, embedded once and\n"
+            "kept in the cache, so a second run costs no backbone time.",
+        )
+    )
+    _add_output_args(parser)
+    _add_backbone_args(parser)
+    _add_image_size(parser)
+    _add_preprocessing(parser)
+    _add_test_views(parser, default_text="none")
+    parser.set_defaults(handler=run_train)
+
+
+def _add_data_args(parser):
+    """IMAGE_DIR, --output, --force and where the parts come from."""
     parser.add_argument(
         "image_dir",
         metavar="IMAGE_DIR",
@@ -110,7 +133,11 @@ def format_train_parser(parser):
                 f"or official subfolders). Default: {default}."
             ),
         )
-    parser.add_argument(
+
+
+def _add_head_args(group):
+    """--classifier, --C, --scaling, --balance, --class-weight."""
+    group.add_argument(
         "--classifier",
         choices=["softmax", "svm", "mlp"],
         default="softmax",
@@ -121,11 +148,11 @@ def format_train_parser(parser):
             "training part, exportable; --C does not apply). Default: softmax."
         ),
     )
-    parser.add_argument(
+    group.add_argument(
         "--C",
         dest="C_grid",
         type=_c_grid,
-        default=_c_grid(DEFAULT_C_GRID),
+        default="auto",
         metavar="VALUES",
         help=(
             "Inverse regularisation strengths to try, comma-separated, or 'auto' "
@@ -136,7 +163,7 @@ def format_train_parser(parser):
             "near-duplicate photos kept in one fold. Default: auto."
         ),
     )
-    parser.add_argument(
+    group.add_argument(
         "--scaling",
         choices=["auto", "standardize", "none"],
         default="auto",
@@ -146,7 +173,7 @@ def format_train_parser(parser):
             "Default: auto."
         ),
     )
-    parser.add_argument(
+    group.add_argument(
         "--balance",
         choices=["none", "views"],
         default="none",
@@ -158,13 +185,17 @@ def format_train_parser(parser):
             "--class-weight balanced. Default: none."
         ),
     )
-    parser.add_argument(
+    group.add_argument(
         "--class-weight",
         choices=["balanced", "none"],
         default="none",
         help="'balanced' weights classes inversely to their size. Default: none.",
     )
-    parser.add_argument(
+
+
+def _add_unknown_args(group):
+    """--unknown, --unknown-dir."""
+    group.add_argument(
         "--unknown",
         default="off",
         metavar="auto|THRESHOLD|off",
@@ -176,7 +207,7 @@ def format_train_parser(parser):
             "accepted top probability; 'off' always answers a class. Default: off."
         ),
     )
-    parser.add_argument(
+    group.add_argument(
         "--unknown-dir",
         default=None,
         metavar="DIR",
@@ -186,12 +217,10 @@ def format_train_parser(parser):
             "unknown scores and measured in the summary. Default: none."
         ),
     )
-    dist = parser.add_argument_group(
-        "distortions",
-        "retrain.py's image distortions, applied to training images only. Each\n"
-        "training image gets --augment-copies distorted views, embedded once and\n"
-        "kept in the cache, so a second run costs no backbone time.",
-    )
+
+
+def _add_distortion_args(group):
+    """retrain.py's distortions and --augment-copies."""
     for flag, help_text in [
         ("--random-crop", "Percentage of margin to randomly crop off. Default: 0."),
         ("--random-scale", "Percentage of random enlargement. Default: 0."),
@@ -200,7 +229,7 @@ def format_train_parser(parser):
             "Percentage of random brightness change (up or down). Default: 0.",
         ),
     ]:
-        dist.add_argument(
+        group.add_argument(
             flag,
             flag.replace("-", "_").replace("__", "--"),
             type=float,
@@ -208,13 +237,13 @@ def format_train_parser(parser):
             metavar="PCT",
             help=help_text,
         )
-    dist.add_argument(
+    group.add_argument(
         "--flip-left-right",
         "--flip_left_right",
         action="store_true",
         help="Mirror half of the views horizontally. Default: off.",
     )
-    dist.add_argument(
+    group.add_argument(
         "--augment-copies",
         type=int,
         default=None,
@@ -224,6 +253,10 @@ def format_train_parser(parser):
             "is set, else 0."
         ),
     )
+
+
+def _add_output_args(parser):
+    """--summaries-dir, --n-jobs."""
     parser.add_argument(
         "--summaries-dir",
         default=None,
@@ -241,10 +274,3 @@ def format_train_parser(parser):
         metavar="N",
         help="Parallel jobs for cross-validation. Default: 1.",
     )
-    _add_backbone_args(parser)
-    _add_image_size(parser)
-    _add_preprocessing(parser)
-    _add_test_views(parser, default_text="none")
-    from embedclf.cli._train import run_train
-
-    parser.set_defaults(handler=run_train)

@@ -58,6 +58,13 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         The unknown score (see Notes). None selects the two-threshold rule of
         embedclf 0.1.0 (``probability_threshold``, ``distance_threshold``).
 
+        .. deprecated:: 0.2.0
+           ``detector=None`` and its five parameters (``probability_threshold``,
+           ``distance_threshold``, ``distance``, ``metric``, ``n_neighbors``)
+           are removed in 0.3.0; ``fit`` warns (FutureWarning). Models saved
+           with it keep loading until then. For a fixed lowest top probability
+           ``p`` use ``detector="max_proba", score_threshold=1 - p``.
+
     score_threshold : float or "auto", default="auto"
         Largest unknown score of a known sample. "auto" tunes it to
         ``target_recall`` on held-out data.
@@ -312,6 +319,7 @@ class OpenSetClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         TypeError
             If the estimator has no predict_proba or labels mix types.
         """
+        legacy.warn_deprecated(self)
         X, y = _validate_embeddings(self, X, y, reset=True, action="fit")
         name = type(self).__name__
         y = _check_class_labels(y, name)

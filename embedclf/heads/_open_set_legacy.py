@@ -1,12 +1,16 @@
-"""OpenSetClassifier's two-threshold rule (``score=None``, embedclf 0.1.0).
+"""OpenSetClassifier's two-threshold rule (``detector=None``, embedclf 0.1.0).
 
 A max-probability threshold and an embedding-distance threshold (nearest
 class centroid, or mean distance to the nearest training samples), tuned
 jointly on out-of-fold scores by ``_open_set_rules._tune_thresholds``.
-Models pickled by 0.1.0 use this rule; ``score=None`` keeps it for new ones.
+Models pickled by 0.1.0 use this rule; ``detector=None`` keeps it for new
+ones, deprecated since 0.2.0 (``warn_deprecated``, called by ``fit``) and
+removed in 0.3.0.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 from sklearn.base import clone
@@ -17,7 +21,57 @@ from sklearn.neighbors import NearestCentroid, NearestNeighbors
 from embedclf.heads._open_set_rules import _open_set_decision, _tune_thresholds
 from embedclf.heads._validation import _check_cv_splits, _label_repr
 
-__all__ = ["decide", "distances", "filled_state", "fit_two_thresholds", "scores"]
+__all__ = [
+    "LEGACY_PARAMS",
+    "decide",
+    "distances",
+    "filled_state",
+    "fit_two_thresholds",
+    "scores",
+    "warn_deprecated",
+]
+
+#: The parameters of the two-threshold rule of 0.1.0 (``detector=None``) and
+#: their defaults; deprecated with it in 0.2.0, removed in 0.3.0.
+LEGACY_PARAMS = {
+    "probability_threshold": "auto",
+    "distance_threshold": "auto",
+    "distance": "centroid",
+    "metric": "euclidean",
+    "n_neighbors": 5,
+}
+_REMOVED_IN = "0.3.0"
+
+
+def warn_deprecated(estimator) -> None:
+    """FutureWarning for the deprecated 0.1.0 rule or its parameters (in fit).
+
+    Loading a saved model does not call ``fit``, so old models load silently.
+    """
+    names = ", ".join(LEGACY_PARAMS)
+    if estimator.detector is None:
+        warnings.warn(
+            "OpenSetClassifier(detector=None), the two-threshold rule of embedclf "
+            f"0.1.0, is deprecated since 0.2.0 and will be removed in {_REMOVED_IN}"
+            f", with its parameters {names}. Use a detector (the default "
+            "'fusion'), or detector='max_proba' with score_threshold=1 - p for a "
+            "fixed lowest top probability p. Models saved with it still load.",
+            FutureWarning,
+            stacklevel=4,
+        )
+        return
+    changed = [
+        k for k, default in LEGACY_PARAMS.items() if getattr(estimator, k) != default
+    ]
+    if changed:
+        warnings.warn(
+            f"OpenSetClassifier's {', '.join(changed)} apply only to the deprecated "
+            f"detector=None rule: ignored with detector={estimator.detector!r}, "
+            f"and removed in {_REMOVED_IN}. Leave them at their defaults.",
+            FutureWarning,
+            stacklevel=4,
+        )
+
 
 # Parameters added after 0.1.0, with the value that keeps a model pickled
 # before them on its rule (refit_on_val: only a fit-time choice).

@@ -1,5 +1,11 @@
 """The retrain workflow as library functions.
 
+Public: ``train`` (the whole of ``embedclf train``, returning a
+``TrainResult``), ``evaluate``, ``predict``; the private subpackages hold
+the families: ``_train/`` (the policy of train), ``_model_dir/`` (the model
+directory), ``_report/`` (the report), ``_audit/``, ``_export/``, ``_suggest/``,
+``_explain/``.
+
 Owns: collecting labelled images from folders (``load_image_folder``, the
 official ``train/ val/ test/`` layout, the hash split), tuning and fitting a
 head on embedded images, the model directory (head, labels, manifest),
@@ -22,12 +28,17 @@ event files), imported lazily; the optional ``ai_edge_litert`` only in
 from embedclf._lazy import lazy_exports
 
 _EXPORTS = {
+    "EvaluationResult": "embedclf.workflow._predict",
+    "TrainResult": "embedclf.workflow._train._run",
+    "evaluate": "embedclf.workflow._predict",
+    "predict": "embedclf.workflow._predict",
+    "train": "embedclf.workflow._train._run",
+    "suggest": "embedclf.workflow._suggest._suggest",
     "audit_images": "embedclf.workflow._audit._run",
     "audit_vectors": "embedclf.workflow._audit._run",
     "load_image_folder": "embedclf.workflow._datasets",
     "write_audit": "embedclf.workflow._audit._run",
-    "predict_proba_views": "embedclf.workflow._views",
-    "suggest": "embedclf.workflow._suggest._suggest",
+    "predict_proba_views": "embedclf.workflow._train._views",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -69,7 +69,7 @@ def write_epoch_scalars(summaries_dir, curves: dict) -> list[Path]:
 
     ``train/loss`` is the training loss (cross-entropy plus the L2 term) and
     ``validation/accuracy`` the accuracy on the rows held out for early
-    stopping, as :func:`embedclf.workflow._curves.epoch_curves` returns them.
+    stopping, as :func:`embedclf.workflow._report._curves.epoch_curves` returns them.
     """
     import tensorflow as tf
 

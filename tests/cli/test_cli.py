@@ -299,6 +299,15 @@ def test_predict_bad_file_reports_and_continues(session, tmp_path, capsys):
     assert captured.out.startswith(f"{good}: ")
 
 
+def test_predict_missing_folder_is_not_called_a_file(session, tmp_path, capsys):
+    missing = tmp_path / "photos"  # meant as a folder; it does not exist
+    status = main(["predict", str(session["output"]), str(missing)])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert f"No file or folder {str(missing)!r}: it does not exist." in err
+    assert "Image file" not in err
+
+
 def test_predict_refuses_other_backbone(session, tiny_model_dir_b, capsys):
     img = session["data"] / "test" / "red" / "red_000.jpg"
     status = main(

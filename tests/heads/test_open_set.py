@@ -20,6 +20,12 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from embedclf import OpenSetClassifier, SoftmaxClassifier, SVMClassifier
 from embedclf.heads._open_set_rules import _open_set_decision, _tune_thresholds
 
+# The 0.1.0 rule these tests pin is deprecated (FutureWarning in fit, removed
+# in 0.3.0); test_the_legacy_rule_is_deprecated checks the warning itself.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:OpenSetClassifier.detector=None.:FutureWarning"
+)
+
 DIM = 32
 
 
@@ -290,6 +296,9 @@ def test_default_estimator_is_a_fresh_softmax(data):
     assert isinstance(clf.estimator_, SoftmaxClassifier) and clf.estimator is None
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        warnings.filterwarnings(
+            "ignore", r"OpenSetClassifier\(detector=None\)", FutureWarning
+        )
         _legacy(SoftmaxClassifier(C=0.1), cv=3).fit(X_train, y_train)
 
 
@@ -318,3 +327,15 @@ def test_images_of_other_classes_come_back_unknown(tiny_model_dir, tmp_path):
     new = np.isin(truth, ["blue", "yellow"])
     assert np.mean(pred[new] == "unknown") >= 0.9
     assert np.mean(pred[~new] == truth[~new]) >= 0.85
+
+
+@pytest.mark.filterwarnings("error::FutureWarning")
+def test_the_legacy_rule_is_deprecated(data):
+    X_train, y_train, *_ = data
+    with pytest.warns(FutureWarning, match=r"removed in 0\.3\.0") as caught:
+        _legacy().fit(X_train, y_train)
+    assert caught[0].filename == __file__  # points at the caller of fit
+    msg = "distance apply only to the deprecated detector=None rule"
+    with pytest.warns(FutureWarning, match=re.escape(msg)):
+        OpenSetClassifier(distance="knn").fit(X_train, y_train)
+    OpenSetClassifier(detector="max_proba", score_threshold=0.5).fit(X_train, y_train)

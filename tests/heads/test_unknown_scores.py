@@ -258,6 +258,7 @@ def test_pickled_default_round_trips(data):
     assert again.get_params() == clf.get_params()
 
 
+@pytest.mark.filterwarnings("ignore:OpenSetClassifier.detector=None.:FutureWarning")
 def test_model_state_without_new_attributes_keeps_two_threshold_rule(data):
     # an OpenSetClassifier pickled by 0.1.0 has none of the new names
     X, y, *_, X_known, other, _ = data

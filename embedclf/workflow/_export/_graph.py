@@ -187,7 +187,7 @@ def make_head(backbones, params, prep):
         features = embed(per_backbone)
         logits = logits_of(features)
         proba = probabilities(logits)
-        if prep["mirror"]:  # the test-time flip view, as workflow._views
+        if prep["mirror"]:  # the test-time flip view, as workflow._train._views
             mirrored = [x[:, :, ::-1] for x in per_backbone]
             proba = (proba + probabilities(logits_of(embed(mirrored)))) / 2.0
         index = tf.argmax(proba, axis=1, output_type=tf.int32)

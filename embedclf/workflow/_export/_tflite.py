@@ -111,7 +111,7 @@ def calibration_paths(model_dir, n: int = 300) -> list[str]:
             "typical photos) or use quantize='dynamic'."
         )
     if "training" in sources:
-        from embedclf.workflow._train import _folder
+        from embedclf.workflow._train._collect import _folder
 
         paths, labels = _folder(root)
     else:

@@ -75,7 +75,7 @@ def _image_files(images) -> list[str]:
 def _open_model_dir(model_dir, model, cache):
     """(ModelDir, backbone handle, cache path)."""
     from embedclf.workflow._model_dir import check_backbone, load_model_dir
-    from embedclf.workflow._model_dir_locations import remembered_cache
+    from embedclf.workflow._model_dir._locations import remembered_cache
 
     if isinstance(model_dir, (str, os.PathLike)):
         model_dir = load_model_dir(model_dir)

@@ -15,21 +15,18 @@ Also: the check that ``train --output`` does not write into a user's folder.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from embedclf.exceptions import ModelDirError
+from embedclf.workflow._model_dir._manifest import VERSION_FOLDER, own_manifest
 
 __all__ = [
-    "VERSION_FOLDER",
     "check_backbone",
     "check_output_dir",
     "location_entry",
     "remembered_cache",
 ]
 
-#: Name of the versioned folder that holds one trained head and its labels.
-VERSION_FOLDER = re.compile(r"^model-\d{8}T\d{6}Z-[0-9a-f]{8}$")
 #: What a killed ``train`` may leave in a folder that has no manifest yet.
 _LEFTOVERS = {".embedclf.lock", "manifest.json.tmp"}
 
@@ -159,19 +156,6 @@ def remembered_cache(model_dir) -> str | None:
     return None
 
 
-def _is_model_dir(path: Path) -> bool:
-    """Whether ``path/manifest.json`` is an embedclf manifest (any version)."""
-    import json
-
-    from embedclf.workflow._model_dir import MANIFEST_FILE, MANIFEST_FORMAT
-
-    try:
-        manifest = json.loads((path / MANIFEST_FILE).read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and manifest.get("format") == MANIFEST_FORMAT
-
-
 def check_output_dir(path, *, force: bool = False) -> None:
     """Refuse to write a model into a folder holding anything else.
 
@@ -191,7 +175,7 @@ def check_output_dir(path, *, force: bool = False) -> None:
         )
     if not path.is_dir():
         return
-    if _is_model_dir(path):
+    if own_manifest(path) is not None:
         return
     others = sorted(
         p.name

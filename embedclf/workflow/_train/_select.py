@@ -38,7 +38,7 @@ AUTO_C_GRID = tuple(float(10.0**k) for k in range(-4, 5))
 
 
 def _cross_entropy(head, X, y) -> float:
-    from embedclf.workflow._train import cross_entropy_score
+    from embedclf.workflow._train._tune import cross_entropy_score
 
     return cross_entropy_score(head, X, y)
 
@@ -192,7 +192,7 @@ def select_head(
     from sklearn.base import clone
 
     from embedclf.model_selection._group_split import SPLIT_THRESHOLD
-    from embedclf.workflow._train import make_head
+    from embedclf.workflow._train._tune import make_head
 
     X, y = np.asarray(X), np.asarray(y)
     has_val = X_val is not None and len(y_val) > 0

@@ -56,7 +56,7 @@ def plot_training_curves(path, head, grid=(), *, best_C=None, rule=None) -> Path
         Rows of several scalings (``standardize``) are drawn as one curve
         each, sorted by C.
     """
-    from embedclf.workflow._report_figures import _import_pyplot
+    from embedclf.workflow._report._figures import _import_pyplot
 
     curves = epoch_curves(head)
     if curves is None and len(grid) < 2:

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from embedclf.workflow._report import write_report
-from embedclf.workflow._report_open_set import (
+from embedclf.workflow._report._open_set import (
     format_open_set,
     open_set_metrics,
     write_open_set_report,

@@ -1,23 +1,24 @@
-"""``embedclf train``: the unknown answer's background images and summaries."""
+"""The unknown answer of ``train``: background images, summary, manifest entry."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 
-def _print(*args):
-    print(*args, flush=True)
+import numpy as np
+
+__all__ = ["background_vectors", "unknown_entry", "unknown_text"]
+
+logger = logging.getLogger("embedclf.train")
 
 
-def _background(args, embedder, unknown):
-    """Vectors of the ``--unknown-dir`` images (background), or None."""
-    if not getattr(args, "unknown_dir", None) or unknown == "off":
+def background_vectors(unknown_dir, embedder, unknown: str):
+    """Vectors of the ``unknown_dir`` images (background), or None."""
+    if not unknown_dir or unknown == "off":
         return None
-    from pathlib import Path
-
-    import numpy as np
-
     from embedclf.embedding._images import IMAGE_EXTENSIONS
 
-    root = Path(args.unknown_dir)
+    root = Path(unknown_dir)
     if not root.is_dir():
         raise FileNotFoundError(
             f"--unknown-dir {str(root)!r} is not a folder. Pass a folder of "
@@ -29,15 +30,14 @@ def _background(args, embedder, unknown):
     if not paths:
         raise ValueError(f"--unknown-dir {str(root)!r} holds no images.")
     X = embedder.transform(paths)
-    _print(f"Embedded {len(paths)} background images from {root}.")
+    logger.info(f"Embedded {len(paths)} background images from {root}.")
     return X[~np.isin(paths, embedder.failed_paths_)]
 
 
-def _unknown_text(head) -> str:
-    if getattr(head, "detector_", None) is None:
-        return (
-            f"Open set: unknown below top probability {head.probability_threshold_:.4g}"
-        )
+def unknown_text(head, unknown: str) -> str:
+    """One line on the fitted unknown rule (``unknown``: "auto" or a number)."""
+    if unknown != "auto":
+        return f"Open set: unknown below top probability {float(unknown):.4g}"
     text = (
         f"Open set: unknown when the {head.detector_} score is above "
         f"{head.unknown_threshold_:.4g}"
@@ -49,7 +49,8 @@ def _unknown_text(head) -> str:
     return text + "."
 
 
-def _unknown_entry(head, unknown):
+def unknown_entry(head, unknown: str) -> dict:
+    """The manifest's ``unknown``: the rule, its threshold(s) and recalls."""
     if unknown == "off":
         return {"mode": "off", "label": None}
     return {
@@ -59,7 +60,7 @@ def _unknown_entry(head, unknown):
         "threshold": head.unknown_threshold_,
         "fusion": None if not head.fusion_ else head.fusion_["kind"],
         "fusion_scores": None if not head.fusion_ else list(head.fusion_["names"]),
-        "probability_threshold": head.probability_threshold_,
+        "probability_threshold": None if unknown == "auto" else float(unknown),
         "distance_threshold": head.distance_threshold_,
         "known_recall": head.known_recall_,
         "background_rejected": head.unknown_recall_,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["TEST_VIEWS", "predict_proba_views", "view_plan"]
+__all__ = ["predict_with_views", "TEST_VIEWS", "predict_proba_views", "view_plan"]
 
 TEST_VIEWS = ("none", "flip", "train")
 
@@ -123,3 +123,20 @@ def predict_proba_views(
     total = proba.copy()
     np.add.at(total, source, head.predict_proba(views))
     return total / (1 + copies), n_computed
+
+
+def predict_with_views(head, X, paths, embedder, *, test_views, augmentation):
+    """(labels, probabilities) of the rows of ``X``, averaged over test views.
+
+    Labels are strings; with ``test_views="none"`` they are the head's own
+    ``predict`` (which may answer "unknown"), else the most probable class of
+    the averaged probabilities.
+    """
+    if len(X) == 0:
+        return np.array([], dtype=str), np.zeros((0, len(head.classes_)))
+    if test_views == "none":
+        return head.predict(X).astype(str), head.predict_proba(X)
+    proba, _ = predict_proba_views(
+        head, X, paths, embedder, test_views=test_views, augmentation=augmentation
+    )
+    return np.asarray(head.classes_)[proba.argmax(axis=1)].astype(str), proba

@@ -155,7 +155,7 @@ def write_open_set_report(
     metrics : dict
         As :func:`open_set_metrics`, plus ``files``.
     """
-    from embedclf.workflow._report_figures import _import_pyplot
+    from embedclf.workflow._report._figures import _import_pyplot
 
     out = Path(out_dir)
     s = np.asarray(scores, dtype=float)

@@ -100,6 +100,6 @@ def test_kill_while_writing_labels_keeps_the_old_model(tmp_path):
 
 
 def test_kill_points_are_documented():
-    from embedclf.workflow import _model_dir
+    from embedclf.workflow._model_dir import _io as _model_dir
 
     assert "EMBEDCLF_TEST_KILL_AT" in _model_dir.__doc__

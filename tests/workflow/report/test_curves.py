@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from embedclf import MLPHeadClassifier, OpenSetClassifier, SoftmaxClassifier
-from embedclf.workflow._curves import epoch_curves, plot_training_curves
+from embedclf.workflow._report._curves import epoch_curves, plot_training_curves
 
 
 @pytest.fixture(scope="module")

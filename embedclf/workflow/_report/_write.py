@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from embedclf.workflow._report_figures import (
+from embedclf.workflow._report._figures import (
     calibration,
     plot_confusion_matrix,
     plot_reliability,
     top_confusions,
 )
-from embedclf.workflow._report_html import write_misclassified_html
+from embedclf.workflow._report._html import write_misclassified_html
 
 __all__ = [
     "classification_metrics",
@@ -132,8 +132,8 @@ def write_report(
         Shown on the confusion matrix.
     open_set : dict, optional
         ``scores`` (unknown score per image) and ``threshold`` (or None), as
-        :func:`embedclf.workflow._report_open_set.open_set_inputs` gives: adds the
-        files of :func:`embedclf.workflow._report_open_set.write_open_set_report`
+        :func:`embedclf.workflow._report._open_set.open_set_inputs` gives: adds the
+        files of :func:`embedclf.workflow._report._open_set.write_open_set_report`
         and ``metrics["open_set"]``.
     explanations : dict, optional
         ``items`` (one per sample, None where not explained) and
@@ -199,7 +199,7 @@ def write_report(
         "misclassified.html",
     ]
     if open_set is not None:
-        from embedclf.workflow._report_open_set import write_open_set_report
+        from embedclf.workflow._report._open_set import write_open_set_report
 
         closed = np.asarray([str(c) for c in classes])[np.argmax(proba, axis=1)]
         metrics["open_set"] = write_open_set_report(

@@ -17,7 +17,7 @@ from embedclf import (
 from embedclf.embedding._backbones import load_backbone, resolve_backbone
 from embedclf.embedding._images import decode_image
 from embedclf.workflow import predict_proba_views
-from embedclf.workflow._views import view_plan
+from embedclf.workflow._train._views import view_plan
 
 pytestmark = pytest.mark.tf
 

@@ -12,14 +12,19 @@ Layout (format version 2)::
         head.skops    the fitted classifier, written with skops.io (no pickle)
         labels.txt    one class label per line, in the order of the
                       classifier's ``classes_`` (the probability columns)
-      report/         written by ``embedclf train`` after the model
+        report/       the evaluation report of this model (``embedclf
+                      train`` writes it before the switch, so it belongs to
+                      this head and labels)
+      report          a link to the current model's report/ (a copy where
+                      links are not allowed), replaced right after the switch
 
 ``manifest.json`` is the pointer: a re-train writes a new ``model-*`` folder
 beside the current one, then replaces the manifest atomically
 (``os.replace``), then deletes the old folder. A crash at any point leaves
-either the old model or the new one, whole; ``load_model_dir`` checks the
-digests, so a head, labels and manifest that do not belong together are
-refused. Setting the environment variable ``EMBEDCLF_TEST_KILL_AT`` to one of
+either the old model or the new one, whole, and its report with it (the
+manifest names it under ``files``); ``load_model_dir`` checks the digests,
+so a head, labels and manifest that do not belong together are refused.
+Setting the environment variable ``EMBEDCLF_TEST_KILL_AT`` to one of
 :data:`KILL_POINTS` makes ``save_model_dir`` kill its own process (SIGKILL)
 at that step; the crash-safety tests use it.
 
@@ -44,19 +49,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from embedclf.exceptions import ModelDirError
-from embedclf.workflow._model_dir_locations import (
-    VERSION_FOLDER,
+from embedclf.workflow._model_dir._locations import (
     check_backbone,
     check_output_dir,
     location_entry,
 )
-from embedclf.workflow._model_dir_manifest import (
+from embedclf.workflow._model_dir._manifest import (
+    HEAD_FILE,
+    LABELS_FILE,
+    MANIFEST_FILE,
+    MANIFEST_FORMAT,
+    MANIFEST_VERSION,
+    VERSION_FOLDER,
     jsonable,
     library_versions,
     manifest_c_grid,
     manifest_notes,
+    own_manifest,
+    read_manifest,
 )
-from embedclf.workflow._model_dir_trust import load_head
+from embedclf.workflow._model_dir._trust import load_head
 
 __all__ = [
     "MANIFEST_FORMAT",
@@ -72,15 +84,10 @@ __all__ = [
     "manifest_c_grid",
 ]
 
-MANIFEST_FORMAT = "embedclf-model-dir"
-#: Version 2: head and labels in a versioned folder named by the manifest
-#: (with their digests); ``backbone`` may be a list (several backbones).
-#: Version 1 (embedclf 0.1.0) is still read.
-MANIFEST_VERSION = 2
-HEAD_FILE = "head.skops"
-LABELS_FILE = "labels.txt"
-MANIFEST_FILE = "manifest.json"
 LOCK_FILE = ".embedclf.lock"
+REPORT_DIR = "report"
+#: Prefix of the temporary link (or old report folder) ``_publish_report`` uses.
+_REPORT_TMP = ".report.tmp-"
 #: Steps of ``save_model_dir`` at which ``EMBEDCLF_TEST_KILL_AT`` kills it.
 KILL_POINTS = ("folder", "head", "labels", "manifest-tmp", "switched", "cleaned")
 
@@ -140,19 +147,104 @@ def _sha256(path) -> str:
 
 def _replaced_files(path: Path) -> list:
     """What the current manifest of ``path`` names, to delete once replaced."""
-    try:
-        old = json.loads((path / MANIFEST_FILE).read_text())
-    except (OSError, ValueError):
-        return []
-    if not isinstance(old, dict) or old.get("format") != MANIFEST_FORMAT:
+    old = own_manifest(path)
+    if old is None:
         return []  # not ours (a folder written into with --force): keep it all
     if old.get("format_version") == 1:
         return [path / old.get("head_file", HEAD_FILE), path / LABELS_FILE]
     return []  # version 2: its model-* folder goes with the other stale ones
 
 
+def _remove(entry: Path) -> None:
+    """Delete a file, a link or a folder; missing is fine."""
+    if entry.is_symlink() or entry.is_file():
+        entry.unlink(missing_ok=True)
+    elif entry.is_dir():
+        shutil.rmtree(entry, ignore_errors=True)
+
+
+def _publish_report(path: Path, folder: str) -> None:
+    """Point ``path/report`` at ``folder``'s report (or remove it: none).
+
+    A relative link replaced with ``os.replace``, so a reader sees the old or
+    the new report, never a mix; where links are refused (Windows without
+    the right), a copy. Runs under the directory's lock, right after the
+    manifest switch.
+    """
+    link = path / REPORT_DIR
+    target = path / folder / REPORT_DIR
+    if link.is_dir() and not link.is_symlink():  # a real folder (embedclf <= 0.1)
+        trash = path / f"{_REPORT_TMP}{secrets.token_hex(4)}"
+        os.replace(link, trash)
+        _remove(trash)
+    if not target.is_dir():
+        _remove(link)
+        return
+    tmp = path / f"{_REPORT_TMP}{secrets.token_hex(4)}"
+    try:
+        os.symlink(f"{folder}/{REPORT_DIR}", tmp, target_is_directory=True)
+    except (OSError, NotImplementedError):  # pragma: no cover - no symlinks
+        _remove(link)
+        shutil.copytree(target, link)
+        return
+    os.replace(tmp, link)
+    _fsync(path)
+
+
+def _write_extra_files(path: Path, folder: str, extra_files) -> dict:
+    """Write ``extra_files`` into ``path/folder``; their ``files`` entries."""
+    extra = {}
+    for name, (file_name, data) in (extra_files or {}).items():
+        (path / folder / file_name).write_bytes(data)
+        _fsync(path / folder / file_name)
+        extra[name] = {
+            "path": f"{folder}/{file_name}",
+            "sha256": _sha256(path / folder / file_name),
+        }
+    return extra
+
+
+def _write_version(
+    path: Path, folder: str, head, labels, write_report, extra_files
+) -> dict:
+    """Write ``path/folder``: head, labels, extra files, report; ``files``."""
+    import skops.io as sio
+
+    (path / folder).mkdir()
+    _kill_point("folder")
+    sio.dump(head, path / folder / HEAD_FILE)
+    _fsync(path / folder / HEAD_FILE)
+    _kill_point("head")
+    labels_path = path / folder / LABELS_FILE
+    labels_path.write_text("".join(label + "\n" for label in labels), encoding="utf-8")
+    _fsync(labels_path)
+    extra = _write_extra_files(path, folder, extra_files)
+    _fsync(path / folder)
+    _kill_point("labels")
+    if write_report is not None:
+        write_report(path / folder / REPORT_DIR)
+    files = {
+        "head": {
+            "path": f"{folder}/{HEAD_FILE}",
+            "sha256": _sha256(path / folder / HEAD_FILE),
+        },
+        "labels": {"path": f"{folder}/{LABELS_FILE}", "sha256": _sha256(labels_path)},
+        **extra,
+    }
+    if (path / folder / REPORT_DIR).is_dir():
+        files["report"] = {"path": f"{folder}/{REPORT_DIR}"}
+        _fsync(path / folder)
+    return files
+
+
 def save_model_dir(
-    path, head, manifest: dict, *, force: bool = False, extra_files=None
+    path,
+    head,
+    manifest: dict,
+    *,
+    force: bool = False,
+    write_report=None,
+    extra_files=None,
 ) -> Path:
     """Write ``head``, its labels and the manifest into ``path``, atomically.
 
@@ -171,6 +263,11 @@ def save_model_dir(
         recorded with their absolute path and their path relative to ``path``.
     force : bool, default=False
         Write into a non-empty folder that is not a model directory.
+    write_report : callable, default=None
+        Called with the new version's ``report/`` folder (a Path, not yet
+        created) while the directory is locked, before the switch: what it
+        writes there becomes the report of this model, switched with it, and
+        ``path/report`` shows it afterwards.
     extra_files : dict, default=None
         ``{name: (file name, bytes)}``: more files of this model (e.g. the
         training photos, ``workflow/_explain/_training_index.py``), written
@@ -187,7 +284,6 @@ def save_model_dir(
         ``path`` is a file, or a non-empty folder that is not a model
         directory (without ``force``).
     """
-    import skops.io as sio
     from filelock import FileLock
 
     path = Path(path)
@@ -234,37 +330,9 @@ def save_model_dir(
     with FileLock(str(path / LOCK_FILE)):
         replaced = _replaced_files(path)
         folder = f"model-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
-        (path / folder).mkdir()
-        _kill_point("folder")
-        sio.dump(head, path / folder / HEAD_FILE)
-        _fsync(path / folder / HEAD_FILE)
-        _kill_point("head")
-        labels_path = path / folder / LABELS_FILE
-        labels_path.write_text(
-            "".join(label + "\n" for label in labels), encoding="utf-8"
+        full["files"] = _write_version(
+            path, folder, head, labels, write_report, extra_files
         )
-        _fsync(labels_path)
-        extra = {}
-        for name, (file_name, data) in (extra_files or {}).items():
-            (path / folder / file_name).write_bytes(data)
-            _fsync(path / folder / file_name)
-            extra[name] = {
-                "path": f"{folder}/{file_name}",
-                "sha256": _sha256(path / folder / file_name),
-            }
-        _fsync(path / folder)
-        _kill_point("labels")
-        full["files"] = {
-            "head": {
-                "path": f"{folder}/{HEAD_FILE}",
-                "sha256": _sha256(path / folder / HEAD_FILE),
-            },
-            "labels": {
-                "path": f"{folder}/{LABELS_FILE}",
-                "sha256": _sha256(labels_path),
-            },
-            **extra,
-        }
         tmp = path / (MANIFEST_FILE + ".tmp")
         tmp.write_text(json.dumps(jsonable(full), indent=2) + "\n")
         _fsync(tmp)
@@ -272,50 +340,16 @@ def save_model_dir(
         os.replace(tmp, path / MANIFEST_FILE)  # the switch
         _fsync(path)
         _kill_point("switched")
+        _publish_report(path, folder)
         for stale in replaced:
             stale.unlink(missing_ok=True)
         for other in path.iterdir():
             if other.name != folder and VERSION_FOLDER.match(other.name):
                 shutil.rmtree(other, ignore_errors=True)
+            elif other.name.startswith(_REPORT_TMP):
+                _remove(other)
         _kill_point("cleaned")
     return path
-
-
-def read_manifest(path) -> dict:
-    """Read and check ``path/manifest.json`` (format and version)."""
-    path = Path(path)
-    if not path.is_dir():
-        raise ModelDirError(
-            f"Model directory {str(path)!r} does not exist. Pass the --output "
-            "directory of `embedclf train`."
-        )
-    manifest_path = path / MANIFEST_FILE
-    if not manifest_path.is_file():
-        raise ModelDirError(
-            f"{str(path)!r} is not an embedclf model directory: it has no "
-            f"{MANIFEST_FILE}. Pass the --output directory of `embedclf train`."
-        )
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelDirError(
-            f"{str(manifest_path)!r} is not valid JSON ({exc}). Train the model "
-            "again, or restore the file from a backup."
-        ) from None
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise ModelDirError(
-            f"{str(manifest_path)!r} is not an embedclf manifest (format "
-            f"{manifest.get('format') if isinstance(manifest, dict) else None!r}, "
-            f"expected {MANIFEST_FORMAT!r})."
-        )
-    version = manifest.get("format_version")
-    if not isinstance(version, int) or version > MANIFEST_VERSION:
-        raise ModelDirError(
-            f"Model directory {str(path)!r} has format version {version!r}, but "
-            f"this embedclf reads versions up to {MANIFEST_VERSION}. Upgrade "
-            "embedclf (pip install -U embedclf) to use it."
-        )
-    return manifest
 
 
 def _member(path: Path, entry, what: str) -> tuple[Path, str | None]:

@@ -10,14 +10,18 @@ import numpy as np
 import pytest
 from conftest import write_image
 
-from embedclf.workflow._report import (
+from embedclf.workflow._report._figures import (
+    calibration,
+    cluster_order,
+    top_confusions,
+)
+from embedclf.workflow._report._write import (
     classification_metrics,
     format_metrics,
     plot_confusion_matrix,
     write_misclassified_html,
     write_report,
 )
-from embedclf.workflow._report_figures import calibration, cluster_order, top_confusions
 
 
 def test_classification_metrics_values():

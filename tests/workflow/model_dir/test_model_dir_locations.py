@@ -16,7 +16,7 @@ from embedclf.workflow._model_dir import (
     load_model_dir,
     save_model_dir,
 )
-from embedclf.workflow._model_dir_locations import remembered_cache
+from embedclf.workflow._model_dir._locations import remembered_cache
 
 
 @pytest.fixture
@@ -104,19 +104,33 @@ def test_0_1_0_manifest_resolves_from_where_it_was_written(
     assert check_backbone(load_model_dir(md)) == str(tmp_path / "tiny")
 
 
-@pytest.mark.shared
-def test_0_1_0_fixture_finds_its_recorded_backbone():
+def test_0_1_0_manifest_finds_its_backbone_by_the_handle_as_typed(
+    tmp_path, tiny_model_dir
+):
+    """A 0.1.0 manifest records only the handle (no absolute or relative path).
+
+    The 0.1.0 fixture copied, its backbone pointed at a SavedModel built here
+    (a version-1 manifest has no digests to break), so nothing outside the
+    test's folders is needed.
+    """
     from pathlib import Path
 
-    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "model_dir_0_1_0"
-    md = load_model_dir(fixture / "softmax")
-    recorded = md.manifest["backbone"]["handle"]
-    if not os.path.isdir(recorded):
-        pytest.skip("the recorded backbone path is absent on this machine")
-    # the recorded absolute path exists, so that is the one used (on a CI
-    # checkout elsewhere it is a different copy from ../shared beside the repo)
-    assert os.path.samefile(check_backbone(md), recorded)
+    from embedclf.embedding._backbones import resolve_backbone
+
+    fixture = Path(__file__).resolve().parents[2] / "fixtures" / "model_dir_0_1_0"
+    md_path = shutil.copytree(fixture / "softmax", tmp_path / "old")
+    backbone = shutil.copytree(tiny_model_dir, tmp_path / "backbone")
+    manifest = json.loads((md_path / "manifest.json").read_text())
+    assert manifest["format_version"] == 1 and "path" not in manifest["backbone"]
+    manifest["backbone"]["handle"] = str(backbone)
+    manifest["backbone"]["identity"] = resolve_backbone(str(backbone)).identity
+    (md_path / "manifest.json").write_text(json.dumps(manifest))
+    md = load_model_dir(md_path)
+    assert os.path.samefile(check_backbone(md), backbone)
     assert remembered_cache(md) is None  # 0.1.0 did not record its cache
+    shutil.rmtree(backbone)
+    with pytest.raises(ModelDirError, match="cannot be found"):
+        check_backbone(md)
 
 
 def test_check_output_dir(tmp_path, head):  # noqa: F811

@@ -19,7 +19,7 @@ from conftest import SHARED_DATA, SHARED_MODEL
 
 from embedclf.workflow._model_dir import load_model_dir
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "model_dir_0_1_0"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "model_dir_0_1_0"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
 
 
@@ -66,3 +66,36 @@ def test_old_model_dir_predicts_through_the_cli(kind, tmp_path):
         EXPECTED[f"{kind}_top1_score"],
         rtol=1e-4,
     )
+
+
+def test_every_legacy_alias_is_one_a_saved_file_names():
+    """The aliases are the fixture's three head modules and HashSplit's."""
+    from embedclf._legacy_paths import LEGACY_MODULES
+
+    assert sorted(LEGACY_MODULES) == [
+        "embedclf._linear",
+        "embedclf._open_set",
+        "embedclf._split",
+        "embedclf._svm",
+    ]
+
+
+def test_a_0_1_0_pickle_of_hash_split_loads():
+    """A pickle naming ``embedclf._split.HashSplit`` (0.1.0's module)."""
+    import pickle
+
+    from embedclf.model_selection import HashSplit
+
+    new = pickle.dumps(HashSplit(validation_percentage=20), protocol=0)
+    old = new.replace(b"embedclf.model_selection._split", b"embedclf._split")
+    assert b"cembedclf._split\nHashSplit" in old
+    loaded = pickle.loads(old)
+    assert type(loaded) is HashSplit and loaded.validation_percentage == 20
+
+
+def test_old_module_paths_outside_the_list_do_not_import():
+    import importlib
+
+    for gone in ("embedclf._train", "embedclf._cli_train", "embedclf._embedder"):
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(gone)

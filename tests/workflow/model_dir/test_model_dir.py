@@ -70,7 +70,7 @@ def test_retrain_replaces_the_model_whole(tmp_path, head):
 def test_retrain_over_a_0_1_0_dir_removes_its_files(tmp_path, head):
     import shutil
 
-    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "model_dir_0_1_0"
+    fixture = Path(__file__).resolve().parents[2] / "fixtures" / "model_dir_0_1_0"
     shutil.copytree(fixture / "softmax", tmp_path / "md")
     save_model_dir(tmp_path / "md", head[0], _manifest())
     assert not (tmp_path / "md" / "head.skops").exists()

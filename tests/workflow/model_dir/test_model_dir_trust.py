@@ -61,7 +61,7 @@ def test_callables_are_never_trusted(tmp_path, model_dir, name):
 def test_trusted_types_are_classes_not_functions():
     import importlib
 
-    from embedclf.workflow._model_dir_trust import trusted_types
+    from embedclf.workflow._model_dir._trust import trusted_types
 
     names = trusted_types()
     assert "embedclf.heads._linear.SoftmaxClassifier" in names

@@ -1,6 +1,10 @@
-"""What a model directory's manifest records besides its files.
+"""The manifest of a model directory: its format, reading it, what it records.
 
-The library versions that shaped the model, JSON conversion, and the names
+The one place for the format constants (file names, ``format`` and
+``format_version``) and for reading a manifest and checking its format
+(:func:`read_manifest` strict, :func:`own_manifest` lenient); ``_io`` and
+``_locations`` import them from here. Also what it records besides its files:
+the library versions that shaped the model, JSON conversion, and the names
 and explanations of its figures: the cross-validation score is ``cv_*``,
 never ``validation_*`` (that is the validation part's), and ``notes`` in the
 manifest says what each figure and the image size mean.
@@ -8,18 +12,42 @@ manifest says what each figure and the image size mean.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import re
+from pathlib import Path
 
 import numpy as np
 
+from embedclf.exceptions import ModelDirError
+
 __all__ = [
+    "HEAD_FILE",
+    "LABELS_FILE",
+    "MANIFEST_FILE",
+    "MANIFEST_FORMAT",
+    "MANIFEST_VERSION",
+    "VERSION_FOLDER",
     "METRIC_NOTES",
     "jsonable",
     "library_versions",
     "manifest_c_grid",
     "manifest_notes",
+    "own_manifest",
+    "read_manifest",
 ]
+
+MANIFEST_FORMAT = "embedclf-model-dir"
+#: Version 2: head and labels in a versioned folder named by the manifest
+#: (with their digests); ``backbone`` may be a list (several backbones).
+#: Version 1 (embedclf 0.1.0) is still read.
+MANIFEST_VERSION = 2
+HEAD_FILE = "head.skops"
+LABELS_FILE = "labels.txt"
+MANIFEST_FILE = "manifest.json"
+#: Name of the versioned folder that holds one trained head and its labels.
+VERSION_FOLDER = re.compile(r"^model-\d{8}T\d{6}Z-[0-9a-f]{8}$")
 
 #: What each figure of ``metrics`` is (written under ``notes`` in the manifest).
 METRIC_NOTES = {
@@ -51,9 +79,9 @@ def library_versions() -> dict:
     """Versions of the libraries that shape a trained model."""
     from importlib.metadata import PackageNotFoundError, version
 
-    import embedclf
+    from embedclf._version import __version__
 
-    out = {"python": platform.python_version(), "embedclf": embedclf.__version__}
+    out = {"python": platform.python_version(), "embedclf": __version__}
     for dist in ("numpy", "scikit-learn", "skops", "tensorflow", "pillow", "h5py"):
         try:
             out[dist] = version(dist)
@@ -117,3 +145,51 @@ def manifest_notes(full: dict) -> dict:
     metrics = full.get("metrics") or {}
     notes.update({f"metrics.{k}": v for k, v in METRIC_NOTES.items() if k in metrics})
     return notes
+
+
+def own_manifest(path) -> dict | None:
+    """``path/manifest.json`` when it is an embedclf manifest (any version)."""
+    try:
+        manifest = json.loads((Path(path) / MANIFEST_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        return None
+    return manifest
+
+
+def read_manifest(path) -> dict:
+    """Read and check ``path/manifest.json`` (format and version)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelDirError(
+            f"Model directory {str(path)!r} does not exist. Pass the --output "
+            "directory of `embedclf train`."
+        )
+    manifest_path = path / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise ModelDirError(
+            f"{str(path)!r} is not an embedclf model directory: it has no "
+            f"{MANIFEST_FILE}. Pass the --output directory of `embedclf train`."
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelDirError(
+            f"{str(manifest_path)!r} is not valid JSON ({exc}). Train the model "
+            "again, or restore the file from a backup."
+        ) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise ModelDirError(
+            f"{str(manifest_path)!r} is not an embedclf manifest (format "
+            f"{manifest.get('format') if isinstance(manifest, dict) else None!r}, "
+            f"expected {MANIFEST_FORMAT!r})."
+        )
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > MANIFEST_VERSION:
+        raise ModelDirError(
+            f"Model directory {str(path)!r} has format version {version!r}, but "
+            f"this embedclf reads versions up to {MANIFEST_VERSION}. Upgrade "
+            "embedclf (pip install -U embedclf) to use it."
+        )
+    return manifest

@@ -30,7 +30,7 @@ def memo_dir_for(cache) -> Path | None:
 
 def memo_key(X, y, groups=None, **settings) -> str:
     """SHA-256 of the data, the labels, the groups and the settings."""
-    from embedclf.workflow._model_dir import library_versions
+    from embedclf.workflow._model_dir._manifest import library_versions
 
     digest = hashlib.sha256()
     X = np.ascontiguousarray(X, dtype=np.float32)
@@ -50,7 +50,7 @@ def load_fit(memo_dir, key: str):
     if memo_dir is None:
         return None
     from embedclf.exceptions import ModelDirError
-    from embedclf.workflow._model_dir import load_head
+    from embedclf.workflow._model_dir._trust import load_head
 
     head_path = Path(memo_dir) / f"{key}.skops"
     result_path = Path(memo_dir) / f"{key}.json"

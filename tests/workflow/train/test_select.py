@@ -9,9 +9,9 @@ import pytest
 from conftest import make_image_folder
 
 from embedclf import SoftmaxClassifier
-from embedclf.workflow._balance import add_balance_views, balance_plan
-from embedclf.workflow._select import merge_validation, select_head
 from embedclf.workflow._train import cross_entropy_score
+from embedclf.workflow._train._balance import add_balance_views, balance_plan
+from embedclf.workflow._train._select import merge_validation, select_head
 
 
 def blobs(n_per_class, seed, n_classes=3, dim=6):
@@ -140,23 +140,24 @@ def test_train_selects_on_the_validation_folder(tmp_path_factory, tiny_model_dir
 
 
 @pytest.mark.tf
-def test_train_balance_views_fills_the_small_class(tmp_path, tiny_model_dir, capsys):
-    from embedclf.cli import main
+def test_train_balance_views_fills_the_small_class(tmp_path, tiny_model_dir, caplog):
+    import embedclf
 
     root = tmp_path / "data"
     for part, n in (("train", 6), ("val", 2), ("test", 2)):
         make_image_folder(root / part, ("red", "green", "blue"), n, seed=len(part))
     for extra in sorted((root / "train" / "green").iterdir())[2:]:
         extra.unlink()  # green: 2 training images, the median class has 6
-    argv = ["train", str(root), "--output", str(tmp_path / "m"), "--model",
-            str(tiny_model_dir), "--cache", str(tmp_path / "c.h5"), "--C", "1",
-            "--balance", "views", "--no-progress"]  # fmt: skip
-    assert main(argv) == 0
-    out = capsys.readouterr().out
-    assert "Added 4 distorted views to the classes below the median size" in out
-    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
-    assert manifest["classifier"]["balance"] == "views"
-    assert manifest["metrics"]["n_augmented_views"] == 4
+    with caplog.at_level("INFO", logger="embedclf.train"):
+        result = embedclf.train(
+            root, output=tmp_path / "m", model=str(tiny_model_dir),
+            cache=tmp_path / "c.h5", C=1, balance="views", progress=False,
+        )  # fmt: skip
+    assert "Added 4 distorted views to the classes below the median size" in (
+        caplog.text
+    )
+    assert result.params["balance"] == "views"
+    assert result.metrics["n_augmented_views"] == 4
 
 
 def test_merge_validation_gives_validation_rows_their_own_groups():
@@ -169,15 +170,17 @@ def test_merge_validation_gives_validation_rows_their_own_groups():
 
 
 @pytest.mark.tf
-def test_train_on_a_hash_split_chooses_by_grouped_cv(tmp_path, tiny_model_dir, capsys):
-    from embedclf.cli import main
+def test_train_on_a_hash_split_chooses_by_grouped_cv(tmp_path, tiny_model_dir, caplog):
+    import embedclf
 
     root = make_image_folder(tmp_path / "flat", ("red", "green", "blue"), 10)
-    argv = ["train", str(root), "--output", str(tmp_path / "m"), "--model",
-            str(tiny_model_dir), "--C", "0.1,1", "--scaling", "none",
-            "--validation-percentage", "20", "--no-progress"]  # fmt: skip
-    assert main(argv) == 0
-    out = capsys.readouterr().out
-    assert "chosen by grouped cross-validation on training + validation" in out
-    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
-    assert manifest["metrics"]["selection_rule"] == "grouped-cv"
+    with caplog.at_level("INFO", logger="embedclf.train"):
+        result = embedclf.train(
+            root, output=tmp_path / "m", model=str(tiny_model_dir), C=[0.1, 1],
+            scaling="none", validation_percentage=20, progress=False,
+        )  # fmt: skip
+    assert "chosen by grouped cross-validation on training + validation" in (
+        caplog.text
+    )
+    assert result.estimate_rule == "grouped-cv"
+    assert result.params["standardize"] is False and result.params["C"] in (0.1, 1)

@@ -1,0 +1,403 @@
+"""``embedclf.predict`` and ``embedclf.evaluate``: using a model directory.
+
+Load MODEL_DIR (its backbone checked and found from any folder, the training
+cache reused when it still exists), embed the images with the preprocessing
+recorded at training, and answer with the head (averaged over the recorded
+test views). A folder written by ``embedclf export --tflite`` is run with
+LiteRT instead (``_export/_litert.py``), so a user checks on the desktop what
+the phone will answer. ``explain=True`` adds why (``_explain/``). The CLI
+verbs of the same names print what these return.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "EvaluationResult",
+    "evaluate",
+    "failure_reason",
+    "load_for_prediction",
+    "predict",
+]
+
+logger = logging.getLogger("embedclf")
+
+
+@dataclass
+class EvaluationResult:
+    """What :func:`embedclf.evaluate` measured and wrote.
+
+    Attributes
+    ----------
+    accuracy : float
+        Accuracy on the readable images.
+    metrics : dict
+        The report's metrics (per class, top confusions, calibration,
+        ``open_set``), as in ``metrics.json``.
+    report_dir : pathlib.Path
+        Where the report was written.
+    unreadable : list of str
+        Files that could not be read, left out.
+    """
+
+    accuracy: float
+    metrics: dict
+    report_dir: Path
+    unreadable: list
+
+
+def load_for_prediction(model_dir, *, model=None, cache=None):
+    """``(ModelDir, backbone handle, cache)`` for predicting with ``model_dir``.
+
+    Without ``cache``, the cache the model was trained with, when it still
+    exists.
+    """
+    from embedclf.workflow._model_dir import (
+        check_backbone,
+        load_model_dir,
+        remembered_cache,
+    )
+
+    loaded = load_model_dir(model_dir)
+    handle = check_backbone(loaded, model)
+    if cache is None:
+        cache = remembered_cache(loaded)
+        if cache is not None:
+            logger.info(
+                "using the cache %s that %s was trained with (--cache overrides it)",
+                cache,
+                model_dir,
+            )
+    return loaded, handle, cache
+
+
+def _embedder(loaded, handle, cache, batch_size, progress):
+    from embedclf.embedding._embedder import ImageEmbedder
+    from embedclf.workflow._model_dir import embedder_settings
+
+    return ImageEmbedder(
+        model=handle,
+        cache=cache,
+        batch_size=batch_size,
+        on_error="nan",
+        progress=progress,
+        **embedder_settings(loaded.manifest),
+    )
+
+
+def _answers(loaded, embedder, paths, test_views):
+    """(X, readable mask, labels, probabilities) of ``paths``."""
+    from embedclf.workflow._train._views import predict_with_views
+
+    X = embedder.transform(paths)
+    failed = set(embedder.failed_paths_.tolist())
+    ok = np.array([p not in failed for p in paths], dtype=bool)
+    views = test_views or loaded.manifest.get("test_views", "none")
+    good = [p for p, g in zip(paths, ok) if g]
+    labels, proba = predict_with_views(
+        loaded.head, X[ok], good, embedder, test_views=views,
+        augmentation=loaded.manifest.get("augmentation"),
+    )  # fmt: skip
+    return X, ok, labels, proba
+
+
+def failure_reason(path: str) -> str:
+    from embedclf.embedding._images import load_image
+
+    try:
+        load_image(path, (8, 8))
+    except (OSError, ValueError) as exc:
+        return str(exc)
+    return f"Could not embed {path!r}."
+
+
+def _inputs(paths_or_dir) -> tuple[list[str], set[str]]:
+    """(image paths, the inputs that do not exist) of files and folders.
+
+    Folders give their image files (recursively); a missing input stays in
+    place, to be reported as missing, not as an unreadable image file.
+    """
+    from embedclf.embedding._images import IMAGE_EXTENSIONS
+    from embedclf.workflow._datasets import walk_files
+
+    if isinstance(paths_or_dir, (str, os.PathLike)):
+        paths_or_dir = [paths_or_dir]
+    files, missing = [], set()
+    for item in map(os.fspath, paths_or_dir):
+        if os.path.isdir(item):
+            files.extend(
+                p
+                for p in walk_files(item)
+                if os.path.splitext(p)[1].lower() in IMAGE_EXTENSIONS
+            )
+            continue
+        if not os.path.lexists(item):
+            missing.add(item)
+        files.append(item)
+    return files, missing
+
+
+def _lite_runner(model_dir, **flags):
+    """The LiteRT runner of a TFLite export folder, or None for a model dir.
+
+    ``flags`` maps a flag name to whether it was given: none of them applies
+    to an export, whose backbone and views were fixed when it was written.
+    """
+    from embedclf.workflow._export._litert import LiteRTClassifier, is_tflite_export
+
+    if not is_tflite_export(model_dir):
+        return None
+    for flag, given in flags.items():
+        if given:
+            raise ValueError(
+                f"{flag} does not apply to the TensorFlow Lite export "
+                f"{os.fspath(model_dir)!r}: its backbone and test views were fixed "
+                "when it was exported. Drop the flag, or pass the model directory."
+            )
+    return LiteRTClassifier(model_dir)
+
+
+def _source(model_dir, options, explain):
+    """A ``LiteRTClassifier`` for a TFLite export, else (ModelDir, handle, cache)."""
+    lite = _lite_runner(
+        model_dir,
+        **{
+            "--model": bool(options["model"]),
+            "--test-views": bool(options["test_views"]),
+            "--explain": explain,
+        },
+    )
+    if lite is not None:
+        return lite
+    return load_for_prediction(
+        model_dir, model=options["model"], cache=options["cache"]
+    )
+
+
+def _predict_rows(source, paths, options, explain):
+    """(classes, labels, proba, ok, error by path, explanations or None)."""
+    if not isinstance(source, tuple):  # a TensorFlow Lite export
+        proba, labels, ok, errors = source.predict_files(paths)
+        bad = dict(zip([p for p, g in zip(paths, ok) if not g], errors))
+        return [str(c) for c in source.classes_], labels, proba, ok, bad, None
+    loaded, handle, cache = source
+    embedder = _embedder(
+        loaded, handle, cache, options["batch_size"], options["progress"]
+    )
+    X, ok, labels, proba = _answers(loaded, embedder, paths, options["test_views"])
+    bad = {p: failure_reason(p) for p, g in zip(paths, ok) if not g}
+    explanations = None
+    if explain and ok.any():
+        from embedclf.workflow._explain._explain import explain_predictions
+
+        good = [p for p, g in zip(paths, ok) if g]
+        explanations = (
+            explain_predictions(loaded, embedder, good, X[ok], proba),
+            loaded.manifest.get("crop_fraction", 1.0),
+        )
+    classes = [str(c) for c in loaded.head.classes_]
+    return classes, labels, proba, ok, bad, explanations
+
+
+def _with_explanations(results, explanations, explain_dir):
+    """Add ``neighbours``/``activation_map`` to the answered results.
+
+    With ``explain_dir``, also write ``explain_dir/explain.html``; returns
+    its path (or None).
+    """
+    found, crop_fraction = explanations
+    good = [r for r in results if "error" not in r]
+    for r, e in zip(good, found):
+        r["neighbours"] = e["neighbours"]
+        if "neighbours_reason" in e:
+            r["neighbours_reason"] = e["neighbours_reason"]
+        r["activation_map"] = e["activation_map"]
+    if explain_dir is None:
+        return None
+    from embedclf.workflow._explain._explain import render_explanations
+    from embedclf.workflow._explain._html import write_explanations_page
+
+    out = Path(explain_dir)
+    paths = [r["path"] for r in good]
+    snippets = render_explanations(
+        found, paths, out / "explain", "explain", crop_fraction=crop_fraction
+    )
+    labels = [r["label"] for r in good]
+    scores = [r["top_k"][0]["score"] for r in good]
+    return write_explanations_page(out, paths, labels, scores, snippets)
+
+
+def predict(
+    model_dir, paths_or_dir, *, model=None, cache=None, test_views=None, top_k=5,
+    batch_size=32, progress="auto", explain=False, explain_dir=None,
+):  # fmt: skip
+    """The top labels of images, as ``embedclf predict --json`` prints them.
+
+    Parameters
+    ----------
+    model_dir : str or os.PathLike
+        A model directory written by :func:`embedclf.train`, or a folder
+        written by ``embedclf export --tflite`` (run with LiteRT; then
+        ``model``, ``test_views`` and ``explain`` do not apply).
+    paths_or_dir : str, os.PathLike or list of them
+        Image files, and folders whose image files (recursively) are read.
+    model : str or list of str, default=None
+        The backbone(s), when they moved; None finds the recorded ones.
+    cache : str or os.PathLike, default=None
+        None uses the training cache when it still exists.
+    test_views : {"none", "flip", "train"}, default=None
+        None uses the model's (set at training).
+    top_k : int, default=5
+    batch_size : int, default=32
+    progress : bool or "auto", default="auto"
+    explain : bool, default=False
+        Add why: ``neighbours`` (the nearest training photos of the
+        predicted and the runner-up class, by cosine) and ``activation_map``
+        (exact, where the backbone exposes its feature map; otherwise the
+        reason it is not available).
+    explain_dir : str or os.PathLike, default=None
+        With ``explain``, also write ``explain_dir/explain.html``.
+
+    Returns
+    -------
+    results : list of dict
+        One per image, in order: ``path``, ``label`` and ``top_k`` (a list
+        of ``label``/``score``), or ``path`` and ``error`` for a file that
+        could not be read or an input that does not exist.
+    """
+    if top_k < 1:
+        raise ValueError(f"top_k (--top-k) must be at least 1; got {top_k}.")
+    options = {
+        "model": model,
+        "cache": cache,
+        "test_views": test_views,
+        "batch_size": batch_size,
+        "progress": progress,
+    }
+    source = _source(model_dir, options, explain)  # fails before the listing
+    paths, missing = _inputs(paths_or_dir)
+    if not paths:
+        raise ValueError(
+            f"No image files found in {paths_or_dir}. Pass image files or folders."
+        )
+    results = []
+    classes, labels, proba, ok, bad, explanations = _predict_rows(
+        source, paths, options, explain
+    )
+    rows = iter(range(len(paths) - len(bad)))
+    for path, good in zip(paths, ok):
+        if path in missing:
+            error = (
+                f"No file or folder {path!r}: it does not exist. Check the path, "
+                "or remove it from the input list."
+            )
+            results.append({"path": path, "error": error})
+            continue
+        if not good:
+            results.append({"path": path, "error": bad[path]})
+            continue
+        j = next(rows)
+        order = np.argsort(-proba[j])[:top_k]
+        top = [{"label": classes[c], "score": float(proba[j, c])} for c in order]
+        results.append({"path": path, "label": str(labels[j]), "top_k": top})
+    if explanations is not None:
+        page = _with_explanations(results, explanations, explain_dir)
+        if page is not None:
+            logger.info("Explanations written to %s", page)
+    return results
+
+
+def _evaluate_rows(source, paths, options):
+    """(X or None, ok, y_pred, proba, classes, embedder or None, unreadable)."""
+    if not isinstance(source, tuple):  # a TensorFlow Lite export
+        proba, y_pred, ok, _ = source.predict_files(list(paths))
+        bad = [str(p) for p, g in zip(paths, ok) if not g]
+        return None, ok, y_pred, proba, list(source.classes_), None, bad
+    loaded, handle, cache = source
+    embedder = _embedder(
+        loaded, handle, cache, options["batch_size"], options["progress"]
+    )
+    X, ok, y_pred, proba = _answers(
+        loaded, embedder, list(paths), options["test_views"]
+    )
+    bad = [str(p) for p, g in zip(paths, ok) if not g]
+    return X[ok], ok, y_pred, proba, loaded.labels, embedder, bad
+
+
+def evaluate(
+    model_dir, image_dir, *, report_dir=None, model=None, cache=None,
+    test_views=None, batch_size=32, progress="auto", explain=False,
+):  # fmt: skip
+    """Score a model directory on a labelled folder and write a report.
+
+    Parameters
+    ----------
+    model_dir : str or os.PathLike
+        A model directory, or a folder written by ``embedclf export
+        --tflite`` (run with LiteRT; its report has no open-set section).
+    image_dir : str or os.PathLike
+        One subfolder per class (e.g. a test split).
+    report_dir : str or os.PathLike, default=None
+        None writes ``MODEL_DIR/report-<name of image_dir>``.
+    model, cache, test_views, batch_size, progress
+        As :func:`predict`.
+    explain : bool, default=False
+        Show in ``misclassified.html``, for each misclassified image, the
+        nearest training photos of the predicted and runner-up class and
+        the activation map (where available).
+
+    Returns
+    -------
+    result : EvaluationResult
+    """
+    from embedclf.workflow._report._open_set import open_set_inputs
+    from embedclf.workflow._report._write import write_report
+    from embedclf.workflow._train._collect import _folder
+
+    options = {
+        "model": model,
+        "cache": cache,
+        "test_views": test_views,
+        "batch_size": batch_size,
+        "progress": progress,
+    }
+    source = _source(model_dir, options, explain)
+    paths, y_true = _folder(image_dir)
+    X, ok, y_pred, proba, classes, embedder, bad = _evaluate_rows(
+        source, paths, options
+    )
+    y_pred = np.asarray(y_pred).astype(str)
+    explanations = open_set = None
+    if isinstance(source, tuple):
+        open_set = open_set_inputs(source[0].head, X)
+        if explain:
+            from embedclf.workflow._explain._explain import explain_misclassified
+
+            explanations = explain_misclassified(
+                source[0], embedder, paths[ok], X, proba, y_true[ok], y_pred
+            )
+    name = Path(image_dir).resolve().name
+    out = Path(report_dir or Path(model_dir) / f"report-{name}")
+    metrics = write_report(
+        out,
+        paths[ok],
+        y_true[ok],
+        y_pred,
+        proba,
+        classes,
+        title=f"{name}: accuracy {float((y_true[ok] == y_pred).mean()):.4f}",
+        open_set=open_set,
+        explanations=explanations,
+    )
+    return EvaluationResult(
+        accuracy=metrics["accuracy"],
+        metrics=metrics,
+        report_dir=out,
+        unreadable=bad,
+    )

@@ -1,0 +1,43 @@
+"""``embedclf.predict`` and ``embedclf.evaluate`` on a trained model directory."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import pytest
+from _cli_helpers import trained
+
+import embedclf
+from embedclf.cli import main
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory, tiny_model_dir):
+    return trained(tmp_path_factory, tiny_model_dir)
+
+
+def test_predict_is_what_the_command_prints(session, tmp_path):
+    folder = session["data"] / "test"
+    missing = tmp_path / "photos"
+    results = embedclf.predict(session["output"], [folder, missing], top_k=2)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        main(["predict", str(session["output"]), str(folder), "--json", "--top-k", "2"])
+    assert results[:-1] == json.loads(buf.getvalue())
+    assert len(results) == 13 and all(len(r["top_k"]) == 2 for r in results[:-1])
+    assert results[-1]["path"] == str(missing)
+    assert results[-1]["error"].startswith(f"No file or folder {str(missing)!r}")
+    with pytest.raises(ValueError, match=r"top_k \(--top-k\) must be at least 1"):
+        embedclf.predict(session["output"], folder, top_k=0)
+
+
+def test_evaluate_returns_the_report(session, tmp_path):
+    result = embedclf.evaluate(
+        session["output"], session["data"] / "test", report_dir=tmp_path / "r"
+    )
+    written = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert result.accuracy == written["accuracy"] == result.metrics["accuracy"]
+    assert result.report_dir == tmp_path / "r" and result.unreadable == []
+    assert written["n_samples"] == 12
