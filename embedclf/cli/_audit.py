@@ -5,7 +5,14 @@ from __future__ import annotations
 import os
 import time
 
-from embedclf.cli._common import _add_backbone_args, _add_image_size, _progress, error
+from embedclf.cli._common import (
+    _add_backbone_args,
+    _add_image_size,
+    _progress,
+    add_runtime_arguments,
+    error,
+    runtime_settings,
+)
 
 __all__ = ["format_audit_parser", "run_audit"]
 
@@ -58,6 +65,7 @@ def format_audit_parser(parser):
     )
     _add_backbone_args(parser)
     _add_image_size(parser)
+    add_runtime_arguments(parser)
     parser.set_defaults(handler=run_audit)
 
 
@@ -96,6 +104,7 @@ def run_audit(args) -> int:
         progress=_progress(args),
         duplicate_threshold=args.duplicate_threshold,
         n_folds=args.folds,
+        **runtime_settings(args),
     )
     report_failures(result.summary["unreadable"])
     files = write_audit(result, args.output)

@@ -9,9 +9,11 @@ from embedclf.cli._common import (
     _embedder,
     _failure_reason,
     _models,
+    add_runtime_arguments,
     error,
     list_images,
     report_failures,
+    runtime_settings,
 )
 
 __all__ = [
@@ -47,6 +49,7 @@ def format_predict_parser(parser):
     )
     _add_backbone_args(parser, required_default=False)
     _add_test_views(parser, default_text="the model directory's (set at training)")
+    add_runtime_arguments(parser, recorded=True)
     parser.set_defaults(handler=run_predict)
 
 
@@ -80,7 +83,8 @@ def _embed_for_model_dir(args, model_dir, handle, paths):
 
     from embedclf.workflow._model_dir import embedder_settings
 
-    embedder = _embedder(args, handle, **embedder_settings(model_dir.manifest))
+    settings = embedder_settings(model_dir.manifest, **runtime_settings(args))
+    embedder = _embedder(args, handle, **settings)
     X = embedder.transform(paths)
     failed = set(embedder.failed_paths_.tolist())
     ok = np.array([p not in failed for p in paths], dtype=bool)
@@ -181,6 +185,7 @@ def format_evaluate_parser(parser):
     )
     _add_backbone_args(parser, required_default=False)
     _add_test_views(parser, default_text="the model directory's (set at training)")
+    add_runtime_arguments(parser, recorded=True)
     parser.set_defaults(handler=run_evaluate)
 
 

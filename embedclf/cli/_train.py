@@ -83,6 +83,7 @@ def run_train(args) -> int:
     from embedclf.cli._common import DEFAULT_MODEL, _embedder, _models, report_failures
     from embedclf.cli._train_args import DEFAULT_C_GRID, _c_grid
     from embedclf.embedding._images import preprocessing_tag
+    from embedclf.embedding._runtime import runtime_manifest
     from embedclf.workflow._model_dir import (
         check_output_dir,
         manifest_c_grid,
@@ -142,6 +143,8 @@ def run_train(args) -> int:
         "crop_fraction": args.crop_fraction,
         "normalize_each": args.normalize_each,
     }
+    if getattr(args, "precision", None) == "int8":  # calibrated on training photos
+        prep["calibration_images"] = data.paths[data.split == "training"]
     embedder = _embedder(args, model, **prep)
     t = time.perf_counter()
     X = embedder.transform(data.paths)
@@ -263,6 +266,7 @@ def run_train(args) -> int:
         "resample": args.resample,
         "crop_fraction": args.crop_fraction,
         "normalize_each": args.normalize_each,
+        **runtime_manifest(embedder),
         "test_views": test_views,
         "embedding_dim": int(X.shape[1]),
         "classifier": {

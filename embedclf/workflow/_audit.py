@@ -259,6 +259,8 @@ def audit_images(
     image_size=None,
     batch_size=32,
     progress=False,
+    runtime="auto",
+    precision="auto",
     **kwargs,
 ):
     """Embed image files (through ``cache``) and :func:`audit_vectors` them.
@@ -272,7 +274,7 @@ def audit_images(
         Backbone handle, as for :class:`~embedclf.ImageEmbedder`.
     cache : str or os.PathLike, default=None
         Embedding cache; with every vector cached the audit takes seconds.
-    image_size, batch_size, progress
+    image_size, batch_size, progress, runtime, precision
         As for :class:`~embedclf.ImageEmbedder` (``progress="auto"`` shows
         the audit's own bars when stderr is a terminal).
     **kwargs
@@ -297,6 +299,8 @@ def audit_images(
         batch_size=batch_size,
         on_error="nan",
         progress=progress,
+        runtime=runtime,
+        precision=precision,
     )
     X = embedder.transform(paths)
     failed = set(embedder.failed_paths_.tolist())
