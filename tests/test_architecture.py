@@ -38,6 +38,9 @@ OWNERS = {
     # the optional [dask] extra: the client side and the task run on workers
     "distributed": ("embedding/_dask.py", "embedding/_dask_worker.py"),
     "dask": ("embedding/_dask.py",),
+    # the OpenVINO runtime: conversion, NNCF int8 calibration, compilation
+    "openvino": ("embedding/_openvino.py",),
+    "nncf": ("embedding/_openvino.py",),
 }
 
 
@@ -124,6 +127,7 @@ def test_the_checks_can_fail(tmp_path, monkeypatch):
 def test_import_embedclf_stays_light():
     code = "from embedclf import ImageEmbedder, SoftmaxClassifier, load_image_folder\n"
     heavy, _ = heavy_modules_loaded(
-        code, ("tensorflow", "h5py", "tensorflow_hub", "dask", "distributed")
+        code,
+        ("tensorflow", "h5py", "tensorflow_hub", "dask", "distributed", "openvino"),
     )
     assert heavy == []

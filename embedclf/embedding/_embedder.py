@@ -292,7 +292,9 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         """
         return self
 
-    def _namespace(self, spec, rt):
+    def _namespace(self, spec, rt=None):
+        """The cache namespace of ``spec`` (``rt``: its effective runtime)."""
+        rt = self._runtime(spec) if rt is None else rt
         size = normalize_size(self.image_size)
         return CacheNamespace(
             handle=spec.handle,

@@ -6,8 +6,10 @@ resolved for this CPU, an OpenVINO model converted once and kept on disk,
 int8 calibrated once), and :func:`load_runtime` returns the callable backbone
 for it. Neither imports ``openvino`` itself: ``_openvino.py`` owns it.
 
-``auto`` (the default) means OpenVINO when it is installed, at the CPU's
-native precision: bf16 when OpenVINO reports the ``BF16`` capability
+``auto`` (the default) means OpenVINO when it is installed (and the
+environment variable ``EMBEDCLF_RUNTIME`` is not ``tensorflow``: a way to
+keep TensorFlow everywhere without passing it to each embedder, which the
+test suite uses), at the CPU's native precision: bf16 when OpenVINO reports the ``BF16`` capability
 (AVX512-BF16 or AMX), fp32 otherwise; and TensorFlow, with a logged line,
 for a backbone OpenVINO cannot convert. See ``docs/runtimes.md`` for the
 measurements behind this choice.
@@ -112,9 +114,11 @@ def resolve(runtime: str, precision: str) -> tuple[str, str]:
                 "(--runtime openvino) or precision='fp32'."
             )
         return "tensorflow", "fp32"
-    if not openvino_installed():
-        if runtime == "auto" and precision in ("auto", "fp32"):
+    auto_tf = os.environ.get("EMBEDCLF_RUNTIME", "").lower() == "tensorflow"
+    if runtime == "auto" and precision in ("auto", "fp32"):
+        if auto_tf or not openvino_installed():
             return "tensorflow", "fp32"
+    if not openvino_installed():
         raise ImportError(
             f"runtime={runtime!r} with precision={precision!r} needs OpenVINO, "
             f"which is not installed. Install it with: {OPENVINO_HINT}, or pass "
