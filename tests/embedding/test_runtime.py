@@ -201,3 +201,74 @@ def test_openvino_matches_tensorflow_on_real_photos():
     if "BF16" in _openvino.capabilities():
         bf16 = _embed(SHARED_MODEL, paths, runtime="openvino", precision="bf16", **kw)
         assert np.median(_cos(bf16, ref)) >= 0.999
+
+
+def test_model_dir_trained_on_openvino_predicts_with_it(
+    tiny_model_dir, tmp_path, caplog
+):
+    from _cli_helpers import grocery_like
+
+    from embedclf.cache._store import EmbeddingCache
+    from embedclf.cli import main
+    from embedclf.workflow._model_dir import embedder_settings
+
+    data = grocery_like(tmp_path / "data")
+    cache, out = tmp_path / "c.h5", tmp_path / "model"
+    argv = ["train", data / "train", "--model", tiny_model_dir, "--cache", cache]
+    argv += ["--output", out, "--image-size", "32", "--C", "1"]
+    assert main([*map(str, argv), "--runtime", "openvino", "--precision", "fp32"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["runtime"], manifest["precision"]) == ("openvino", "fp32")
+
+    def namespaces():
+        return sorted(ns["preprocessing"] for ns in EmbeddingCache(cache).info())
+
+    trained = namespaces()
+    assert len(trained) == 1 and trained[0].endswith("|runtime=openvino-fp32")
+    assert main(["predict", str(out), str(data / "train"), "--json"]) == 0
+    assert namespaces() == trained  # predicted from the same vectors: all hits
+    with caplog.at_level(logging.WARNING, logger="embedclf"):
+        assert main(["predict", str(out), str(data / "test"), "--runtime",
+                     "tensorflow"]) == 0  # fmt: skip
+    assert "trained with runtime=openvino" in caplog.text
+    assert len(namespaces()) == 2
+    # a model directory written before runtimes existed: TensorFlow fp32
+    old = embedder_settings({"image_size": None})
+    assert (old["runtime"], old["precision"]) == ("tensorflow", "fp32")
+
+
+#: Evaluated on the worker with the builtin ``eval``: a function of this module
+#: would be pickled by reference, and importing this module imports TensorFlow.
+_WORKER_STATE = (
+    "{'tf': 'tensorflow' in __import__('sys').modules, "
+    "'compiled': len(__import__('embedclf.embedding._openvino', "
+    "fromlist=['_']).__dict__['_compiled']), "
+    "'images': __import__('embedclf.embedding._backbones', "
+    "fromlist=['_']).backbone_image_count()}"
+)
+
+
+@pytest.mark.slow
+def test_dask_workers_use_the_runtime(tiny_model_dir, photos, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    kw = dict(image_size=SIZE, runtime="openvino", precision="fp32")
+    local = _embed(tiny_model_dir, photos, cache=tmp_path / "local.h5", **kw)
+    with (
+        distributed.LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        distributed.Client(cluster, set_as_default=False) as client,
+    ):
+        cache = tmp_path / "dask.h5"
+        for part in (photos[:8], photos[8:]):  # two runs, one compilation
+            X = _embed(
+                tiny_model_dir, part, cache=cache, scheduler=cluster.scheduler_address,
+                **kw,
+            )  # fmt: skip
+        state = next(iter(client.run(eval, _WORKER_STATE).values()))
+    np.testing.assert_allclose(X, local[8:], rtol=1e-5, atol=1e-6)
+    assert state == {"tf": False, "compiled": 1, "images": len(photos)}
