@@ -190,7 +190,7 @@ def _blobs(cache_dir: str) -> int:
 
 def compile_backbone(spec, xml_path: str, meta: dict, precision: str, threads=None):
     """The compiled model of ``xml_path`` at ``precision``, once per process."""
-    key = (xml_path, precision, threads)
+    key = (os.path.realpath(xml_path), precision, threads)
     with _lock:
         backbone = _compiled.get(key)
         if backbone is not None:
@@ -200,6 +200,9 @@ def compile_backbone(spec, xml_path: str, meta: dict, precision: str, threads=No
             "INFERENCE_PRECISION_HINT": _HINTS[precision],
             "PERFORMANCE_HINT": "LATENCY",
             "CACHE_DIR": cache_dir,
+            # Not pinned to cores: on a machine shared with other processes
+            # (and with our own decode threads) pinning measured slower.
+            "ENABLE_CPU_PINNING": False,
         }
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
