@@ -9,9 +9,10 @@ for it. Neither imports ``openvino`` itself: ``_openvino.py`` owns it.
 ``auto`` (the default) means OpenVINO when it is installed (and the
 environment variable ``EMBEDCLF_RUNTIME`` is not ``tensorflow``: a way to
 keep TensorFlow everywhere without passing it to each embedder, which the
-test suite uses), at the CPU's native precision: bf16 when OpenVINO reports the ``BF16`` capability
-(AVX512-BF16 or AMX), fp32 otherwise; and TensorFlow, with a logged line,
-for a backbone OpenVINO cannot convert. See ``docs/runtimes.md`` for the
+test suite uses), at the CPU's native precision: bf16 when OpenVINO reports
+the ``BF16`` capability (AVX512-BF16 or AMX), fp32 otherwise; and
+TensorFlow, with a logged line, for a backbone OpenVINO cannot convert.
+See ``docs/runtimes.md`` for the
 measurements behind this choice.
 
 Which combinations share cached vectors: TensorFlow (any CPU) keeps the
