@@ -12,8 +12,7 @@ keep TensorFlow everywhere without passing it to each embedder, which the
 test suite uses), at the CPU's native precision: bf16 when OpenVINO reports
 the ``BF16`` capability (AVX512-BF16 or AMX), fp32 otherwise; and
 TensorFlow, with a logged line, for a backbone OpenVINO cannot convert.
-See ``docs/runtimes.md`` for the
-measurements behind this choice.
+``docs/runtimes.md`` has the measurements behind this choice.
 
 Which combinations share cached vectors: TensorFlow (any CPU) keeps the
 namespace of earlier releases, so existing caches stay valid. Each OpenVINO
@@ -42,6 +41,7 @@ __all__ = [
     "load_runtime",
     "openvino_dir",
     "prepare",
+    "export_caveat",
     "resolve",
     "runtime_manifest",
 ]
@@ -249,3 +249,27 @@ def runtime_manifest(embedder) -> dict:
         keys, _ = embedder._hash_all(paths)
         out["calibration_images"] = [p for _, p in calibration_subset(paths, keys)]
     return out
+
+
+def export_caveat(runtime: str, precision: str) -> str | None:
+    """What a TensorFlow SavedModel export of such a model does not reproduce.
+
+    None for TensorFlow fp32 (the export's top-1 equals ``predict``'s).
+    """
+    if runtime == "tensorflow":
+        return None
+    if precision == "fp32":
+        closeness = "differ in the last bits (cosine >= 0.9999)"
+    else:
+        closeness = (
+            f"differ as {precision} rounding makes them (docs/runtimes.md gives "
+            "the cosine and how often the top-1 answers agree)"
+        )
+    return (
+        f"This model was trained on vectors of the OpenVINO runtime at "
+        f"{precision} ({runtime} recorded in its manifest); the exported "
+        f"SavedModel runs the backbone in TensorFlow fp32, whose vectors "
+        f"{closeness}, so its answers can differ from `embedclf predict`'s on "
+        "some images. Train with --runtime tensorflow for an export whose "
+        "top-1 equals predict's."
+    )

@@ -311,11 +311,15 @@ def export_savedmodel(model_dir, out_dir, *, model=None) -> Path:
 
     from embedclf.embedding._backbones import load_backbone, resolve_backbone
     from embedclf.embedding._multi import backbone_handles
+    from embedclf.embedding._runtime import export_caveat
     from embedclf.workflow._model_dir import check_backbone, embedder_settings
 
     params = head_arrays(model_dir.head)
     handles = backbone_handles(check_backbone(model_dir, model))
     settings = embedder_settings(model_dir.manifest)
+    caveat = export_caveat(settings["runtime"], settings["precision"])
+    if caveat is not None:
+        logger.warning("%s", caveat)
     test_views = model_dir.manifest.get("test_views", "none")
     if test_views not in ("none", "flip"):
         raise ModelDirError(
