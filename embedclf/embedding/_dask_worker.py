@@ -13,6 +13,9 @@ cache. TensorFlow on a worker runs with as many intra- and inter-op threads as
 the worker has (``dask worker --nthreads N``), set before its first op, and
 is imported without its start-up log lines (``quiet_tensorflow``), which
 would otherwise fill every worker's log with CUDA and CPU-feature notices.
+With the OpenVINO runtime the worker compiles, once per process, the model
+the client converted (in the folder beside the cache; OpenVINO gets the
+worker's threads) and never imports TensorFlow.
 """
 
 from __future__ import annotations

@@ -232,6 +232,10 @@ def test_model_dir_trained_on_openvino_predicts_with_it(
                      "tensorflow"]) == 0  # fmt: skip
     assert "trained with runtime=openvino" in caplog.text
     assert len(namespaces()) == 2
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="embedclf"):
+        assert main(["export", str(out), "--savedmodel", str(tmp_path / "sm")]) == 0
+    assert "the exported SavedModel runs the backbone in TensorFlow" in caplog.text
     # a model directory written before runtimes existed: TensorFlow fp32
     old = embedder_settings({"image_size": None})
     assert (old["runtime"], old["precision"]) == ("tensorflow", "fp32")
