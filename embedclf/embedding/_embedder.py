@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import numbers
 import os
+from functools import partial
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -25,7 +26,7 @@ from embedclf.embedding._inputs import check_paths, normalize_size
 from embedclf.embedding._runtime import (
     PRECISIONS,
     RUNTIMES,
-    calibration_subset,
+    calibration_loader,
     load_runtime,
     openvino_dir,
     prepare,
@@ -308,7 +309,7 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         """The effective runtime of ``spec`` (converted/calibrated once)."""
         calibration = None
         if self.calibration_images is not None:
-            calibration = self._calibration
+            calibration = partial(calibration_loader, self)
         return prepare(
             spec,
             normalize_size(self.image_size),
@@ -317,31 +318,6 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
             root=openvino_dir(self.cache),
             calibration=calibration,
         )
-
-    def _calibration(self, size):
-        """(keys, loader) of the int8 calibration subset at ``size``."""
-        from embedclf.embedding._images import load_image
-
-        paths = check_paths(self.calibration_images)
-        keys, _ = self._hash_all(paths)
-        subset = calibration_subset(paths, keys)
-
-        def loader():
-            return np.stack(
-                [
-                    load_image(
-                        path,
-                        size,
-                        max_image_pixels=self.max_image_pixels,
-                        as_uint8=True,
-                        resample=self.resample,
-                        crop_fraction=self.crop_fraction,
-                    )[1]
-                    for _, path in subset
-                ]
-            )
-
-        return [k for k, _ in subset], loader
 
     def transform(self, X):
         """Embed image files.

@@ -38,6 +38,8 @@ __all__ = [
     "PRECISIONS",
     "RUNTIMES",
     "Runtime",
+    "calibration_loader",
+    "calibration_subset",
     "load_runtime",
     "openvino_dir",
     "prepare",
@@ -155,6 +157,35 @@ def calibration_subset(paths, keys) -> list:
     """
     pairs = sorted({k: p for p, k in zip(paths, keys) if k is not None}.items())
     return pairs[:CALIBRATION_SIZE]
+
+
+def calibration_loader(embedder, size):
+    """(keys, loader) of ``embedder``'s int8 calibration subset at ``size``."""
+    import numpy as np
+
+    from embedclf.embedding._images import load_image
+    from embedclf.embedding._inputs import check_paths
+
+    paths = check_paths(embedder.calibration_images)
+    keys, _ = embedder._hash_all(paths)
+    subset = calibration_subset(paths, keys)
+
+    def loader():
+        return np.stack(
+            [
+                load_image(
+                    path,
+                    size,
+                    max_image_pixels=embedder.max_image_pixels,
+                    as_uint8=True,
+                    resample=embedder.resample,
+                    crop_fraction=embedder.crop_fraction,
+                )[1]
+                for _, path in subset
+            ]
+        )
+
+    return [k for k, _ in subset], loader
 
 
 def prepare(spec, requested_size, *, runtime, precision, root, calibration=None):
