@@ -230,6 +230,18 @@ def _train_cli(ctx, name, extra):
     }
 
 
+def _release_models():
+    """Drop this process's loaded and compiled backbones (their buffers for a
+    batch of 32 InceptionV3 images weigh gigabytes)."""
+    import gc
+
+    from embedclf.embedding import _backbones, _openvino
+
+    _openvino._compiled.clear()
+    _backbones._registry.clear()
+    gc.collect()
+
+
 def run(ctx: Context) -> dict:
     from embedclf.embedding import _openvino
 
@@ -252,6 +264,7 @@ def run(ctx: Context) -> dict:
         alone[name] = _backbone_alone(
             ctx, model, arms, photos, calibration, rounds, ov_root / name
         )
+        _release_models()
     metrics["backbone_alone"] = alone
     n_pipe = 16 if ctx.quick else 256
     pipe_photos = [str(p) for p in train[order[:n_pipe]]]
