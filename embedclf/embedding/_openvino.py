@@ -55,6 +55,15 @@ logger = logging.getLogger("embedclf")
 _HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 _counts = {"conversions": 0, "quantizations": 0, "compilations": 0}
 _compiled: dict[tuple, OpenVINOBackbone] = {}
+#: Compile settings besides precision and cache. Two streams of one thread
+#: each (THROUGHPUT, each batch split in two) measured no faster on 2 cores
+#: in the pipeline than one stream of two threads (see docs/runtimes.md).
+COMPILE_CONFIG = {
+    "PERFORMANCE_HINT": "LATENCY",
+    # Not pinned to cores: on a machine shared with other processes (and
+    # with our own decode threads) pinning measured slower.
+    "ENABLE_CPU_PINNING": False,
+}
 _lock = threading.Lock()
 _core = []
 
@@ -197,12 +206,9 @@ def compile_backbone(spec, xml_path: str, meta: dict, precision: str, threads=No
             return backbone
         cache_dir = os.path.join(os.path.dirname(xml_path), "compiled")
         config = {
+            **COMPILE_CONFIG,
             "INFERENCE_PRECISION_HINT": _HINTS[precision],
-            "PERFORMANCE_HINT": "LATENCY",
             "CACHE_DIR": cache_dir,
-            # Not pinned to cores: on a machine shared with other processes
-            # (and with our own decode threads) pinning measured slower.
-            "ENABLE_CPU_PINNING": False,
         }
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
