@@ -40,6 +40,7 @@ import numpy as np
 from embedclf.exceptions import BackboneLoadError
 
 __all__ = [
+    "ConversionError",
     "OpenVINOBackbone",
     "capabilities",
     "compile_backbone",
@@ -66,6 +67,11 @@ COMPILE_CONFIG = {
 }
 _lock = threading.Lock()
 _core = []
+
+
+class ConversionError(BackboneLoadError):
+    """OpenVINO's frontend cannot convert a loaded backbone (a load failure
+    of the backbone itself stays a plain ``BackboneLoadError``)."""
 
 
 def counts() -> dict:
@@ -120,7 +126,7 @@ def _convert(tf_backbone, size: tuple):
         concrete = fn.get_concrete_function(spec)
         model = ov.convert_model(concrete)
     except Exception as exc:  # OpConversionFailure and friends
-        raise BackboneLoadError(
+        raise ConversionError(
             f"OpenVINO cannot convert the model {tf_backbone.spec.handle!r} "
             f"({_unconverted_ops(exc)}). Use runtime='tensorflow' "
             "(--runtime tensorflow) for this backbone."

@@ -223,7 +223,7 @@ def prepare(spec, requested_size, *, runtime, precision, root, calibration=None)
 
     try:
         meta = _openvino.ensure_ir(folder, tf_loader, size_of)
-    except BackboneLoadError as exc:
+    except _openvino.ConversionError as exc:  # not a backbone that fails to load
         if runtime != "auto":
             raise
         logger.warning("%s Falling back to TensorFlow for it.", exc)

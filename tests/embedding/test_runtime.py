@@ -276,3 +276,18 @@ def test_dask_workers_use_the_runtime(tiny_model_dir, photos, tmp_path):
         state = next(iter(client.run(eval, _WORKER_STATE).values()))
     np.testing.assert_allclose(X, local[8:], rtol=1e-5, atol=1e-6)
     assert state == {"tf": False, "compiled": 1, "images": len(photos)}
+
+
+def test_a_backbone_that_fails_to_load_is_not_marked_unconvertible(
+    tmp_path, photos, monkeypatch
+):
+    """Under auto, only a conversion failure falls back (and is remembered);
+    a backbone that does not load (offline TF Hub, a broken folder) raises."""
+    model = tmp_path / "broken"
+    model.mkdir()
+    (model / "saved_model.pb").write_bytes(b"not a protobuf")
+    monkeypatch.delenv("EMBEDCLF_RUNTIME")
+    cache = tmp_path / "c.h5"
+    with pytest.raises(BackboneLoadError, match="Could not load the SavedModel"):
+        _embed(model, photos[:1], cache=cache)
+    assert not list(tmp_path.rglob("*.unconvertible"))
