@@ -99,6 +99,9 @@ class Context:
 
         params.setdefault("batch_size", self.batch_size)
         params.setdefault("progress", False)
+        # The items before 19 measure the TensorFlow runtime (their recorded
+        # figures and the shared cache are TensorFlow's); item 19 compares.
+        params.setdefault("runtime", "tensorflow")
         return ImageEmbedder(self.model, **params)
 
 

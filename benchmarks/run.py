@@ -29,6 +29,7 @@ Items
 16 leases       two processes embedding into one shared cache vs one alone
 17 small_images 28x28 grayscale images: upsampled by Pillow vs as is
 18 dask         Dask LocalCluster: 2 single-threaded workers vs 1 (images/s)
+19 runtime      TF fp32 vs OpenVINO fp32/bf16/int8: backbone, pipeline, accuracy
 20 tflite       TensorFlow Lite exports: size, accuracy, LiteRT photos/s
 21 audit        image checks and two-signal near-duplicates on planted grocery photos
 22 suggest      photos to label next: suggested vs random vs most uncertain
@@ -72,12 +73,13 @@ ITEMS = {
     16: "bench_leases",
     17: "bench_small_images",
     18: "bench_dask",
+    19: "bench_runtime",
     20: "bench_tflite",
     21: "bench_audit",
     22: "bench_suggest",
 }
 # Item 6 fills the shared grocery cache that item 5 reads, so it runs first.
-ORDER = [6, 5, 1, 2, 4, 3, 7, 8, 9, 10, 16, 17, 18, 20, 21, 22]
+ORDER = [6, 5, 1, 2, 4, 3, 7, 8, 9, 10, 16, 17, 18, 19, 20, 21, 22]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

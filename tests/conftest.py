@@ -19,6 +19,10 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# runtime="auto" means TensorFlow in the tests (bit-exact comparisons with
+# TensorFlow, no conversion per tiny model); tests/embedding/test_runtime.py
+# passes runtime="openvino" or clears this.
+os.environ.setdefault("EMBEDCLF_RUNTIME", "tensorflow")
 
 #: ``../shared`` beside the checkout; EMBEDCLF_SHARED names another place
 #: (a git worktree, say), for the tests and the benchmarks alike.
@@ -63,6 +67,19 @@ def build_tiny_savedmodel(export_dir, *, dim=16, seed=0, image_size=32):
     module = TinyFeatureVector()
     tf.saved_model.save(module, str(export_dir))
     return Path(export_dir)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _openvino_dir(tmp_path_factory):
+    """Converted OpenVINO models of cache-less embedders go to a session
+    folder, not ~/.cache (with a cache they go beside it)."""
+    old = os.environ.get("EMBEDCLF_OPENVINO_DIR")
+    os.environ["EMBEDCLF_OPENVINO_DIR"] = str(tmp_path_factory.mktemp("openvino"))
+    yield
+    if old is None:
+        os.environ.pop("EMBEDCLF_OPENVINO_DIR", None)
+    else:
+        os.environ["EMBEDCLF_OPENVINO_DIR"] = old
 
 
 @pytest.fixture(scope="session")

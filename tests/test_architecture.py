@@ -47,6 +47,9 @@ OWNERS = {
     "dask": ("embedding/_dask.py",),
     # the optional [lite] extra: running a TensorFlow Lite export
     "ai_edge_litert": ("workflow/_export/_litert.py",),
+    # the OpenVINO runtime: conversion, NNCF int8 calibration, compilation
+    "openvino": ("embedding/_openvino.py",),
+    "nncf": ("embedding/_openvino.py",),
 }
 
 
@@ -256,6 +259,7 @@ def test_the_checks_can_fail(tmp_path, monkeypatch):
 def test_import_embedclf_stays_light():
     code = "from embedclf import ImageEmbedder, SoftmaxClassifier, load_image_folder\n"
     heavy, _ = heavy_modules_loaded(
-        code, ("tensorflow", "h5py", "tensorflow_hub", "dask", "distributed")
+        code,
+        ("tensorflow", "h5py", "tensorflow_hub", "dask", "distributed", "openvino"),
     )
     assert heavy == []

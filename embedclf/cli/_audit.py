@@ -6,7 +6,14 @@ from __future__ import annotations
 import os
 import time
 
-from embedclf.cli._common import _add_backbone_args, _add_image_size, _progress, error
+from embedclf.cli._common import (
+    _add_backbone_args,
+    _add_image_size,
+    _progress,
+    add_runtime_arguments,
+    error,
+    runtime_settings,
+)
 
 __all__ = ["format_audit_parser", "run_audit"]
 
@@ -74,6 +81,7 @@ def format_audit_parser(parser):
     )
     _add_backbone_args(parser)
     _add_image_size(parser)
+    add_runtime_arguments(parser)
     parser.set_defaults(handler=run_audit)
 
 
@@ -118,6 +126,7 @@ def run_audit(args) -> int:
         # A second audit of the same data into the same folder reads the
         # out-of-fold probabilities and neighbour searches back.
         memory=os.path.join(args.output, ".memo"),
+        **runtime_settings(args),
     )
     report_failures(result.summary["unreadable"])
     train = audit_command(

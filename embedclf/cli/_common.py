@@ -16,7 +16,9 @@ from embedclf.embedding._backbones import DEFAULT_MODEL
 __all__ = [
     "DEFAULT_MODEL",
     "PROG",
+    "add_runtime_arguments",
     "error",
+    "runtime_settings",
     "list_images",
     "report_failures",
 ]
@@ -96,6 +98,53 @@ def _add_backbone_args(parser, *, required_default=True, cache_required=False):
             "runs. Default: shown when many images need the backbone."
         ),
     )
+
+
+def add_runtime_arguments(parser, *, recorded=False):
+    """--runtime and --precision (train, embed, audit; predict and evaluate
+    with ``recorded=True``: their default is what the model directory says)."""
+    group = parser.add_argument_group(
+        "runtime",
+        "What runs the backbone (docs/runtimes.md compares them). Vectors of\n"
+        "each runtime and precision are cached apart.",
+    )
+    default = (
+        "Default: the one recorded in MODEL_DIR at training (a directory "
+        "without one: tensorflow, fp32)."
+        if recorded
+        else None
+    )
+    group.add_argument(
+        "--runtime",
+        choices=["auto", "openvino", "tensorflow"],
+        default=None,
+        help=(
+            "openvino converts the backbone once (kept beside the cache) and "
+            "runs it compiled for this CPU; tensorflow runs TensorFlow; auto "
+            "is openvino, or tensorflow for a backbone OpenVINO cannot convert. "
+            + (default or "Default: auto.")
+        ),
+    )
+    group.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "int8"],
+        default=None,
+        help=(
+            "OpenVINO's arithmetic: auto is bf16 on CPUs with bf16 "
+            "instructions, fp32 elsewhere; int8 quantizes the backbone with "
+            "NNCF on 300 of the training photos (train only). "
+            + (default or "Default: auto.")
+        ),
+    )
+
+
+def runtime_settings(args) -> dict:
+    """The ImageEmbedder parameters --runtime/--precision set (the given ones)."""
+    return {
+        name: getattr(args, name)
+        for name in ("runtime", "precision")
+        if getattr(args, name, None) is not None
+    }
 
 
 def _add_model_dir(parser):
@@ -193,6 +242,7 @@ def _embedder(args, model, *, on_error="nan", **settings):
     """The ImageEmbedder of a command; ``settings`` are its other parameters."""
     from embedclf.embedding._embedder import ImageEmbedder
 
+    settings = {**settings, **runtime_settings(args)}
     return ImageEmbedder(
         model=model,
         cache=args.cache,

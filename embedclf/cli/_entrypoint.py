@@ -25,6 +25,7 @@ from embedclf.cli._common import (
     _embedder,
     _Formatter,
     _models,
+    add_runtime_arguments,
     error,
     list_images,
     report_failures,
@@ -81,6 +82,7 @@ def format_embed_parser(parser):
         ),
     )
     _add_preprocessing(parser)
+    add_runtime_arguments(parser)
     parser.add_argument(
         "--scheduler",
         metavar="ADDRESS",

@@ -8,9 +8,11 @@ from embedclf.cli._common import (
     _add_test_views,
     _models,
     _progress,
+    add_runtime_arguments,
     error,
     list_images,
     report_failures,
+    runtime_settings,
 )
 from embedclf.cli._predict_explain import add_explain_argument, explanation_lines
 
@@ -60,17 +62,19 @@ def format_predict_parser(parser):
     _add_backbone_args(parser, required_default=False)
     _add_test_views(parser, default_text="the model directory's (set at training)")
     add_explain_argument(parser)
+    add_runtime_arguments(parser, recorded=True)
     parser.set_defaults(handler=run_predict)
 
 
 def _where(args) -> dict:
-    """The keywords that find the backbone, the cache and the views."""
+    """The keywords that find the backbone, the cache, the views, the runtime."""
     return {
         "model": _models(args),
         "cache": args.cache,
         "test_views": args.test_views,
         "batch_size": args.batch_size,
         "progress": _progress(args),
+        **runtime_settings(args),
     }
 
 
@@ -137,6 +141,7 @@ def format_evaluate_parser(parser):
     _add_backbone_args(parser, required_default=False)
     _add_test_views(parser, default_text="the model directory's (set at training)")
     add_explain_argument(parser, report=True)
+    add_runtime_arguments(parser, recorded=True)
     parser.set_defaults(handler=run_evaluate)
 
 

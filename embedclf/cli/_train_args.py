@@ -35,6 +35,7 @@ def format_train_parser(parser):
         _add_image_size,
         _add_preprocessing,
         _add_test_views,
+        add_runtime_arguments,
     )
     from embedclf.cli._train import run_train
 
@@ -55,6 +56,7 @@ def format_train_parser(parser):
     _add_backbone_args(parser)
     _add_image_size(parser)
     _add_preprocessing(parser)
+    add_runtime_arguments(parser)
     _add_test_views(parser, default_text="none")
     parser.set_defaults(handler=run_train)
 

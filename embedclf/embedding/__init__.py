@@ -4,7 +4,9 @@ Owns: ``ImageEmbedder``; the backbones (loading a TF Hub handle, a SavedModel
 or a Keras application, and its identity for cache keys); decoding and
 resizing with Pillow and its bit-exact TensorFlow twin for export; the
 decode-ahead prefetch; augmented views; compute-once over a shared cache;
-embedding on a Dask cluster (``_dask.py``, the optional ``distributed``).
+embedding on a Dask cluster (``_dask.py``, the optional ``distributed``);
+the runtime choice (``_runtime.py``) and the OpenVINO runtime
+(``_openvino.py``, the only importer of ``openvino`` and ``nncf``).
 This is the package that owns TensorFlow: it is imported lazily, here and in
 ``workflow._export``/``workflow._summaries`` only.
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from embedclf.cache._store import CacheNamespace, EmbeddingCache
-from embedclf.embedding._backbones import load_backbone, resolve_backbone
+from embedclf.embedding._backbones import resolve_backbone
 from embedclf.embedding._compute_once import embed_missing
 from embedclf.embedding._images import (
     content_key,
@@ -30,6 +30,7 @@ from embedclf.embedding._images import (
     read_image_bytes,
 )
 from embedclf.embedding._prefetch import batches_with_progress
+from embedclf.embedding._runtime import TENSORFLOW, load_runtime
 from embedclf.exceptions import ImageDecodeError
 
 __all__ = [
@@ -190,6 +191,7 @@ def embed_views(
     n_threads: int = 2,
     resample: str = "bilinear",
     crop_fraction: float = 1.0,
+    runtime=None,
 ):
     """Embed ``copies`` distorted views of each image, through the cache.
 
@@ -214,6 +216,8 @@ def embed_views(
         Threads that decode and distort views while the backbone runs.
     resample, crop_fraction
         Preprocessing, as ImageEmbedder's parameters of the same names.
+    runtime : _runtime.Runtime or None
+        The effective runtime (``ImageEmbedder._runtime``); None: TensorFlow.
 
     Returns
     -------
@@ -226,7 +230,8 @@ def embed_views(
     """
     paths = [os.fspath(p) for p in paths]
     spec = resolve_backbone(model)
-    tag = preprocessing_tag(resample, crop_fraction)
+    runtime = runtime or TENSORFLOW
+    tag = preprocessing_tag(resample, crop_fraction) + runtime.tag
     ns = _namespace(spec, image_size, settings, cache_dtype, tag)
     store = EmbeddingCache(cache) if cache is not None else None
     image_keys = [content_key(read_image_bytes(p)) for p in paths]
@@ -241,7 +246,8 @@ def embed_views(
     todo = list({keys[j]: j for j in reversed(todo)}.values())[::-1]
     n_computed = 0
     if todo:
-        backbone = load_backbone(spec, image_size[0] if image_size else None)
+        requested = tuple(image_size) if image_size else None
+        backbone = load_runtime(spec, requested, runtime)
         size = image_size or (backbone.default_image_size,) * 2
 
         def decode(j, out):
@@ -318,6 +324,7 @@ def embed_views_like(embedder, paths, *, settings: Distortions, copies: int):
     parts, slices, n_computed, start = [], [], 0, 0
     source = np.repeat(np.arange(len(paths)), copies)
     for handle in backbone_handles(embedder.model):
+        sub = type(embedder)(**dict(embedder.get_params(deep=False), model=handle))
         vectors, source, n = embed_views(
             paths,
             model=handle,
@@ -331,6 +338,7 @@ def embed_views_like(embedder, paths, *, settings: Distortions, copies: int):
             n_threads=embedder.n_decode_threads,
             resample=embedder.resample,
             crop_fraction=embedder.crop_fraction,
+            runtime=sub._runtime(resolve_backbone(handle)),
         )
         parts.append(vectors)
         slices.append(slice(start, start + vectors.shape[1]))

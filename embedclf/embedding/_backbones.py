@@ -37,6 +37,7 @@ __all__ = [
     "resolve_backbone",
     "load_backbone",
     "backbone_image_count",
+    "count_images",
 ]
 
 logger = logging.getLogger("embedclf")
@@ -82,6 +83,13 @@ def backbone_image_count() -> int:
     embedded (cache hits do not count).
     """
     return _image_count
+
+
+def count_images(n: int) -> None:
+    """Add ``n`` to :func:`backbone_image_count` (every runtime calls this)."""
+    global _image_count
+    with _count_lock:
+        _image_count += n
 
 
 def _known_image_size(handle: str) -> int | None:
@@ -211,7 +219,6 @@ class Backbone:
         uint8 pixels are scaled to [0, 1] in TensorFlow (the same float32
         values as ``pixels / 255`` in NumPy), which copies 4x fewer bytes.
         """
-        global _image_count
         import tensorflow as tf
 
         if images.dtype == np.uint8:
@@ -227,8 +234,7 @@ class Backbone:
                 "feature_vector (not a classification) model."
             )
         self.dim = vectors.shape[1]
-        with _count_lock:
-            _image_count += len(images)
+        count_images(len(images))
         return vectors
 
     def features(self, x):

@@ -193,12 +193,15 @@ def _commit(cache, ns, keys, vecs, vectors) -> None:
     vectors.update(zip((keys[j] for j in new), stored))
 
 
-def compute_on_cluster(embedder, paths, todo, spec, ns, cache, vectors, errors):
+def compute_on_cluster(
+    embedder, paths, todo, spec, ns, cache, vectors, errors, runtime=None
+):
     """Embed the keys in ``todo`` on the cluster of ``embedder.scheduler``.
 
     The parameters and the return value are those of
     ``_batches.compute_missing`` (``spec`` instead of a loaded backbone: the
-    client never loads it). Raises the first failure with
+    client never loads it; ``runtime``, the client's effective
+    ``_runtime.Runtime``, which every worker then uses). Raises the first failure with
     ``on_error="raise"``, after committing the shards that finished.
     """
     from tqdm.auto import tqdm
@@ -215,6 +218,8 @@ def compute_on_cluster(embedder, paths, todo, spec, ns, cache, vectors, errors):
         max_image_pixels=embedder.max_image_pixels,
         n_decode_threads=embedder.n_decode_threads,
     )
+    if runtime is not None:
+        settings["runtime"] = runtime
     show = shows_progress(embedder, len(items))
     distributed = import_distributed()
     computed = set()

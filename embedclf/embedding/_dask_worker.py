@@ -13,6 +13,9 @@ cache. TensorFlow on a worker runs with as many intra- and inter-op threads as
 the worker has (``dask worker --nthreads N``), set before its first op, and
 is imported without its start-up log lines (``quiet_tensorflow``), which
 would otherwise fill every worker's log with CUDA and CPU-feature notices.
+With the OpenVINO runtime the worker compiles, once per process, the model
+the client converted (in the folder beside the cache; OpenVINO gets the
+worker's threads) and never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ import logging
 
 import numpy as np
 
-from embedclf.embedding._backbones import load_backbone, resolve_backbone
+from embedclf.embedding._backbones import resolve_backbone
 from embedclf.embedding._batches import image_decoder, split_batch
 from embedclf.embedding._prefetch import prefetched_batches
 from embedclf.embedding._quiet import quiet_tensorflow
+from embedclf.embedding._runtime import TENSORFLOW, load_runtime
 from embedclf.exceptions import BackboneLoadError
 
 __all__ = ["embed_shard", "set_tf_threads"]
@@ -110,6 +114,7 @@ def embed_shard(
     max_image_pixels,
     n_decode_threads,
     tf_threads=None,
+    runtime=TENSORFLOW,
 ):
     """Decode and embed one shard: whole backbone batches of a local run.
 
@@ -130,7 +135,10 @@ def embed_shard(
     resample, crop_fraction, max_image_pixels, n_decode_threads
         As the embedder's parameters.
     tf_threads : int or None, default=None
-        TensorFlow's threads; None: the worker's thread count.
+        TensorFlow's (or OpenVINO's) threads; None: the worker's thread count.
+    runtime : _runtime.Runtime, default=TENSORFLOW
+        The runtime the client chose (OpenVINO: the model it converted,
+        compiled once per worker process from the same folder).
 
     Returns
     -------
@@ -140,9 +148,12 @@ def embed_shard(
     failures : list of (row, error)
         The shard rows that failed and why (picklable exceptions).
     """
-    set_tf_threads(tf_threads or _worker_threads())
+    threads = tf_threads or _worker_threads()
+    if runtime.name == "tensorflow":
+        set_tf_threads(threads)
     _check_identity(spec)
-    backbone = load_backbone(spec, image_size[0] if image_size else None)
+    requested = tuple(image_size) if image_size else None
+    backbone = load_runtime(spec, requested, runtime, threads=threads)
     size = tuple(image_size) if image_size else (backbone.default_image_size,) * 2
     items = [(key, row) for row, key in enumerate(keys)]
     decode = image_decoder(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import numbers
 import os
+from functools import partial
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -12,7 +13,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from embedclf._compat import HasMethods, Interval, StrOptions, _fit_context
 from embedclf.cache._store import CacheNamespace, EmbeddingCache
 from embedclf.embedding import _dask
-from embedclf.embedding._backbones import DEFAULT_MODEL, load_backbone, resolve_backbone
+from embedclf.embedding._backbones import DEFAULT_MODEL, resolve_backbone
 from embedclf.embedding._batches import IMAGE_ERRORS, compute_missing
 from embedclf.embedding._identity_memo import hash_paths
 from embedclf.embedding._images import (
@@ -22,6 +23,14 @@ from embedclf.embedding._images import (
     preprocessing_tag,
 )
 from embedclf.embedding._inputs import check_paths, normalize_size
+from embedclf.embedding._runtime import (
+    PRECISIONS,
+    RUNTIMES,
+    calibration_loader,
+    load_runtime,
+    openvino_dir,
+    prepare,
+)
 
 __all__ = ["ImageEmbedder"]
 
@@ -104,6 +113,24 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         embedded on the cluster's workers (each loads the backbone once) and
         committed to ``cache`` here; the vectors are bit for bit those of a
         local run. Needs ``pip install "embedclf[dask]"``; see *Notes*.
+    runtime : {"auto", "openvino", "tensorflow"}, default="auto"
+        What runs the backbone. "openvino" converts the loaded TensorFlow
+        function once with OpenVINO (kept on disk beside ``cache``, in
+        ``<cache>.openvino/``, or in ``~/.cache/embedclf/openvino``) and
+        runs the compiled model; "tensorflow" runs TensorFlow itself. "auto"
+        is "openvino" when it is installed, falling back to "tensorflow"
+        (with a logged warning) for a backbone OpenVINO cannot convert.
+        "openvino" raises ``BackboneLoadError`` for such a backbone.
+    precision : {"auto", "fp32", "bf16", "int8"}, default="auto"
+        Arithmetic of the OpenVINO runtime. "auto" is bf16 on a CPU with
+        bf16 instructions (AVX512-BF16 or AMX), fp32 elsewhere; bf16 asked
+        of a CPU without them runs fp32 (logged). "int8" quantizes the
+        backbone with NNCF on ``calibration_images`` (opt-in). TensorFlow
+        computes in fp32 only.
+    calibration_images : array-like of str or None, default=None
+        Image paths for int8 calibration (``precision="int8"`` only): the
+        300 with the smallest content keys are used, so the choice does not
+        depend on their order. ``embedclf train`` passes the training photos.
 
     Attributes
     ----------
@@ -117,6 +144,10 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
     embedding_slices_ : list of slice
         The columns of each backbone in the output, in ``model`` order (one
         slice covering all columns for a single backbone).
+    runtime_, precision_ : str
+        The runtime ("tensorflow" or "openvino") and precision the most
+        recent ``transform`` used (``auto`` resolved; with several backbones
+        resolved differently, the parameters as given).
 
     See Also
     --------
@@ -143,6 +174,13 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
     object, clones (``cross_val_score``, ``GridSearchCV``) share it; pickling
     (``n_jobs > 1`` with processes, ``joblib.dump``) is refused with a
     ``TypeError``: pass the scheduler's address there instead.
+
+    Runtime and precision are part of the cache namespace where the vectors
+    differ: ``runtime="tensorflow"`` keeps the namespace of earlier
+    releases (their caches stay valid), each OpenVINO precision has its own
+    (OpenVINO fp32 matches TensorFlow to a cosine of 0.9999 or more, but not
+    bit for bit), and int8 one per calibration set. ``embedclf/embedding/
+    _runtime.py`` says more; ``docs/runtimes.md`` has the measurements.
 
     The "fitted" attributes above are set by ``transform`` because the
     embedder is stateless (``fit`` learns nothing).
@@ -175,6 +213,9 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         "crop_fraction": [Interval(numbers.Real, 0, 1, closed="right")],
         "normalize_each": ["boolean"],
         "scheduler": [str, HasMethods(["submit", "scheduler_info"]), None],
+        "runtime": [StrOptions(set(RUNTIMES))],
+        "precision": [StrOptions(set(PRECISIONS))],
+        "calibration_images": ["array-like", None],
     }
 
     def __init__(
@@ -194,6 +235,9 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         crop_fraction=DEFAULT_CROP_FRACTION,
         normalize_each=False,
         scheduler=None,
+        runtime="auto",
+        precision="auto",
+        calibration_images=None,
     ):
         self.model = model
         self.cache = cache
@@ -209,6 +253,9 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         self.crop_fraction = crop_fraction
         self.normalize_each = normalize_each
         self.scheduler = scheduler
+        self.runtime = runtime
+        self.precision = precision
+        self.calibration_images = calibration_images
 
     def __sklearn_is_fitted__(self):
         return True
@@ -246,14 +293,30 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         """
         return self
 
-    def _namespace(self, spec):
+    def _namespace(self, spec, rt=None):
+        """The cache namespace of ``spec`` (``rt``: its effective runtime)."""
+        rt = self._runtime(spec) if rt is None else rt
         size = normalize_size(self.image_size)
         return CacheNamespace(
             handle=spec.handle,
             identity=spec.identity,
             image_size="default" if size is None else f"{size[0]}x{size[1]}",
-            preprocessing=preprocessing_tag(self.resample, self.crop_fraction),
+            preprocessing=preprocessing_tag(self.resample, self.crop_fraction) + rt.tag,
             dtype=self.cache_dtype,
+        )
+
+    def _runtime(self, spec):
+        """The effective runtime of ``spec`` (converted/calibrated once)."""
+        calibration = None
+        if self.calibration_images is not None:
+            calibration = partial(calibration_loader, self)
+        return prepare(
+            spec,
+            normalize_size(self.image_size),
+            runtime=self.runtime,
+            precision=self.precision,
+            root=openvino_dir(self.cache),
+            calibration=calibration,
         )
 
     def transform(self, X):
@@ -287,7 +350,8 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
     def _transform_hashed(self, paths, keys, errors):
         """``transform`` once the files are hashed (``errors`` is updated)."""
         spec = resolve_backbone(self.model)
-        ns = self._namespace(spec)
+        rt = self._runtime(spec)
+        ns = self._namespace(spec, rt)
         cache = EmbeddingCache(self.cache) if self.cache is not None else None
         self._raise_first(errors, paths)
         vectors = {}  # key -> float32 vector
@@ -307,11 +371,11 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
                     from embedclf.embedding._dask import compute_on_cluster
 
                     computed = compute_on_cluster(
-                        self, paths, todo, spec, ns, cache, vectors, errors
+                        self, paths, todo, spec, ns, cache, vectors, errors, rt
                     )
                 else:
                     requested = normalize_size(self.image_size)
-                    backbone = load_backbone(spec, requested[0] if requested else None)
+                    backbone = load_runtime(spec, requested, rt)
                     size = self._resolved_size(backbone)
                     computed = compute_missing(
                         self, paths, todo, backbone, size, ns, cache, vectors, errors
@@ -330,7 +394,7 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
 
         dim = len(next(iter(vectors.values()))) if vectors else None
         if dim is None:
-            dim = self._dim_without_images(spec)
+            dim = self._dim_without_images(spec, rt)
         fill = 0.0 if self.on_error == "zero" else np.nan
         if vectors and not todo and len(unique) == len(keys) == len(vectors):
             out, keys_left = found_vecs, ()  # all cached, distinct, in order
@@ -353,6 +417,7 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         self.n_computed_ = n_computed
         self.n_cached_ = n_cached
         self.embedding_slices_ = [slice(0, dim)]
+        self.runtime_, self.precision_ = rt.name, rt.precision
         if self.normalize_each:
             from embedclf.embedding._multi import normalize_blocks
 
@@ -373,10 +438,9 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         except OSError as exc:  # e.g. disk full: rows stay in the journal
             logger.warning("%s", exc)
 
-    def _dim_without_images(self, spec):
+    def _dim_without_images(self, spec, rt):
         """Embedding dim when no row was produced (empty input or all failed)."""
-        requested = normalize_size(self.image_size)
-        backbone = load_backbone(spec, requested[0] if requested else None)
+        backbone = load_runtime(spec, normalize_size(self.image_size), rt)
         if backbone.dim is None:
             size = self._resolved_size(backbone)
             backbone(np.zeros((1, *size, 3), dtype=np.float32))

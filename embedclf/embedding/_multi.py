@@ -72,7 +72,7 @@ def transform_several(embedder, paths):
     """
     handles = backbone_handles(embedder.model)
     keys, errors = embedder._hash_all(paths)
-    parts, failed, slices = [], set(), []
+    parts, failed, slices, runtimes = [], set(), [], set()
     n_computed = n_cached = 0
     start = 0
     for handle in handles:
@@ -86,6 +86,7 @@ def transform_several(embedder, paths):
         failed.update(sub.failed_paths_.tolist())
         n_computed += sub.n_computed_
         n_cached += sub.n_cached_
+        runtimes.add((sub.runtime_, sub.precision_))
         slices.append(slice(start, start + part.shape[1]))
         start += part.shape[1]
     X = np.hstack(parts)
@@ -99,4 +100,7 @@ def transform_several(embedder, paths):
     embedder.n_computed_ = n_computed
     embedder.n_cached_ = n_cached
     embedder.embedding_slices_ = slices
+    embedder.runtime_, embedder.precision_ = (
+        runtimes.pop() if len(runtimes) == 1 else (embedder.runtime, embedder.precision)
+    )
     return X

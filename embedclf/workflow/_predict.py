@@ -77,17 +77,25 @@ def load_for_prediction(model_dir, *, model=None, cache=None):
     return loaded, handle, cache
 
 
-def _embedder(loaded, handle, cache, batch_size, progress):
+def _embedder(loaded, handle, cache, options):
+    """The ImageEmbedder of ``loaded``: its recorded preprocessing and runtime.
+
+    ``options`` may override the runtime and precision (logged when they
+    differ from the recorded ones).
+    """
     from embedclf.embedding._embedder import ImageEmbedder
     from embedclf.workflow._model_dir import embedder_settings
 
+    overrides = {
+        k: options[k] for k in ("runtime", "precision") if options.get(k) is not None
+    }
     return ImageEmbedder(
         model=handle,
         cache=cache,
-        batch_size=batch_size,
+        batch_size=options["batch_size"],
         on_error="nan",
-        progress=progress,
-        **embedder_settings(loaded.manifest),
+        progress=options["progress"],
+        **embedder_settings(loaded.manifest, **overrides),
     )
 
 
@@ -171,6 +179,8 @@ def _source(model_dir, options, explain):
             "--model": bool(options["model"]),
             "--test-views": bool(options["test_views"]),
             "--explain": explain,
+            "--runtime": options.get("runtime") is not None,
+            "--precision": options.get("precision") is not None,
         },
     )
     if lite is not None:
@@ -187,9 +197,7 @@ def _predict_rows(source, paths, options, explain):
         bad = dict(zip([p for p, g in zip(paths, ok) if not g], errors))
         return [str(c) for c in source.classes_], labels, proba, ok, bad, None
     loaded, handle, cache = source
-    embedder = _embedder(
-        loaded, handle, cache, options["batch_size"], options["progress"]
-    )
+    embedder = _embedder(loaded, handle, cache, options)
     X, ok, labels, proba = _answers(loaded, embedder, paths, options["test_views"])
     bad = {p: failure_reason(p) for p, g in zip(paths, ok) if not g}
     explanations = None
@@ -235,7 +243,8 @@ def _with_explanations(results, explanations, explain_dir):
 
 def predict(
     model_dir, paths_or_dir, *, model=None, cache=None, test_views=None, top_k=5,
-    batch_size=32, progress="auto", explain=False, explain_dir=None,
+    batch_size=32, progress="auto", explain=False, explain_dir=None, runtime=None,
+    precision=None,
 ):  # fmt: skip
     """The top labels of images, as ``embedclf predict --json`` prints them.
 
@@ -263,6 +272,12 @@ def predict(
         reason it is not available).
     explain_dir : str or os.PathLike, default=None
         With ``explain``, also write ``explain_dir/explain.html``.
+    runtime : {"auto", "openvino", "tensorflow"}, default=None
+        None uses the runtime the model was trained with (a model directory
+        without one: TensorFlow); another one is logged, since its vectors
+        differ slightly (docs/runtimes.md).
+    precision : {"auto", "fp32", "bf16", "int8"}, default=None
+        As ``runtime``, for the precision.
 
     Returns
     -------
@@ -279,6 +294,8 @@ def predict(
         "test_views": test_views,
         "batch_size": batch_size,
         "progress": progress,
+        "runtime": runtime,
+        "precision": precision,
     }
     source = _source(model_dir, options, explain)  # fails before the listing
     paths, missing = _inputs(paths_or_dir)
@@ -320,9 +337,7 @@ def _evaluate_rows(source, paths, options):
         bad = [str(p) for p, g in zip(paths, ok) if not g]
         return None, ok, y_pred, proba, list(source.classes_), None, bad
     loaded, handle, cache = source
-    embedder = _embedder(
-        loaded, handle, cache, options["batch_size"], options["progress"]
-    )
+    embedder = _embedder(loaded, handle, cache, options)
     X, ok, y_pred, proba = _answers(
         loaded, embedder, list(paths), options["test_views"]
     )
@@ -332,7 +347,8 @@ def _evaluate_rows(source, paths, options):
 
 def evaluate(
     model_dir, image_dir, *, report_dir=None, model=None, cache=None,
-    test_views=None, batch_size=32, progress="auto", explain=False,
+    test_views=None, batch_size=32, progress="auto", explain=False, runtime=None,
+    precision=None,
 ):  # fmt: skip
     """Score a model directory on a labelled folder and write a report.
 
@@ -345,7 +361,7 @@ def evaluate(
         One subfolder per class (e.g. a test split).
     report_dir : str or os.PathLike, default=None
         None writes ``MODEL_DIR/report-<name of image_dir>``.
-    model, cache, test_views, batch_size, progress
+    model, cache, test_views, batch_size, progress, runtime, precision
         As :func:`predict`.
     explain : bool, default=False
         Show in ``misclassified.html``, for each misclassified image, the
@@ -366,6 +382,8 @@ def evaluate(
         "test_views": test_views,
         "batch_size": batch_size,
         "progress": progress,
+        "runtime": runtime,
+        "precision": precision,
     }
     source = _source(model_dir, options, explain)
     paths, y_true = _folder(image_dir)

@@ -108,6 +108,9 @@ def test_manifests_without_the_options_keep_the_old_preprocessing(two):
         "resample": "bilinear",
         "crop_fraction": 1.0,
         "normalize_each": False,
+        "runtime": "tensorflow",  # written before runtimes existed
+        "precision": "fp32",
+        "calibration_images": None,
     }
     manifest = json.loads((two["out"] / "manifest.json").read_text())
     assert embedder_settings(manifest)["crop_fraction"] == 0.9

@@ -317,6 +317,8 @@ def audit_images(
     batch_size=32,
     progress=False,
     image_checks=True,
+    runtime="auto",
+    precision="auto",
     **kwargs,
 ):
     """Embed and measure image files (through ``cache``) and audit them.
@@ -334,7 +336,7 @@ def audit_images(
         Backbone handle, as for :class:`~embedclf.ImageEmbedder`.
     cache : str or os.PathLike, default=None
         Embedding cache; with every vector cached the audit takes seconds.
-    image_size, batch_size, progress
+    image_size, batch_size, progress, runtime, precision
         As for :class:`~embedclf.ImageEmbedder` (``progress="auto"`` shows
         the audit's own bars when stderr is a terminal).
     image_checks : bool, default=True
@@ -361,6 +363,8 @@ def audit_images(
         batch_size=batch_size,
         on_error="nan",
         progress=progress,
+        runtime=runtime,
+        precision=precision,
     )
     X = embedder.transform(paths)
     failed = set(embedder.failed_paths_.tolist())

@@ -8,6 +8,8 @@ ops from the backbone(s) to the probabilities and the open-set decision.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from embedclf.exceptions import ModelDirError
@@ -108,11 +110,17 @@ def prepare_export(model_dir, model=None, *, target: str):
     """
     from embedclf.embedding._backbones import load_backbone, resolve_backbone
     from embedclf.embedding._multi import backbone_handles
+    from embedclf.embedding._runtime import export_caveat
     from embedclf.workflow._model_dir import check_backbone, embedder_settings
 
     params = head_arrays(model_dir.head)
     handles = backbone_handles(check_backbone(model_dir, model))
     settings = embedder_settings(model_dir.manifest)
+    # The export runs the backbone's TensorFlow ops: it reproduces a model
+    # trained on OpenVINO bf16/int8 vectors only approximately; say how much.
+    caveat = export_caveat(settings["runtime"], settings["precision"])
+    if caveat is not None:
+        logging.getLogger("embedclf").warning("%s", caveat)
     test_views = model_dir.manifest.get("test_views", "none")
     if test_views not in ("none", "flip"):
         raise ModelDirError(

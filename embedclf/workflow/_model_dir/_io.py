@@ -41,6 +41,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -69,6 +70,8 @@ from embedclf.workflow._model_dir._manifest import (
     read_manifest,
 )
 from embedclf.workflow._model_dir._trust import load_head
+
+logger = logging.getLogger("embedclf")
 
 __all__ = [
     "MANIFEST_FORMAT",
@@ -434,14 +437,35 @@ def load_model_dir(path) -> ModelDir:
     return ModelDir(path=path, head=head, manifest=manifest, labels=labels)
 
 
-def embedder_settings(manifest: dict) -> dict:
+def embedder_settings(manifest: dict, **overrides) -> dict:
     """ImageEmbedder parameters (besides ``model``) a model was trained with.
 
-    Manifests written before an option existed get its default.
+    Manifests written before an option existed get its default (before
+    runtimes: TensorFlow, fp32). ``overrides`` (e.g. ``runtime="tensorflow"``
+    from the command line) replace recorded values; a runtime or precision
+    that differs from the recorded one is logged, since the head then sees
+    slightly different vectors than it was trained on.
     """
-    return {
+    settings = {
         "image_size": manifest.get("image_size"),
         "resample": manifest.get("resample", "bilinear"),
         "crop_fraction": manifest.get("crop_fraction", 1.0),
         "normalize_each": manifest.get("normalize_each", False),
+        "runtime": manifest.get("runtime", "tensorflow"),
+        "precision": manifest.get("precision", "fp32"),
+        "calibration_images": manifest.get("calibration_images"),
     }
+    if overrides.get("runtime") == "tensorflow" and "precision" not in overrides:
+        overrides = {**overrides, "precision": "fp32"}  # TensorFlow's only one
+    for name in ("runtime", "precision"):
+        if name in overrides and overrides[name] != settings[name]:
+            logger.warning(
+                "The model was trained with %s=%s; embedding with %s=%s as "
+                "asked. The vectors differ slightly (docs/runtimes.md), so "
+                "predictions may differ from the training run's.",
+                name,
+                settings[name],
+                name,
+                overrides[name],
+            )
+    return {**settings, **overrides}

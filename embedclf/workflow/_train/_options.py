@@ -47,6 +47,8 @@ class TrainOptions:
     resample: str = "bilinear"
     crop_fraction: float = 0.875
     normalize_each: bool = False
+    runtime: str | None = "auto"
+    precision: str | None = "auto"
     batch_size: int = 32
     progress: object = "auto"
     summaries_dir: object = None
@@ -146,6 +148,10 @@ def check_options(opts: TrainOptions) -> TrainOptions:
         value = getattr(opts, name)
         if not 0 <= value < 100:
             raise ValueError(f"{name} must be in [0, 100); got {value!r}.")
+    opts.runtime = opts.runtime or "auto"
+    opts.precision = opts.precision or "auto"
+    _check_choice("runtime", opts.runtime, ("auto", "openvino", "tensorflow"))
+    _check_choice("precision", opts.precision, ("auto", "fp32", "bf16", "int8"))
     opts.C = normalise_C(opts.C)
     if opts.classifier == "mlp" and opts.C != "auto":
         raise ValueError(

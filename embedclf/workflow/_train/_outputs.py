@@ -34,6 +34,7 @@ def backbone_entry(model):
 def build_manifest(opts, run, head, tuning, metrics, timings) -> dict:
     """The manifest of the run (``save_model_dir`` adds files and versions)."""
     from embedclf.embedding._images import preprocessing_tag
+    from embedclf.embedding._runtime import runtime_manifest
     from embedclf.workflow._train._options import augmentation_entry
     from embedclf.workflow._train._unknown import unknown_entry
 
@@ -44,6 +45,7 @@ def build_manifest(opts, run, head, tuning, metrics, timings) -> dict:
         "resample": opts.resample,
         "crop_fraction": opts.crop_fraction,
         "normalize_each": opts.normalize_each,
+        **runtime_manifest(run.embedder),
         "test_views": opts.test_views,
         "embedding_dim": int(run.X.shape[1]),
         "classifier": {

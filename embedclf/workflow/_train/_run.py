@@ -94,10 +94,14 @@ class _Run:
     timings: dict = field(default_factory=dict)
 
 
-def build_embedder(opts: TrainOptions, model, image_size):
-    """The ImageEmbedder of a train run: the one place it is built."""
+def build_embedder(opts: TrainOptions, model, image_size, training_paths=None):
+    """The ImageEmbedder of a train run: the one place it is built.
+
+    int8 calibrates on ``training_paths`` (the user's own training photos).
+    """
     from embedclf.embedding._embedder import ImageEmbedder
 
+    calibration = training_paths if opts.precision == "int8" else None
     return ImageEmbedder(
         model=model,
         cache=opts.cache,
@@ -108,6 +112,9 @@ def build_embedder(opts: TrainOptions, model, image_size):
         resample=opts.resample,
         crop_fraction=opts.crop_fraction,
         normalize_each=opts.normalize_each,
+        runtime=opts.runtime,
+        precision=opts.precision,
+        calibration_images=calibration,
     )
 
 
@@ -118,8 +125,8 @@ def train(
     class_weight=None, unknown="off", unknown_dir=None, random_crop=0.0,
     random_scale=0.0, random_brightness=0.0, flip_left_right=False,
     augment_copies=None, test_views="none", image_size=None, resample="bilinear",
-    crop_fraction=0.875, normalize_each=False, batch_size=32, progress="auto",
-    summaries_dir=None, n_jobs=None,
+    crop_fraction=0.875, normalize_each=False, runtime="auto", precision="auto",
+    batch_size=32, progress="auto", summaries_dir=None, n_jobs=None,
 ):  # fmt: skip
     """Train a classifier on a folder of class subfolders, as ``embedclf train``.
 
@@ -145,6 +152,11 @@ def train(
     image_size : int, default=None
         Side in pixels; None is the backbone's own input size.
     progress : bool or "auto", default="auto"
+    runtime : {"auto", "openvino", "tensorflow"}, default="auto"
+        What runs the backbone (docs/runtimes.md); recorded in the model
+        directory, which ``predict`` and ``evaluate`` then reuse.
+    precision : {"auto", "fp32", "bf16", "int8"}, default="auto"
+        OpenVINO's arithmetic; int8 calibrates on the training photos.
     **others
         ``force``, ``val_dir``, ``test_dir``, ``validation_percentage``,
         ``testing_percentage``, ``exclude``, ``classifier``, ``scaling``, ``balance``,
@@ -208,7 +220,8 @@ def _embed(opts: TrainOptions, run: _Run) -> None:
     from embedclf.workflow._audit._duplicates import leak_hint
 
     data = run.data
-    run.embedder = build_embedder(opts, opts.model, run.image_size)
+    training = data.paths[data.split == "training"]
+    run.embedder = build_embedder(opts, opts.model, run.image_size, training)
     t = time.perf_counter()
     X = run.embedder.transform(data.paths)
     run.timings["embed_s"] = time.perf_counter() - t
