@@ -95,6 +95,11 @@ def run_train(args) -> int:
 
     t0 = time.perf_counter()
     check_output_dir(args.output, force=args.force)  # before any slow step
+    search = None
+    if getattr(args, "budget", None) is not None:  # --budget: search, set args
+        from embedclf.cli._train_budget import budget_search
+
+        search = budget_search(args, _print)
     if args.classifier == "mlp" and args.C_grid != _c_grid(DEFAULT_C_GRID):
         raise ValueError(
             "--C does not apply to --classifier mlp: its L2 penalty is fixed and "
@@ -287,6 +292,10 @@ def run_train(args) -> int:
         "metrics": metrics,
         "timings": {"embed_s": t_embed, "fit_s": t_fit, "test_views_s": t_views},
     }
+    if search is not None:  # --budget: the search's table, choice and estimate
+        from embedclf.cli._train_budget import record_search
+
+        record_search(manifest, search)
     out = save_model_dir(args.output, head, manifest, force=args.force)
     eval_idx, eval_name = (te, "testing") if len(te) else (va, "validation")
     if len(eval_idx):
@@ -313,6 +322,10 @@ def run_train(args) -> int:
         best_C=tuning["best_C"],
         rule=tuning.get("rule"),
     )
+    if search is not None:  # --budget: report/search.tsv
+        from embedclf.workflow._search._table import write_search_table
+
+        write_search_table(out / "report", search)
     if args.summaries_dir:
         from embedclf.workflow._curves import epoch_curves
         from embedclf.workflow._summaries import (
@@ -343,6 +356,8 @@ def run_train(args) -> int:
     )
     if test_acc is not None:
         _print(f"Final test accuracy = {test_acc:.2%} (N={len(te)}{views_text})")
+    if search is not None and search.estimate is not None:
+        _print(f"Estimate after the search (cross-fitted) = {search.estimate:.2%}")
     return 0
 
 
