@@ -60,7 +60,11 @@ def summary_lines(result) -> list[str]:
             lines.append(
                 f"  {step:<18} {row['status']}: {row['candidate']} "
                 f"({row['seconds']:.0f} s"
-                + (f", estimated {row['estimated_s']:.0f} s" if row["estimated_s"] else "")
+                + (
+                    f", estimated {row['estimated_s']:.0f} s"
+                    if row["estimated_s"]
+                    else ""
+                )
                 + (f", {row['left_s']:.0f} s left" if "left_s" in row else "")
                 + ")"
             )
