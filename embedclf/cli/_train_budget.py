@@ -32,7 +32,7 @@ def budget_search(args, say):
         batch_size=args.batch_size, progress=args.progress is True,
         unknown=parse_unknown(args.unknown),
         class_weight=None if args.class_weight == "none" else args.class_weight,
-        n_jobs=args.n_jobs,
+        n_jobs=args.n_jobs, on_step=say,
     )  # fmt: skip
     for line in summary_lines(result):
         say(line)

@@ -17,9 +17,9 @@ from embedclf.workflow._search._estimate import (
     cross_fitted_accuracy,
     row_scores,
 )
+from embedclf.workflow._search._heldout import Config
 from embedclf.workflow._search._recommend import stronger_backbone_hint
 from embedclf.workflow._search._run import search_vectors, train_kwargs
-from embedclf.workflow._search._heldout import Config
 from embedclf.workflow._search._sources import ArraySource
 
 

@@ -105,7 +105,7 @@ def _steps(s, *, allow_test_views, allow_views, mlp):
 def search_vectors(source, handles, y, split, *, budget_s, clock=time.perf_counter,
                    n_jobs=None, class_weight=None, allow_test_views=True,
                    allow_views=True, mlp=True, cache_reused=True, pooled=None,
-                   random_state=0) -> SearchResult:  # fmt: skip
+                   random_state=0, progress=None, one_se=None) -> SearchResult:  # fmt: skip
     """Search the levers on vectors from ``source`` (see ``_sources``).
 
     Parameters
@@ -126,18 +126,26 @@ def search_vectors(source, handles, y, split, *, budget_s, clock=time.perf_count
         Whether the final training finds the vectors in a cache.
     pooled : bool or None
         Force or forbid pooled cross-validation (None: by validation size).
+    progress : callable or None
+        Called with one line of text per step done or skipped.
+    one_se : bool or None
+        Force the one-standard-error rule on or off (None: on when the
+        held-out rows are few per class, ``_estimate.SMALL_PER_CLASS``).
     """
     budget = Budget(budget_s, clock)
     names = {h: short_name(h) for h in handles}
     s = _Search(source, handles, y, split, budget, names=names, n_jobs=n_jobs,
-                class_weight=class_weight, allow_test_views=allow_test_views,
-                cache_reused=cache_reused, random_state=random_state)  # fmt: skip
+                class_weight=class_weight, cache_reused=cache_reused,
+                random_state=random_state, progress=progress)  # fmt: skip
     s.plain_vectors()
     s.split = np.where(source.failed, "failed", s.split)
     s.plan = make_plan(s.y, s.split, source.plain(s.available[0]), pooled=pooled,
                        random_state=random_state)  # fmt: skip
     s.n_classes = len(s.plan.classes)
-    s.one_se = len(s.plan.rows) / s.n_classes < SMALL_PER_CLASS
+    small = len(s.plan.rows) / s.n_classes < SMALL_PER_CLASS
+    if one_se is None:  # measured: on grocery's val part it chose worse C
+        one_se = small and s.plan.mode == "pooled-cv"
+    s.one_se = one_se
     _steps(s, allow_test_views=allow_test_views, allow_views=allow_views, mlp=mlp)
     return _result(s, budget)
 
@@ -176,7 +184,8 @@ def _result(s, budget) -> SearchResult:
         why += (
             " Skipped for the budget: "
             + "; ".join(
-                f"{r['candidate']} (~{r['estimated_s']:.0f} s, {r['left_s']:.0f} s left)"
+                f"{r['candidate']} (~{r['estimated_s']:.0f} s, "
+                f"{r['left_s']:.0f} s left)"
                 for r in skipped
             )
             + "."
@@ -198,7 +207,7 @@ def _params(p) -> str:
 def search_training(data, models, *, cache, budget_s, image_size=None,
                     resample="bilinear", crop_fraction=0.875, batch_size=32,
                     progress=False, unknown="off", class_weight=None, n_jobs=None,
-                    clock=time.perf_counter) -> SearchResult:  # fmt: skip
+                    clock=time.perf_counter, on_step=None) -> SearchResult:  # fmt: skip
     """Search the training levers for the collected images ``data``.
 
     Parameters
@@ -214,6 +223,8 @@ def search_training(data, models, *, cache, budget_s, image_size=None,
         Seconds for the search and the final training together.
     unknown : str
         ``--unknown``: anything but "off" rules out test-time views.
+    on_step : callable or None
+        Called with one line of text per step done or skipped.
 
     Returns
     -------
@@ -233,7 +244,7 @@ def search_training(data, models, *, cache, budget_s, image_size=None,
         source, handles, data.labels, data.split, budget_s=budget_s, clock=clock,
         n_jobs=n_jobs, class_weight=class_weight,
         allow_test_views=unknown == "off", cache_reused=cache is not None,
-        pooled=True if data.layout == "hash-split" else None,
+        pooled=True if data.layout == "hash-split" else None, progress=on_step,
     )  # fmt: skip
     result.hint = stronger_backbone_hint(handles)
     return result

@@ -71,6 +71,7 @@ class EmbedderSource:
         self._views = {}  # (handle, kind, copies) -> {row: (copies, dim)}
         self._keys = None
         self._last_computed = 0
+        self._warmed = set()
 
     def _embedder(self, handle):
         from embedclf.embedding._embedder import ImageEmbedder
@@ -78,6 +79,19 @@ class EmbedderSource:
         return ImageEmbedder(
             handle, cache=self.cache, on_error="nan", **self.embedder_params
         )
+
+    def _warm(self, handle):
+        """Load the backbone and run it once, so a probe times only the work."""
+        if handle in self._warmed:
+            return
+        from embedclf.embedding._backbones import load_backbone, resolve_backbone
+
+        size = self.embedder_params.get("image_size")
+        backbone = load_backbone(resolve_backbone(handle), size)
+        side = size or backbone.default_image_size
+        batch = self.embedder_params.get("batch_size", 32)
+        backbone(np.zeros((batch, side, side, 3), dtype=np.float32))
+        self._warmed.add(handle)
 
     def _measure(self, handle, n_computed, seconds):
         self._last_computed = n_computed
@@ -111,6 +125,7 @@ class EmbedderSource:
         if missing == 0:
             return 0.0
         if handle not in self.throughput:
+            self._warm(handle)
             probe()
             missing = max(0, missing - self._last_computed)
         rate = self.throughput.get(handle)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-__all__ = ["COLUMNS", "summary_lines", "write_search_table"]
+__all__ = ["COLUMNS", "row_line", "summary_lines", "write_search_table"]
 
 COLUMNS = (
     "step",
@@ -34,40 +34,29 @@ def write_search_table(folder, result) -> Path:
     return path
 
 
+def row_line(row, *, n=None, seconds=None) -> str:
+    """One printed line: a step done (its best candidate of ``n``) or skipped."""
+    step = f"  {row['step']:<17}"
+    if row["status"] == "embedded":
+        return (
+            f"{step}{row['candidate']}: vectors in {row['seconds']:.0f} s "
+            f"(estimated {row['estimated_s']:.0f} s)"
+        )
+    if row["status"] != "tried":
+        return (
+            f"{step}{row['status']}: {row['candidate']} (estimated "
+            f"{row['estimated_s']:.0f} s, {row['left_s']:.0f} s left)"
+        )
+    return (
+        f"{step}best of {n or 1:>2}: {row['candidate']}: held-out accuracy "
+        f"{row['validation_accuracy']:.4f}, cross-entropy "
+        f"{row['validation_cross_entropy']:.4f} ({seconds or 0:.0f} s)"
+    )
+
+
 def summary_lines(result) -> list[str]:
-    """Lines to print: the best candidate of each step, skipped steps, the choice."""
-    lines, best = [], {}
-    for row in result.table:
-        if row["status"] == "tried":
-            old = best.get(row["step"])
-            if old is None or (
-                row["validation_cross_entropy"] < old["validation_cross_entropy"]
-            ):
-                best[row["step"]] = row
-    seen = set()
-    for row in result.table:
-        step = row["step"]
-        if row["status"] == "tried" and step not in seen:
-            seen.add(step)
-            r = best[step]
-            n = sum(1 for x in result.table if x["step"] == step)
-            lines.append(
-                f"  {step:<18} best of {n:>2}: {r['candidate']}: held-out accuracy "
-                f"{r['validation_accuracy']:.4f}, cross-entropy "
-                f"{r['validation_cross_entropy']:.4f} ({r['seconds'] * n:.0f} s)"
-            )
-        elif row["status"] != "tried":
-            lines.append(
-                f"  {step:<18} {row['status']}: {row['candidate']} "
-                f"({row['seconds']:.0f} s"
-                + (
-                    f", estimated {row['estimated_s']:.0f} s"
-                    if row["estimated_s"]
-                    else ""
-                )
-                + (f", {row['left_s']:.0f} s left" if "left_s" in row else "")
-                + ")"
-            )
+    """Lines to print after the search: the choice, its estimate, a hint."""
+    lines = []
     lines.append(f"Chosen: {result.why}")
     if result.estimate is not None:
         lines.append(
