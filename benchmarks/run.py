@@ -29,6 +29,7 @@ Items
 16 leases       two processes embedding into one shared cache vs one alone
 17 small_images 28x28 grayscale images: upsampled by Pillow vs as is
 18 dask         Dask LocalCluster: 2 single-threaded workers vs 1 (images/s)
+23 budget       train --budget 10 on grocery; the search vs the probe on small data
 """
 
 from __future__ import annotations
@@ -69,9 +70,10 @@ ITEMS = {
     16: "bench_leases",
     17: "bench_small_images",
     18: "bench_dask",
+    23: "bench_budget",
 }
 # Item 6 fills the shared grocery cache that item 5 reads, so it runs first.
-ORDER = [6, 5, 1, 2, 4, 3, 7, 8, 9, 10, 16, 17, 18]
+ORDER = [6, 5, 1, 2, 4, 3, 7, 8, 9, 10, 16, 17, 18, 23]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
