@@ -95,7 +95,9 @@ class EmbedderSource:
 
     def _measure(self, handle, n_computed, seconds):
         self._last_computed = n_computed
-        if n_computed >= 8 and seconds > 0:  # fewer: start-up dominates
+        # a few images say little, but beat no measurement at all
+        enough = n_computed >= 8 or (n_computed and handle not in self.throughput)
+        if enough and seconds > 0:
             self.throughput[handle] = n_computed / seconds
 
     def _content_keys(self):
