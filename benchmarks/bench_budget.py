@@ -44,8 +44,12 @@ def _vectors(ctx, model):
     out = {}
     for name in ("train", "val", "test"):
         paths, y = ctx.split(name)
-        emb = ImageEmbedder(str(model), cache=ctx.shared_cache,
-                            batch_size=ctx.batch_size, progress=False)  # fmt: skip
+        emb = ImageEmbedder(
+            str(model),
+            cache=ctx.shared_cache,
+            batch_size=ctx.batch_size,
+            progress=False,
+        )
         out[name] = (emb.transform(paths), np.asarray(y).astype(str))
     return out
 
@@ -56,9 +60,10 @@ def _sample(vecs, seed, *, n_train, n_val=2, n_test=10, n_classes=37):
     first = next(iter(vecs.values()))
     need = {"train": n_train, "val": n_val, "test": 2}
     ok = [
-        c for c in np.unique(first["train"][1])
+        c
+        for c in np.unique(first["train"][1])
         if all((first[s][1] == c).sum() >= n for s, n in need.items())
-    ]  # fmt: skip
+    ]
     classes = rng.choice(ok, min(n_classes, len(ok)), replace=False)
     blocks = {h: [] for h in vecs}
     y, split = [], []
@@ -99,27 +104,47 @@ def _budgeted(plain, handles, y, split):
 
     source = ArraySource({h: plain[h] for h in handles})
     with Timer() as t:
-        res = search_vectors(source, handles, y, split, budget_s=600,
-                             clock=FakeClock(), mlp=False, allow_views=False,
-                             allow_test_views=False)  # fmt: skip
+        res = search_vectors(
+            source,
+            handles,
+            y,
+            split,
+            budget_s=600,
+            clock=FakeClock(),
+            mlp=False,
+            allow_views=False,
+            allow_test_views=False,
+        )
     ch = res.chosen
     models = ch["model"] if isinstance(ch["model"], list) else [ch["model"]]
-    acc, _ = _final(features(source, models), y, split, C_grid=ch["C_grid"],
-                    standardize=ch["scaling"] == "standardize")  # fmt: skip
-    return {"test_accuracy": acc, "estimate": res.estimate, "seconds": t.seconds,
-            "chosen": f"{'+'.join(os.path.basename(m)[:18] for m in models)} "
-            f"C={ch['C_grid'][0]:g} {ch['scaling']}"}  # fmt: skip
+    acc, _ = _final(
+        features(source, models),
+        y,
+        split,
+        C_grid=ch["C_grid"],
+        standardize=ch["scaling"] == "standardize",
+    )
+    return {
+        "test_accuracy": acc,
+        "estimate": res.estimate,
+        "seconds": t.seconds,
+        "chosen": f"{'+'.join(os.path.basename(m)[:18] for m in models)} "
+        f"C={ch['C_grid'][0]:g} {ch['scaling']}",
+    }
 
 
 def _small_split(vecs, seed, n_train, quick):
     from sklearn.preprocessing import normalize
 
-    plain, y, split = _sample(vecs, seed, n_train=n_train,
-                              n_classes=5 if quick else 37)  # fmt: skip
+    plain, y, split = _sample(vecs, seed, n_train=n_train, n_classes=5 if quick else 37)
     fit, te = split != "testing", split == "testing"
     handles = list(plain)
-    row = {"seed": seed, "n_train": n_train, "n_classes": len(set(y)),
-           "n_test": int(te.sum())}  # fmt: skip
+    row = {
+        "seed": seed,
+        "n_train": n_train,
+        "n_classes": len(set(y)),
+        "n_test": int(te.sum()),
+    }
     for i, h in enumerate(handles):
         row[f"probe_backbone{i}"] = _probe(plain[h], y, fit, te)
     row["probe"] = row["probe_backbone0"]  # the default's (and Lite0 search's)
@@ -155,20 +180,34 @@ def _cli(ctx, name, argv):
     buf = io.StringIO()
     load = os.getloadavg()
     with Timer() as t, contextlib.redirect_stdout(buf):
-        status = main(["train", str(ctx.data), "-o", str(out), "--cache", str(cache),
-                       "--no-progress", *argv])  # fmt: skip
+        status = main(
+            [
+                "train",
+                str(ctx.data),
+                "-o",
+                str(out),
+                "--cache",
+                str(cache),
+                "--no-progress",
+                *argv,
+            ]
+        )
     text = buf.getvalue()
     (ctx.workdir / f"bench_budget_{name}.log").write_text(text)
     manifest = json.loads((out / "manifest.json").read_text())
     m = manifest["metrics"]
     return {
-        "status": status, "seconds": t.seconds, "loadavg_before": load,
-        "loadavg_after": os.getloadavg(), "test_accuracy": m["test_accuracy"],
-        "estimate": m["estimate"], "chosen": manifest.get("search", {}).get("chosen"),
+        "status": status,
+        "seconds": t.seconds,
+        "loadavg_before": load,
+        "loadavg_after": os.getloadavg(),
+        "test_accuracy": m["test_accuracy"],
+        "estimate": m["estimate"],
+        "chosen": manifest.get("search", {}).get("chosen"),
         "search_table": (out / "report" / "search.tsv").is_file(),
         "table": manifest.get("search", {}).get("table"),
         "why": manifest.get("search", {}).get("why"),
-    }  # fmt: skip
+    }
 
 
 def _mean(rows, key):
@@ -216,46 +255,87 @@ def _report(small, grocery, has_lite2):
     s = _small_summary(small)
     pts = 100.0
     ratios = [
-        _ratio("small data: default - probe (points, mean)",
-               pts * (s["default_test"] - s["probe"]), ">= -0.5",
-               s["default_test"] - s["probe"] >= -0.005),
-        _ratio("small data: budget (Lite0) - probe (points, mean)",
-               pts * (s["budget_lite0_test_accuracy"] - s["probe"]), ">= -0.5",
-               s["budget_lite0_test_accuracy"] - s["probe"] >= -0.005),
-        _ratio("small data: budget (Lite0) |estimate - test| (mean)",
-               s["budget_lite0_estimate_mae"], "report", None),
-    ]  # fmt: skip
+        _ratio(
+            "small data: default - probe (points, mean)",
+            pts * (s["default_test"] - s["probe"]),
+            ">= -0.5",
+            s["default_test"] - s["probe"] >= -0.005,
+        ),
+        _ratio(
+            "small data: budget (Lite0) - probe (points, mean)",
+            pts * (s["budget_lite0_test_accuracy"] - s["probe"]),
+            ">= -0.5",
+            s["budget_lite0_test_accuracy"] - s["probe"] >= -0.005,
+        ),
+        _ratio(
+            "small data: budget (Lite0) |estimate - test| (mean)",
+            s["budget_lite0_estimate_mae"],
+            "report",
+            None,
+        ),
+    ]
     if has_lite2:
         ratios += [
-            _ratio("small data: budget (Lite0+Lite2) - probe on both (points)",
-                   pts * (s["budget_both_test_accuracy"] - s["probe_both"]),
-                   ">= -0.5",
-                   s["budget_both_test_accuracy"] - s["probe_both"] >= -0.005),
-            _ratio("small data: budget (Lite0+Lite2) |estimate - test| (mean)",
-                   s["budget_both_estimate_mae"], "report", None),
-        ]  # fmt: skip
+            _ratio(
+                "small data: budget (Lite0+Lite2) - probe on both (points)",
+                pts * (s["budget_both_test_accuracy"] - s["probe_both"]),
+                ">= -0.5",
+                s["budget_both_test_accuracy"] - s["probe_both"] >= -0.005,
+            ),
+            _ratio(
+                "small data: budget (Lite0+Lite2) |estimate - test| (mean)",
+                s["budget_both_estimate_mae"],
+                "report",
+                None,
+            ),
+        ]
     if grocery:
         b, d = grocery["budget_10"], grocery["default"]
         err = abs(b["estimate"] - b["test_accuracy"])
         ratios += [
-            _ratio("grocery: train --budget 10 final test accuracy",
-                   b["test_accuracy"], ">= 0.80", b["test_accuracy"] >= 0.80),
-            _ratio("grocery: train --budget 10 |printed estimate - test|", err,
-                   "<= 0.02", err <= 0.02),
-            _ratio("grocery: train --budget 10 wall seconds", b["seconds"],
-                   "<= 600", b["seconds"] <= 600),
-            _ratio("grocery: default train (no budget, Lite0) test accuracy",
-                   d["test_accuracy"], "report (item 6: 0.749)", None),
-            _ratio("grocery: default train (no budget, Lite0) wall seconds",
-                   d["seconds"], "report", None),
-        ]  # fmt: skip
+            _ratio(
+                "grocery: train --budget 10 final test accuracy",
+                b["test_accuracy"],
+                ">= 0.80",
+                b["test_accuracy"] >= 0.80,
+            ),
+            _ratio(
+                "grocery: train --budget 10 |printed estimate - test|",
+                err,
+                "<= 0.02",
+                err <= 0.02,
+            ),
+            _ratio(
+                "grocery: train --budget 10 wall seconds",
+                b["seconds"],
+                "<= 600",
+                b["seconds"] <= 600,
+            ),
+            _ratio(
+                "grocery: default train (no budget, Lite0) test accuracy",
+                d["test_accuracy"],
+                "report (item 6: 0.749)",
+                None,
+            ),
+            _ratio(
+                "grocery: default train (no budget, Lite0) wall seconds",
+                d["seconds"],
+                "report",
+                None,
+            ),
+        ]
     return {
         "title": "train --budget: search within a time budget (issue 26)",
         "ratios": ratios,
-        "metrics": {"small": small, "small_mean": s, "grocery": grocery,
-                    "loadavg_end": os.getloadavg(), "time": time.time()},
+        "metrics": {
+            "small": small,
+            "small_mean": s,
+            "grocery": grocery,
+            "loadavg_end": os.getloadavg(),
+            "time": time.time(),
+        },
         "markdown": _markdown(s, grocery, len(small)),
-    }  # fmt: skip
+    }
 
 
 def _markdown(s, grocery, n_splits):
@@ -284,9 +364,13 @@ def _markdown(s, grocery, n_splits):
                 f"{pct(s[f'{name}_estimate'])} | {pct(s[f'{name}_estimate_mae'])} |"
             )
     if grocery:
-        lines += ["", "### Item 23: grocery (official folders)", "",
-                  "| run | test accuracy | estimate | seconds | chosen |",
-                  "|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "### Item 23: grocery (official folders)",
+            "",
+            "| run | test accuracy | estimate | seconds | chosen |",
+            "|---|---|---|---|---|",
+        ]
         for name, r in grocery.items():
             ch = r.get("chosen") or {}
             short = ", ".join(f"{k}={v}" for k, v in ch.items() if k != "model")

@@ -16,29 +16,41 @@ def budget_search(args, say):
     from embedclf.workflow._train import collect_images, parse_unknown
 
     if args.budget <= 0:
-        raise ValueError(f"--budget must be a positive number of minutes; got "
-                         f"{args.budget!r}.")  # fmt: skip
+        raise ValueError(
+            f"--budget must be a positive number of minutes; got {args.budget!r}."
+        )
     data = collect_images(
-        args.image_dir, val_dir=args.val_dir, test_dir=args.test_dir,
+        args.image_dir,
+        val_dir=args.val_dir,
+        test_dir=args.test_dir,
         validation_percentage=args.validation_percentage,
         testing_percentage=args.testing_percentage,
-    )  # fmt: skip
-    say(f"Searching the training settings within {args.budget:g} minutes "
-        "(search and final training together) ...")  # fmt: skip
+    )
+    say(
+        f"Searching the training settings within {args.budget:g} minutes "
+        "(search and final training together) ..."
+    )
     result = search_training(
-        data, _models(args, DEFAULT_MODEL), cache=args.cache,
-        budget_s=60.0 * args.budget, image_size=args.image_size,
-        resample=args.resample, crop_fraction=args.crop_fraction,
-        batch_size=args.batch_size, progress=args.progress is True,
+        data,
+        _models(args, DEFAULT_MODEL),
+        cache=args.cache,
+        budget_s=60.0 * args.budget,
+        image_size=args.image_size,
+        resample=args.resample,
+        crop_fraction=args.crop_fraction,
+        batch_size=args.batch_size,
+        progress=args.progress is True,
         unknown=parse_unknown(args.unknown),
         class_weight=None if args.class_weight == "none" else args.class_weight,
-        n_jobs=args.n_jobs, on_step=say,
-    )  # fmt: skip
+        n_jobs=args.n_jobs,
+        on_step=say,
+    )
     for line in summary_lines(result):
         say(line)
     for key, value in result.chosen.items():
-        setattr(args, key, [value] if key == "model" and isinstance(value, str)
-                else value)  # fmt: skip
+        setattr(
+            args, key, [value] if key == "model" and isinstance(value, str) else value
+        )
     if args.classifier == "mlp":
         args.C_grid, args.scaling = "auto", "auto"
     return result

@@ -22,11 +22,21 @@ def test_train_budget_prints_choice_and_writes_table(
     out = tmp_path / "m"
     status = main(
         [
-            "train", str(data), "--output", str(out),
-            "--model", str(tiny_model_dir), "--model", str(tiny_model_dir_b),
-            "--cache", str(tmp_path / "c.h5"), "--budget", "3", "--no-progress",
+            "train",
+            str(data),
+            "--output",
+            str(out),
+            "--model",
+            str(tiny_model_dir),
+            "--model",
+            str(tiny_model_dir_b),
+            "--cache",
+            str(tmp_path / "c.h5"),
+            "--budget",
+            "3",
+            "--no-progress",
         ]
-    )  # fmt: skip
+    )
     stdout = capsys.readouterr().out
     assert status == 0
     assert "Searching the training settings within 3 minutes" in stdout
@@ -65,9 +75,17 @@ def test_train_without_budget_records_no_search(tmp_path_factory, tiny_model_dir
 def test_train_budget_must_be_positive(tmp_path, tiny_model_dir, capsys):
     data = grocery_like(tmp_path / "g")
     status = main(
-        ["train", str(data), "-o", str(tmp_path / "m"), "--model",
-         str(tiny_model_dir), "--budget", "0"]
-    )  # fmt: skip
+        [
+            "train",
+            str(data),
+            "-o",
+            str(tmp_path / "m"),
+            "--model",
+            str(tiny_model_dir),
+            "--budget",
+            "0",
+        ]
+    )
     assert status == 1
     assert "--budget must be a positive number of minutes; got 0.0." in (
         capsys.readouterr().err

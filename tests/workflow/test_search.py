@@ -60,9 +60,15 @@ def _search(budget_s, *, cost=None, seed=0, **kwargs):
         clock=clock,
     )
     result = search_vectors(
-        source, ["dear", "cheap"], y, split, budget_s=budget_s, clock=clock,
-        mlp=False, **kwargs,
-    )  # fmt: skip
+        source,
+        ["dear", "cheap"],
+        y,
+        split,
+        budget_s=budget_s,
+        clock=clock,
+        mlp=False,
+        **kwargs,
+    )
     return result, source, clock
 
 
@@ -72,9 +78,13 @@ def test_steps_run_cheapest_first():
     assert [c[0] for c in source.calls[:2]] == ["cheap", "dear"]
     steps = list(dict.fromkeys(r["step"] for r in result.table))
     assert steps == [
-        "vectors", "C, scaling", "C refined", "test views", "2 training views",
+        "vectors",
+        "C, scaling",
+        "C refined",
+        "test views",
+        "2 training views",
         "4 training views",
-    ]  # fmt: skip
+    ]
     assert not any(r["status"].startswith("skipped") for r in result.table)
 
 
@@ -92,8 +102,9 @@ def test_budget_is_respected_and_skips_are_listed():
 def test_the_first_backbone_is_always_embedded_even_over_budget():
     result, source, _ = _search(1, cost={"cheap": 1.0, "dear": 2.0})
     assert [r["status"] for r in result.table if r["step"] == "vectors"] == [
-        "embedded", "skipped: budget",
-    ]  # fmt: skip
+        "embedded",
+        "skipped: budget",
+    ]
     assert result.chosen["model"] == "cheap"
 
 
@@ -109,11 +120,18 @@ def test_choice_is_deterministic():
 def test_chosen_keywords_are_train_flags():
     kw = train_kwargs(Config(("a", "b"), 2, "train"), {"C": 0.1, "standardize": True})
     assert kw == {
-        "model": ["a", "b"], "normalize_each": True, "augment_copies": 2,
-        "random_crop": 10.0, "random_scale": 10.0, "random_brightness": 10.0,
-        "flip_left_right": True, "test_views": "train", "classifier": "softmax",
-        "C_grid": [0.1], "scaling": "standardize",
-    }  # fmt: skip
+        "model": ["a", "b"],
+        "normalize_each": True,
+        "augment_copies": 2,
+        "random_crop": 10.0,
+        "random_scale": 10.0,
+        "random_brightness": 10.0,
+        "flip_left_right": True,
+        "test_views": "train",
+        "classifier": "softmax",
+        "C_grid": [0.1],
+        "scaling": "standardize",
+    }
     assert train_kwargs(Config(("a",)), {"head": "mlp"})["classifier"] == "mlp"
 
 
@@ -162,9 +180,14 @@ def test_small_validation_part_pools_and_uses_the_rule():
     y, split, plain = _data(per={"training": 6, "validation": 2, "testing": 5})
     source = ArraySource(plain)  # no views: they cost infinity
     result = search_vectors(
-        source, ["cheap", "dear"], y, split, budget_s=1e9, clock=FakeClock(),
+        source,
+        ["cheap", "dear"],
+        y,
+        split,
+        budget_s=1e9,
+        clock=FakeClock(),
         mlp=False,
-    )  # fmt: skip
+    )
     assert result.mode == "pooled-cv"
     assert "one-standard-error" in result.why
     assert result.chosen["augment_copies"] == 0

@@ -16,8 +16,7 @@ def test_costs_come_from_cache_misses_and_measured_throughput(tmp_path, tiny_mod
     folder = make_image_folder(tmp_path / "img", n_per_class=12)
     paths = sorted(str(p) for p in folder.rglob("*.*"))
     handle = str(tiny_model_dir)
-    source = EmbedderSource(paths, cache=tmp_path / "c.h5", probe_rows=8,
-                            batch_size=8)  # fmt: skip
+    source = EmbedderSource(paths, cache=tmp_path / "c.h5", probe_rows=8, batch_size=8)
     assert handle not in source.throughput
     cost = source.plain_cost(handle)  # probes 8 images: throughput measured
     assert source.throughput[handle] > 0

@@ -66,9 +66,10 @@ def choose(ce, families, Cs, *, rows=None, one_se=False) -> int:
     ok = [
         i
         for i in range(len(mean))
-        if families[i] == families[best] and Cs[i] is not None
+        if families[i] == families[best]
+        and Cs[i] is not None
         and mean[i] <= mean[best] + se
-    ]  # fmt: skip
+    ]
     return int(min(ok, key=lambda i: (Cs[i], mean[i])))
 
 
@@ -82,8 +83,9 @@ def _halves(y, groups, seed):
     return a, b
 
 
-def cross_fitted_accuracy(ce, correct, families, Cs, y, groups, *, one_se=False,
-                          repeats=10, random_state=0):  # fmt: skip
+def cross_fitted_accuracy(
+    ce, correct, families, Cs, y, groups, *, one_se=False, repeats=10, random_state=0
+):
     """Accuracy of the choice rule measured on rows it did not choose on.
 
     Parameters

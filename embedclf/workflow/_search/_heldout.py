@@ -122,9 +122,11 @@ def make_estimator(params: dict, *, class_weight=None):
     from embedclf.heads._linear import SoftmaxClassifier
 
     return SoftmaxClassifier(
-        C=params["C"], standardize=params["standardize"],
-        class_weight=class_weight, tol=1e-3,
-    )  # fmt: skip
+        C=params["C"],
+        standardize=params["standardize"],
+        class_weight=class_weight,
+        tol=1e-3,
+    )
 
 
 def _fit_predict(params, X_fit, y_fit, X_views, classes, class_weight):
@@ -139,8 +141,16 @@ def _fit_predict(params, X_fit, y_fit, X_views, classes, class_weight):
     return out
 
 
-def evaluate(source, plan, config, candidates, *, test_views=("none",),
-             class_weight=None, n_jobs=None):  # fmt: skip
+def evaluate(
+    source,
+    plan,
+    config,
+    candidates,
+    *,
+    test_views=("none",),
+    class_weight=None,
+    n_jobs=None,
+):
     """Held-out probabilities of each candidate on ``config``'s vectors.
 
     Returns
@@ -167,9 +177,11 @@ def evaluate(source, plan, config, candidates, *, test_views=("none",),
             V = _view_features(source, config.backbones, held, kind, k)
             X_views.append(V)
         for c, params in enumerate(candidates):
-            jobs.append(delayed(_fit_predict)(
-                params, X_fit, y_fit, X_views, plan.classes, class_weight
-            ))  # fmt: skip
+            jobs.append(
+                delayed(_fit_predict)(
+                    params, X_fit, y_fit, X_views, plan.classes, class_weight
+                )
+            )
             meta.append((c, held))
     results = Parallel(n_jobs=n_jobs)(jobs)
     position = {r: i for i, r in enumerate(plan.rows.tolist())}

@@ -78,8 +78,9 @@ def _steps(s, *, allow_test_views, allow_views, mlp):
     held, fit_rows = s.plan.rows, s.plan.fit_rows
     if allow_test_views:
         cost = sum(s.source.views_cost(h, held, "flip", 1) for h in base.backbones)
-        s.run_config("test views", base, [s.best_params(base)], tvs=("flip",),
-                     extra_cost=cost)  # fmt: skip
+        s.run_config(
+            "test views", base, [s.best_params(base)], tvs=("flip",), extra_cost=cost
+        )
     flip_done = any(c[0].test_views == "flip" for c in s.cands)
     for k in VIEW_COPIES if allow_views else ():
         cfg = Config(base.backbones, k)
@@ -91,21 +92,43 @@ def _steps(s, *, allow_test_views, allow_views, mlp):
         p = s.best_params(s.best_config())
         if p.get("head") == "mlp":
             break
-        cands = [{"C": p["C"] * f, "standardize": p["standardize"]}
-                 for f in (0.1, 10**-0.5, 1.0, 10**0.5)]  # fmt: skip
-        if not s.run_config(f"{k} training views", cfg, cands, tvs=tvs,
-                            extra_cost=cost):  # fmt: skip
+        cands = [
+            {"C": p["C"] * f, "standardize": p["standardize"]}
+            for f in (0.1, 10**-0.5, 1.0, 10**0.5)
+        ]
+        if not s.run_config(
+            f"{k} training views", cfg, cands, tvs=tvs, extra_cost=cost
+        ):
             break
     if mlp and s.plan.mode == "validation":
         best = s.best_config()
-        s.run_config("MLP head", Config(best.backbones, best.copies),
-                     [{"head": "mlp"}], tvs=(best.test_views,))  # fmt: skip
+        s.run_config(
+            "MLP head",
+            Config(best.backbones, best.copies),
+            [{"head": "mlp"}],
+            tvs=(best.test_views,),
+        )
 
 
-def search_vectors(source, handles, y, split, *, budget_s, clock=time.perf_counter,
-                   n_jobs=None, class_weight=None, allow_test_views=True,
-                   allow_views=True, mlp=True, cache_reused=True, pooled=None,
-                   random_state=0, progress=None, one_se=None) -> SearchResult:  # fmt: skip
+def search_vectors(
+    source,
+    handles,
+    y,
+    split,
+    *,
+    budget_s,
+    clock=time.perf_counter,
+    n_jobs=None,
+    class_weight=None,
+    allow_test_views=True,
+    allow_views=True,
+    mlp=True,
+    cache_reused=True,
+    pooled=None,
+    random_state=0,
+    progress=None,
+    one_se=None,
+) -> SearchResult:
     """Search the levers on vectors from ``source`` (see ``_sources``).
 
     Parameters
@@ -134,13 +157,28 @@ def search_vectors(source, handles, y, split, *, budget_s, clock=time.perf_count
     """
     budget = Budget(budget_s, clock)
     names = {h: short_name(h) for h in handles}
-    s = _Search(source, handles, y, split, budget, names=names, n_jobs=n_jobs,
-                class_weight=class_weight, cache_reused=cache_reused,
-                random_state=random_state, progress=progress)  # fmt: skip
+    s = _Search(
+        source,
+        handles,
+        y,
+        split,
+        budget,
+        names=names,
+        n_jobs=n_jobs,
+        class_weight=class_weight,
+        cache_reused=cache_reused,
+        random_state=random_state,
+        progress=progress,
+    )
     s.plain_vectors()
     s.split = np.where(source.failed, "failed", s.split)
-    s.plan = make_plan(s.y, s.split, source.plain(s.available[0]), pooled=pooled,
-                       random_state=random_state)  # fmt: skip
+    s.plan = make_plan(
+        s.y,
+        s.split,
+        source.plain(s.available[0]),
+        pooled=pooled,
+        random_state=random_state,
+    )
     s.n_classes = len(s.plan.classes)
     small = len(s.plan.rows) / s.n_classes < SMALL_PER_CLASS
     if one_se is None:  # measured: on grocery's val part it chose worse C
@@ -159,15 +197,21 @@ def _result(s, budget) -> SearchResult:
     fam = [_family(c) for c in s.cands]
     Cs = [c[1].get("C") for c in s.cands]
     estimate, spread = cross_fitted_accuracy(
-        ce, correct, fam, Cs, s.y[s.plan.rows], s.plan.halves_groups,
-        one_se=s.one_se, random_state=s.random_state,
-    )  # fmt: skip
-    rule = (
-        ("one-standard-error rule toward smaller C, " if s.one_se else "")
-        + ("lowest validation cross-entropy" if s.plan.mode == "validation" else
-           "lowest cross-validated cross-entropy over training + validation, "
-           "near-duplicate groups kept in one fold")
-    )  # fmt: skip
+        ce,
+        correct,
+        fam,
+        Cs,
+        s.y[s.plan.rows],
+        s.plan.halves_groups,
+        one_se=s.one_se,
+        random_state=s.random_state,
+    )
+    rule = ("one-standard-error rule toward smaller C, " if s.one_se else "") + (
+        "lowest validation cross-entropy"
+        if s.plan.mode == "validation"
+        else "lowest cross-validated cross-entropy over training + validation, "
+        "near-duplicate groups kept in one fold"
+    )
     estimate_rule = (
         "cross-fitted: the same choice made on one half of the held-out images "
         "and scored on the other, both ways, averaged over 10 random halvings"
@@ -191,11 +235,18 @@ def _result(s, budget) -> SearchResult:
             + "."
         )
     return SearchResult(
-        chosen=train_kwargs(config, params), table=s.table, estimate=estimate,
-        estimate_rule=estimate_rule, why=why, selected_score=float(ok.mean()),
-        estimate_spread=spread, mode=s.plan.mode, seconds=budget.spent,
-        budget_s=budget.seconds, throughput=dict(getattr(s.source, "throughput", {})),
-    )  # fmt: skip
+        chosen=train_kwargs(config, params),
+        table=s.table,
+        estimate=estimate,
+        estimate_rule=estimate_rule,
+        why=why,
+        selected_score=float(ok.mean()),
+        estimate_spread=spread,
+        mode=s.plan.mode,
+        seconds=budget.spent,
+        budget_s=budget.seconds,
+        throughput=dict(getattr(s.source, "throughput", {})),
+    )
 
 
 def _params(p) -> str:
@@ -204,10 +255,23 @@ def _params(p) -> str:
     return f", C={p['C']:.3g}, {'standardised' if p['standardize'] else 'unscaled'}"
 
 
-def search_training(data, models, *, cache, budget_s, image_size=None,
-                    resample="bilinear", crop_fraction=0.875, batch_size=32,
-                    progress=False, unknown="off", class_weight=None, n_jobs=None,
-                    clock=time.perf_counter, on_step=None) -> SearchResult:  # fmt: skip
+def search_training(
+    data,
+    models,
+    *,
+    cache,
+    budget_s,
+    image_size=None,
+    resample="bilinear",
+    crop_fraction=0.875,
+    batch_size=32,
+    progress=False,
+    unknown="off",
+    class_weight=None,
+    n_jobs=None,
+    clock=time.perf_counter,
+    on_step=None,
+) -> SearchResult:
     """Search the training levers for the collected images ``data``.
 
     Parameters
@@ -236,15 +300,28 @@ def search_training(data, models, *, cache, budget_s, image_size=None,
 
     handles = backbone_handles(models)
     source = EmbedderSource(
-        data.paths, cache=cache, clock=clock, image_size=image_size,
-        resample=resample, crop_fraction=crop_fraction, batch_size=batch_size,
+        data.paths,
+        cache=cache,
+        clock=clock,
+        image_size=image_size,
+        resample=resample,
+        crop_fraction=crop_fraction,
+        batch_size=batch_size,
         progress=progress,
-    )  # fmt: skip
+    )
     result = search_vectors(
-        source, handles, data.labels, data.split, budget_s=budget_s, clock=clock,
-        n_jobs=n_jobs, class_weight=class_weight,
-        allow_test_views=unknown == "off", cache_reused=cache is not None,
-        pooled=True if data.layout == "hash-split" else None, progress=on_step,
-    )  # fmt: skip
+        source,
+        handles,
+        data.labels,
+        data.split,
+        budget_s=budget_s,
+        clock=clock,
+        n_jobs=n_jobs,
+        class_weight=class_weight,
+        allow_test_views=unknown == "off",
+        cache_reused=cache is not None,
+        pooled=True if data.layout == "hash-split" else None,
+        progress=on_step,
+    )
     result.hint = stronger_backbone_hint(handles)
     return result

@@ -75,9 +75,20 @@ class SearchResult:
 
     def to_manifest(self) -> dict:
         """JSON-ready summary for the model directory's manifest."""
-        keys = ("chosen", "estimate", "estimate_rule", "why", "hint",
-                "selected_score", "estimate_spread", "mode", "seconds",
-                "budget_s", "throughput", "table")  # fmt: skip
+        keys = (
+            "chosen",
+            "estimate",
+            "estimate_rule",
+            "why",
+            "hint",
+            "selected_score",
+            "estimate_spread",
+            "mode",
+            "seconds",
+            "budget_s",
+            "throughput",
+            "table",
+        )
         return {k: getattr(self, k) for k in keys}
 
 
@@ -99,10 +110,13 @@ class _Search:
     # --- bookkeeping ------------------------------------------------------
     def skip(self, step, what, cost):
         row = {
-            "step": step, "candidate": what, "status": "skipped: budget",
-            "estimated_s": round(cost, 1), "seconds": 0.0,
+            "step": step,
+            "candidate": what,
+            "status": "skipped: budget",
+            "estimated_s": round(cost, 1),
+            "seconds": 0.0,
             "left_s": round(self.budget.left, 1),
-        }  # fmt: skip
+        }
         self.table.append(row)
         self.say(row_line(row))
 
@@ -141,17 +155,21 @@ class _Search:
             self.embed_s[h] = self.budget.clock() - t
             self.available.append(h)
             row = {
-                "step": "vectors", "candidate": self.names[h], "status": "embedded",
+                "step": "vectors",
+                "candidate": self.names[h],
+                "status": "embedded",
                 "estimated_s": round(cost, 1),
-                "seconds": round(self.embed_s[h], 1), "dim": int(X.shape[1]),
-            }  # fmt: skip
+                "seconds": round(self.embed_s[h], 1),
+                "dim": int(X.shape[1]),
+            }
             self.table.append(row)
             self.say(row_line(row))
         self.dims = {h: self.source.plain(h).shape[1] for h in self.available}
         self.dims.update({h: 0 for h in self.handles if h not in self.dims})
 
-    def run_config(self, step, config, candidates, tvs=("none",), first=False,
-                   extra_cost=0.0):  # fmt: skip
+    def run_config(
+        self, step, config, candidates, tvs=("none",), first=False, extra_cost=0.0
+    ):
         plan = self.plan
         n_fit = sum(len(f) for f, _ in plan.folds) * (1 + config.copies)
         dim = sum(self.dims[h] for h in config.backbones)
@@ -163,8 +181,15 @@ class _Search:
             self.skip(step, config.label(self.names) + _params_text(candidates), cost)
             return False
         t = self.budget.clock()
-        out = evaluate(self.source, plan, config, candidates, test_views=tvs,
-                       class_weight=self.class_weight, n_jobs=self.n_jobs)  # fmt: skip
+        out = evaluate(
+            self.source,
+            plan,
+            config,
+            candidates,
+            test_views=tvs,
+            class_weight=self.class_weight,
+            n_jobs=self.n_jobs,
+        )
         seconds = self.budget.clock() - t
         if all(p.get("head") != "mlp" for p in candidates):
             self.budget.record_fit(units, seconds)
@@ -174,14 +199,17 @@ class _Search:
             cfg = Config(config.backbones, config.copies, tv)
             ce, ok = row_scores(P, self.y[plan.rows], plan.classes)
             self.cands.append((cfg, candidates[c], ce, ok, len(self.table)))
-            self.table.append({
-                "step": step, "candidate": cfg.label(self.names)
-                + _params_text([candidates[c]]), "status": "tried",
-                "validation_accuracy": round(float(ok.mean()), 4),
-                "validation_cross_entropy": round(float(ce.mean()), 4),
-                "estimated_s": round(cost, 1),
-                "seconds": round(seconds / max(1, len(out)), 1),
-            })  # fmt: skip
+            self.table.append(
+                {
+                    "step": step,
+                    "candidate": cfg.label(self.names) + _params_text([candidates[c]]),
+                    "status": "tried",
+                    "validation_accuracy": round(float(ok.mean()), 4),
+                    "validation_cross_entropy": round(float(ce.mean()), 4),
+                    "estimated_s": round(cost, 1),
+                    "seconds": round(seconds / max(1, len(out)), 1),
+                }
+            )
         mine = self.table[first_row:]
         best = min(mine, key=lambda r: r["validation_cross_entropy"])
         self.say(row_line(best, n=len(mine), seconds=seconds))

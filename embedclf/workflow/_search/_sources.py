@@ -58,8 +58,9 @@ class EmbedderSource:
         business: each backbone is embedded alone).
     """
 
-    def __init__(self, paths, *, cache, clock=time.perf_counter, probe_rows=32,
-                 **embedder_params):  # fmt: skip
+    def __init__(
+        self, paths, *, cache, clock=time.perf_counter, probe_rows=32, **embedder_params
+    ):
         self.paths = np.asarray(paths, dtype=str)
         self.cache = cache
         self.clock = clock
@@ -106,9 +107,12 @@ class EmbedderSource:
             from embedclf.embedding._identity_memo import hash_paths
 
             keys, _ = hash_paths(
-                list(self.paths), self.cache, n_threads=2, rehash=False,
+                list(self.paths),
+                self.cache,
+                n_threads=2,
+                rehash=False,
                 errors=IMAGE_ERRORS,
-            )  # fmt: skip
+            )
             self._keys = keys
         return self._keys
 
@@ -219,14 +223,17 @@ class EmbedderSource:
             size = p.get("image_size")
             t = self.clock()
             V, _, n = embed_views(
-                list(self.paths[todo]), model=handle, settings=_settings(kind),
-                copies=copies, cache=self.cache,
+                list(self.paths[todo]),
+                model=handle,
+                settings=_settings(kind),
+                copies=copies,
+                cache=self.cache,
                 image_size=(size, size) if isinstance(size, int) else size,
                 batch_size=p.get("batch_size", 32),
                 progress=bool(p.get("progress")),
                 resample=p.get("resample", "bilinear"),
                 crop_fraction=p.get("crop_fraction", 0.875),
-            )  # fmt: skip
+            )
             self._measure(handle, n, self.clock() - t)
             for j, r in enumerate(todo):
                 memo[r] = V[j * copies : (j + 1) * copies]
