@@ -96,7 +96,7 @@ def _final(X, y, split, **select):
     return float(np.mean(head.predict(X[te]) == y[te])), res["estimate"]
 
 
-def _budgeted(plain, handles, y, split):
+def _budgeted(plain, handles, y, split, rule=None):
     from embedclf.workflow._search._budget import FakeClock
     from embedclf.workflow._search._heldout import features
     from embedclf.workflow._search._run import search_vectors
@@ -114,6 +114,7 @@ def _budgeted(plain, handles, y, split):
             mlp=False,
             allow_views=False,
             allow_test_views=False,
+            rule=rule,
         )
     ch = res.chosen
     models = ch["model"] if isinstance(ch["model"], list) else [ch["model"]]
@@ -152,11 +153,12 @@ def _small_split(vecs, seed, n_train, quick):
         cat = np.hstack([normalize(plain[h]) for h in handles])
         row["probe_both"] = _probe(cat, y, fit, te)
     row["default_test"], row["default_estimate"] = _final(plain[handles[0]], y, split)
-    runs = {"budget_lite0": handles[:1]}
+    runs = {"budget_lite0": (handles[:1], None)}
+    runs["budget_lite0_one_se"] = (handles[:1], "one-se")  # the rule before
     if len(handles) > 1:
-        runs["budget_both"] = handles
-    for name, hs in runs.items():
-        r = _budgeted(plain, hs, y, split)
+        runs["budget_both"] = (handles, None)
+    for name, (hs, rule) in runs.items():
+        r = _budgeted(plain, hs, y, split, rule)
         row.update({f"{name}_{k}": v for k, v in r.items()})
     print(
         f"  small n_train={n_train} seed {seed}: "
@@ -226,7 +228,9 @@ def run(ctx: Context) -> dict:
         for seed in range(2 if ctx.quick else SEEDS)
     ]
     grocery = {}
-    if not ctx.quick:
+    # BENCH_BUDGET_PARTS=small: the small-data part only (e.g. to re-measure
+    # a rule without the 15-minute grocery runs)
+    if not ctx.quick and os.environ.get("BENCH_BUDGET_PARTS", "all") == "all":
         models = ["--model", str(ctx.model)] + (
             ["--model", str(LITE2)] if has_lite2 else []
         )
@@ -237,7 +241,7 @@ def run(ctx: Context) -> dict:
 
 def _small_summary(small):
     s = {k: _mean(small, k) for k in small[0] if isinstance(small[0][k], float)}
-    for name in ("budget_lite0", "budget_both", "default"):
+    for name in ("budget_lite0", "budget_lite0_one_se", "budget_both", "default"):
         test = f"{name}_test_accuracy" if name != "default" else "default_test"
         est = f"{name}_estimate" if name != "default" else "default_estimate"
         errs = [r[est] - r[test] for r in small if r.get(est) is not None]
@@ -266,6 +270,12 @@ def _report(small, grocery, has_lite2):
             pts * (s["budget_lite0_test_accuracy"] - s["probe"]),
             ">= -0.5",
             s["budget_lite0_test_accuracy"] - s["probe"] >= -0.005,
+        ),
+        _ratio(
+            "small data: budget (Lite0), one-SE rule - probe (points, mean)",
+            pts * (s["budget_lite0_one_se_test_accuracy"] - s["probe"]),
+            "report (the rule before)",
+            None,
         ),
         _ratio(
             "small data: budget (Lite0) |estimate - test| (mean)",
@@ -357,7 +367,11 @@ def _markdown(s, grocery, n_splits):
         f"| default selection (Lite0) | {pct(s['default_test'])} | "
         f"{pct(s['default_estimate'])} | {pct(s.get('default_estimate_mae'))} |"
     )
-    for name, label in (("budget_lite0", "Lite0"), ("budget_both", "Lite0 + Lite2")):
+    for name, label in (
+        ("budget_lite0", "Lite0"),
+        ("budget_lite0_one_se", "Lite0, one-SE rule toward smaller C"),
+        ("budget_both", "Lite0 + Lite2"),
+    ):
         if f"{name}_test_accuracy" in s:
             lines.append(
                 f"| budgeted search ({label}) | {pct(s[f'{name}_test_accuracy'])} | "

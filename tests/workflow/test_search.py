@@ -176,6 +176,19 @@ def test_one_standard_error_rule_prefers_smaller_C_within_noise():
     assert choose(ce, ["g", "f", "f"], [0.1, 1.0, 10.0], one_se=True) == 1
 
 
+def test_prior_rule_keeps_the_probe_unless_clearly_beaten():
+    rng = np.random.default_rng(2)
+    base = rng.random(60)
+    # candidates: C=1 unscaled (the prior), C=10 slightly better, another
+    # family clearly better
+    ce = np.vstack([base + 0.01, base, base + 0.5])
+    prior_of = [0, 0, None]
+    assert choose(ce, ["f", "f", "g"], [1.0, 10.0, 1.0]) == 1
+    assert choose(ce, ["f", "f", "g"], [1.0, 10.0, 1.0], prior_of=prior_of) == 0
+    ce[0] += 1.0  # now the prior is far worse: the best is kept
+    assert choose(ce, ["f", "f", "g"], [1.0, 10.0, 1.0], prior_of=prior_of) == 1
+
+
 def test_small_validation_part_pools_and_uses_the_rule():
     y, split, plain = _data(per={"training": 6, "validation": 2, "testing": 5})
     source = ArraySource(plain)  # no views: they cost infinity
@@ -189,7 +202,7 @@ def test_small_validation_part_pools_and_uses_the_rule():
         mlp=False,
     )
     assert result.mode == "pooled-cv"
-    assert "one-standard-error" in result.why
+    assert "plain probe (unscaled, C=1)" in result.why
     assert result.chosen["augment_copies"] == 0
     assert 0 <= result.estimate <= 1
 

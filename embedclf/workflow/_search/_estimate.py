@@ -41,7 +41,7 @@ def row_scores(P, y, classes):
     return ce, correct
 
 
-def choose(ce, families, Cs, *, rows=None, one_se=False) -> int:
+def choose(ce, families, Cs, *, rows=None, one_se=False, prior_of=None) -> int:
     """Index of the chosen candidate.
 
     Parameters
@@ -56,13 +56,21 @@ def choose(ce, families, Cs, *, rows=None, one_se=False) -> int:
         Score only these rows (a half, for cross-fitting).
     one_se : bool
         Apply the one-standard-error rule toward smaller ``C``.
+    prior_of : sequence of int or None, or None
+        The prior rule: ``prior_of[i]`` is the index of candidate ``i``'s
+        prior (the plain probe on the same vectors: unscaled, ``C=1``), kept
+        unless the best candidate beats it by more than one standard error.
     """
     sub = ce if rows is None else ce[:, rows]
     mean = sub.mean(axis=1)
     best = int(np.argmin(np.round(mean, 9)))
+    se = sub[best].std(ddof=1) / np.sqrt(sub.shape[1]) if sub.shape[1] > 1 else 0.0
+    if prior_of is not None:
+        prior = prior_of[best]
+        keep = prior is not None and mean[prior] <= mean[best] + se
+        return int(prior) if keep else best
     if not one_se or Cs[best] is None:
         return best
-    se = sub[best].std(ddof=1) / np.sqrt(sub.shape[1]) if sub.shape[1] > 1 else 0.0
     ok = [
         i
         for i in range(len(mean))
@@ -84,7 +92,7 @@ def _halves(y, groups, seed):
 
 
 def cross_fitted_accuracy(
-    ce, correct, families, Cs, y, groups, *, one_se=False, repeats=10, random_state=0
+    ce, correct, families, Cs, y, groups, *, repeats=10, random_state=0, **rule
 ):
     """Accuracy of the choice rule measured on rows it did not choose on.
 
@@ -92,6 +100,8 @@ def cross_fitted_accuracy(
     ----------
     ce, correct : ndarray of shape (n_candidates, n_rows)
     families, Cs : as :func:`choose`
+    **rule
+        ``one_se`` or ``prior_of``, as :func:`choose`.
     y : ndarray of shape (n_rows,)
         Labels of the held-out rows (for stratified halves).
     groups : ndarray of shape (n_rows,)
@@ -112,7 +122,7 @@ def cross_fitted_accuracy(
             continue
         accs = []
         for pick, score in ((a, b), (b, a)):
-            i = choose(ce, families, Cs, rows=pick, one_se=one_se)
+            i = choose(ce, families, Cs, rows=pick, **rule)
             accs.append(float(correct[i, score].mean()))
         per_cut.append(float(np.mean(accs)))
     if not per_cut:

@@ -24,6 +24,13 @@ from embedclf.workflow._search._sources import AUGMENT
 
 __all__ = ["search_training", "search_vectors"]
 
+_RULE_TEXT = {
+    "min": "",
+    "one-se": "one-standard-error rule toward smaller C, ",
+    "prior": "the plain probe (unscaled, C=1) on the best vectors unless beaten "
+    "by more than one standard error, ",
+}
+
 _NO_AUGMENT = {
     "random_crop": 0.0,
     "random_scale": 0.0,
@@ -127,7 +134,7 @@ def search_vectors(
     pooled=None,
     random_state=0,
     progress=None,
-    one_se=None,
+    rule=None,
 ) -> SearchResult:
     """Search the levers on vectors from ``source`` (see ``_sources``).
 
@@ -151,9 +158,13 @@ def search_vectors(
         Force or forbid pooled cross-validation (None: by validation size).
     progress : callable or None
         Called with one line of text per step done or skipped.
-    one_se : bool or None
-        Force the one-standard-error rule on or off (None: on when the
-        held-out rows are few per class, ``_estimate.SMALL_PER_CLASS``).
+    rule : {"min", "prior", "one-se"} or None
+        How to choose among candidates (``_estimate.choose``): the lowest
+        cross-entropy; or the plain probe (unscaled, C=1) of the best
+        candidate's vectors unless the best beats it by more than one
+        standard error; or the smallest C within one standard error. None:
+        "prior" on small pooled data (few held-out rows per class,
+        ``_estimate.SMALL_PER_CLASS``), else "min".
     """
     budget = Budget(budget_s, clock)
     names = {h: short_name(h) for h in handles}
@@ -181,9 +192,9 @@ def search_vectors(
     )
     s.n_classes = len(s.plan.classes)
     small = len(s.plan.rows) / s.n_classes < SMALL_PER_CLASS
-    if one_se is None:  # measured: on grocery's val part it chose worse C
-        one_se = small and s.plan.mode == "pooled-cv"
-    s.one_se = one_se
+    if rule is None:  # measured: docs/budget.md
+        rule = "prior" if small and s.plan.mode == "pooled-cv" else "min"
+    s.rule = rule
     _steps(s, allow_test_views=allow_test_views, allow_views=allow_views, mlp=mlp)
     return _result(s, budget)
 
@@ -203,10 +214,10 @@ def _result(s, budget) -> SearchResult:
         Cs,
         s.y[s.plan.rows],
         s.plan.halves_groups,
-        one_se=s.one_se,
         random_state=s.random_state,
+        **s.rule_kwargs(list(range(len(s.cands)))),
     )
-    rule = ("one-standard-error rule toward smaller C, " if s.one_se else "") + (
+    rule = _RULE_TEXT[s.rule] + (
         "lowest validation cross-entropy"
         if s.plan.mode == "validation"
         else "lowest cross-validated cross-entropy over training + validation, "

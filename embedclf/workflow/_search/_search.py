@@ -104,6 +104,7 @@ class _Search:
         self.reuse = options.get("cache_reused", True)
         self.random_state = options.get("random_state", 0)
         self.say = options.get("progress") or (lambda line: None)
+        self.rule = "min"  # set by the caller once the plan is known
         self.table, self.cands = [], []  # cands: (config, params, ce, ok, row)
         self.available = []
 
@@ -222,7 +223,21 @@ class _Search:
         ce = np.array([self.cands[i][2] for i in idx])
         fam = [_family(self.cands[i]) for i in idx]
         Cs = [self.cands[i][1].get("C") for i in idx]
-        return idx[choose(ce, fam, Cs, rows=rows, one_se=self.one_se)]
+        return idx[choose(ce, fam, Cs, rows=rows, **self.rule_kwargs(idx))]
+
+    def rule_kwargs(self, idx) -> dict:
+        """``choose``'s rule arguments for the candidates ``idx``."""
+        if self.rule == "one-se":
+            return {"one_se": True}
+        if self.rule != "prior":
+            return {}
+        cands = [self.cands[i] for i in idx]
+        priors = {
+            c[0]: j
+            for j, c in enumerate(cands)
+            if c[1] == {"C": 1.0, "standardize": False}
+        }
+        return {"prior_of": [priors.get(c[0]) for c in cands]}
 
     def best_config(self):
         i = self.best_index()
