@@ -117,15 +117,6 @@ def test_choice_is_deterministic():
     assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in b.table]
 
 
-def test_estimate_refits_on_training_plus_half_the_validation_part():
-    result, _, _ = _search(10_000)
-    est = result.estimates
-    assert set(est) == {"cross_fitted", "cross_fitted_refit"}
-    assert result.estimate == est["cross_fitted_refit"]
-    assert "refitted on training + that half" in result.estimate_rule
-    assert 0.5 < est["cross_fitted_refit"] <= 1 and 0.5 < est["cross_fitted"] <= 1
-
-
 def test_chosen_keywords_are_train_flags():
     kw = train_kwargs(Config(("a", "b"), 2, "train"), {"C": 0.1, "standardize": True})
     assert kw == {

@@ -150,12 +150,8 @@ def evaluate(
     test_views=("none",),
     class_weight=None,
     n_jobs=None,
-    views_of=None,
 ):
     """Held-out probabilities of each candidate on ``config``'s vectors.
-
-    ``views_of``: the rows whose training views join the fitting rows (None:
-    every fitting row), e.g. only the training part, as ``train`` does.
 
     Returns
     -------
@@ -170,10 +166,9 @@ def evaluate(
     for fit, held in plan.folds:
         X_fit, y_fit = features(source, config.backbones, fit), y[fit]
         if config.copies:
-            src = fit if views_of is None else fit[np.isin(fit, views_of)]
-            V = _view_features(source, config.backbones, src, "train", config.copies)
+            V = _view_features(source, config.backbones, fit, "train", config.copies)
             X_fit = np.vstack([X_fit, V])
-            y_fit = np.concatenate([y_fit, np.repeat(y[src], config.copies)])
+            y_fit = np.concatenate([y_fit, np.repeat(y[fit], config.copies)])
         X_views = [features(source, config.backbones, held)]
         for tv in test_views:
             if tv == "none":

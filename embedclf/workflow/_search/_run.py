@@ -7,16 +7,14 @@ import time
 
 import numpy as np
 
-from embedclf.workflow._search._budget import Budget, fit_units
+from embedclf.workflow._search._budget import Budget
 from embedclf.workflow._search._estimate import (
     SMALL_PER_CLASS,
     cross_fitted_accuracy,
 )
 from embedclf.workflow._search._heldout import Config, make_plan
-from embedclf.workflow._search._refit import REFIT_CUTS, refit_cross_fitted
 from embedclf.workflow._search._search import (
     C_DECADES,
-    MLP_FIT_FACTOR,
     VIEW_COPIES,
     SearchResult,
     _family,
@@ -225,29 +223,16 @@ def _result(s, budget) -> SearchResult:
         else "lowest cross-validated cross-entropy over training + validation, "
         "near-duplicate groups kept in one fold"
     )
-    estimates = {"cross_fitted": estimate}
     estimate_rule = (
         "cross-fitted: the same choice made on one half of the held-out images "
         "and scored on the other, both ways, averaged over 10 random halvings"
     )
-    if s.plan.mode == "validation" and budget.fits(
-        _refit_cost(s), s.final_cost(config)
-    ):
-        refit, refit_spread = refit_cross_fitted(s, random_state=s.random_state)
-        if refit is not None:
-            estimates["cross_fitted_refit"] = refit
-            estimate, spread = refit, refit_spread
-            estimate_rule = (
-                "cross-fitted with refitting: the same choice made on one half "
-                "of the validation images, refitted on training + that half and "
-                f"scored on the other half, both ways, {REFIT_CUTS} random halvings"
-            )
     skipped = [r for r in s.table if r["status"].startswith("skipped")]
     label = config.label(s.names) + _params(params)
     why = (
         f"{label}: {rule} among {len(s.cands)} candidates ({s.plan.mode}, "
         f"{len(s.plan.rows)} held-out images); held-out accuracy "
-        f"{ok.mean():.1%}, estimate "
+        f"{ok.mean():.1%}, cross-fitted estimate "
         + (f"{estimate:.1%}." if estimate is not None else "unavailable.")
     )
     if skipped:
@@ -271,18 +256,8 @@ def _result(s, budget) -> SearchResult:
         mode=s.plan.mode,
         seconds=budget.spent,
         budget_s=budget.seconds,
-        estimates=estimates,
         throughput=dict(getattr(s.source, "throughput", {})),
     )
-
-
-def _refit_cost(s) -> float:
-    """Seconds of the refits of ``refit_cross_fitted`` (the chosen candidate's)."""
-    config, params = s.cands[s.best_index()][:2]
-    n = (len(s.plan.folds[0][0]) * (1 + config.copies)) + len(s.plan.rows) // 2
-    dim = sum(s.dims[h] for h in config.backbones)
-    factor = MLP_FIT_FACTOR if params.get("head") == "mlp" else 1.0
-    return s.budget.fit_cost(fit_units(n, dim, s.n_classes, 2 * REFIT_CUTS * factor))
 
 
 def _params(p) -> str:

@@ -72,7 +72,6 @@ class SearchResult:
     seconds: float = 0.0
     budget_s: float = 0.0
     throughput: dict = field(default_factory=dict)
-    estimates: dict = field(default_factory=dict)
 
     def to_manifest(self) -> dict:
         """JSON-ready summary for the model directory's manifest."""
@@ -88,7 +87,6 @@ class SearchResult:
             "seconds",
             "budget_s",
             "throughput",
-            "estimates",
             "table",
         )
         return {k: getattr(self, k) for k in keys}
@@ -129,11 +127,7 @@ class _Search:
         cost = FINAL_OVERHEAD_S
         n_fit = int(np.sum(self.split != "testing")) * (1 + config.copies)
         dim = sum(self.dims[h] for h in config.backbones)
-        # two fits, plus the refits of the estimate (_refit) with a validation part
-        n_fits = 2 + (
-            6 if getattr(self, "plan", None) and self.plan.mode == "validation" else 0
-        )
-        cost += self.budget.fit_cost(fit_units(n_fit, dim, self.n_classes, n_fits))
+        cost += self.budget.fit_cost(fit_units(n_fit, dim, self.n_classes, 2))
         k = {"none": 0, "flip": 1, "train": config.copies}[config.test_views]
         kind = "flip" if config.test_views == "flip" else "train"
         for h in config.backbones:
