@@ -14,8 +14,10 @@ Modules: ``_recommend`` (backbones to try online, as data), ``_sources``
 (vectors and their cost: from ImageEmbedder and the cache, or from arrays),
 ``_budget`` (the clock and the cost rates), ``_heldout`` (held-out
 probabilities of each candidate: validation part or grouped folds),
-``_estimate`` (choice rule, cross-fitted estimate), ``_search`` (the order
-of the steps, :class:`SearchResult`), ``_table`` (search.tsv, printed lines).
+``_estimate`` (choice rules, cross-fitted estimate), ``_search`` (the
+search's state, pricing and table rows, :class:`SearchResult`), ``_run``
+(the steps in order, :func:`search_vectors`, :func:`search_training`),
+``_table`` (search.tsv, printed lines).
 """
 
 from embedclf._lazy import lazy_exports

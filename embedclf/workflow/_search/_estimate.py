@@ -2,12 +2,15 @@
 
 Every candidate is scored by its held-out probabilities (``_heldout``): the
 mean cross-entropy ranks them (smoother than accuracy, which moves in steps
-of one image) and the accuracy is reported. With few held-out images per
-class (``small``), the one-standard-error rule (Breiman et al. 1984; Hastie,
-Tibshirani & Friedman, ESL 7.10) takes, among the candidates of the best
-one's family (same vectors, head and scaling), the most regularised (smallest
-``C``) whose cross-entropy is within one standard error of the best: on a
-few images the minimum over a C grid is mostly noise and larger C overfits.
+of one image) and the accuracy is reported. On small pooled data the search
+(``_run.search_vectors``) uses a *prior* instead: the plain probe on the best
+candidate's vectors (unscaled, ``C=1``) is kept unless the best beats it by
+more than one standard error of its cross-entropy; on a few images the
+minimum over a C grid is mostly noise, and folds of photos from the same
+sessions favour large C. The one-standard-error rule toward smaller ``C``
+(Breiman et al. 1984; Hastie, Tibshirani & Friedman, ESL 7.10: among the
+best one's family, same vectors, head and scaling, the smallest ``C`` within
+one standard error) is available for comparison (``one_se``).
 
 The accuracy of the chosen candidate on the rows it was chosen on is biased
 upwards (the maximum of many noisy scores). The estimate is *cross-fitted*:
@@ -15,8 +18,10 @@ the held-out rows are cut in two halves (stratified by class, near-duplicate
 groups kept whole), the same rule chooses on one half and the chosen
 candidate's accuracy is measured on the other, then the halves swap; the
 mean over both and over several random cuts is the estimate. It estimates
-the accuracy of "choose with this rule, then predict", slightly
-pessimistically (each choice sees half the rows).
+the accuracy of "choose with this rule, then predict" with models fitted on
+the training part (or folds), slightly pessimistically (each choice sees
+half the rows); ``train``'s final refit on training + validation is not in
+it (docs/budget.md measures what that refit adds).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import numpy as np
 
 __all__ = ["choose", "cross_fitted_accuracy", "row_scores"]
 
-#: Held-out rows per class below which the one-standard-error rule applies.
+#: Held-out rows per class below which pooled data count as small (prior rule).
 SMALL_PER_CLASS = 10
 
 

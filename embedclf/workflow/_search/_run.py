@@ -225,7 +225,9 @@ def _result(s, budget) -> SearchResult:
     )
     estimate_rule = (
         "cross-fitted: the same choice made on one half of the held-out images "
-        "and scored on the other, both ways, averaged over 10 random halvings"
+        "and scored on the other, both ways, averaged over 10 random halvings; "
+        "models fitted on the training part, before train's refit on training "
+        "+ validation"
     )
     skipped = [r for r in s.table if r["status"].startswith("skipped")]
     label = config.label(s.names) + _params(params)

@@ -1,4 +1,4 @@
-"""The search: steps in order of cost, each priced before it is spent.
+"""The search's state and bookkeeping; its steps (``_run._steps``), in order:
 
 1. Plain vectors of each backbone, cheapest first (cached ones cost nothing;
    the first is always embedded, the others only if they fit).
@@ -15,7 +15,7 @@ A step runs only if its estimated cost (embedding: rows missing from the
 cache / measured images per second; fitting: measured seconds per unit of
 work) plus the cost of the final training of the best candidate fits in what
 is left of the budget; otherwise it is listed as skipped. The choice and its
-estimate follow ``_estimate``.
+estimate follow ``_estimate`` (the rule is picked in ``_run``).
 """
 
 from __future__ import annotations
