@@ -94,6 +94,8 @@ def test_budget_is_respected_and_skips_are_listed():
     assert clock() <= 40
     skipped = [r for r in result.table if r["status"].startswith("skipped")]
     assert skipped and all(r["estimated_s"] > 0 for r in skipped)
+    # each skip was needed: the step and the final training did not fit
+    assert all(r["estimated_s"] + r["reserved_s"] > r["left_s"] for r in skipped)
     assert all(kind != "train" for _, kind, _, _ in source.calls)
     assert result.chosen["augment_copies"] == 0
     assert "Skipped for the budget" in result.why

@@ -241,7 +241,8 @@ def _result(s, budget) -> SearchResult:
         why += (
             " Skipped for the budget: "
             + "; ".join(
-                f"{r['candidate']} (~{r['estimated_s']:.0f} s, "
+                f"{r['candidate']} (~{r['estimated_s']:.0f} s + "
+                f"{r['reserved_s']:.0f} s for the final training, "
                 f"{r['left_s']:.0f} s left)"
                 for r in skipped
             )

@@ -109,12 +109,13 @@ class _Search:
         self.available = []
 
     # --- bookkeeping ------------------------------------------------------
-    def skip(self, step, what, cost):
+    def skip(self, step, what, cost, reserve):
         row = {
             "step": step,
             "candidate": what,
             "status": "skipped: budget",
             "estimated_s": round(cost, 1),
+            "reserved_s": round(reserve, 1),
             "seconds": 0.0,
             "left_s": round(self.budget.left, 1),
         }
@@ -149,7 +150,7 @@ class _Search:
         for i, h in enumerate(sorted(self.handles, key=lambda h: costs[h])):
             cost = self.source.plain_cost(h)
             if i and not self.budget.fits(cost, FINAL_OVERHEAD_S):
-                self.skip("vectors", self.names[h], cost)
+                self.skip("vectors", self.names[h], cost, FINAL_OVERHEAD_S)
                 continue
             t = self.budget.clock()
             X = self.source.plain(h)
@@ -177,9 +178,10 @@ class _Search:
         factor = [MLP_FIT_FACTOR if p.get("head") == "mlp" else 1.0 for p in candidates]
         units = fit_units(n_fit, dim, self.n_classes, sum(factor))
         cost = self.budget.fit_cost(units) + extra_cost
-        probe = Config(config.backbones, config.copies, tvs[-1])
-        if not first and not self.budget.fits(cost, self.reserve(probe)):
-            self.skip(step, config.label(self.names) + _params_text(candidates), cost)
+        reserve = self.reserve(Config(config.backbones, config.copies, tvs[-1]))
+        if not first and not self.budget.fits(cost, reserve):
+            what = config.label(self.names) + _params_text(candidates)
+            self.skip(step, what, cost, reserve)
             return False
         t = self.budget.clock()
         out = evaluate(

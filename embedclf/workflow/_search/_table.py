@@ -14,6 +14,8 @@ COLUMNS = (
     "validation_accuracy",
     "validation_cross_entropy",
     "estimated_s",
+    "reserved_s",
+    "left_s",
     "seconds",
     "chosen",
 )
@@ -45,7 +47,8 @@ def row_line(row, *, n=None, seconds=None) -> str:
     if row["status"] != "tried":
         return (
             f"{step}{row['status']}: {row['candidate']} (estimated "
-            f"{row['estimated_s']:.0f} s, {row['left_s']:.0f} s left)"
+            f"{row['estimated_s']:.0f} s + {row['reserved_s']:.0f} s for the final "
+            f"training, {row['left_s']:.0f} s left)"
         )
     return (
         f"{step}best of {n or 1:>2}: {row['candidate']}: held-out accuracy "
