@@ -33,6 +33,7 @@ Items
 20 tflite       TensorFlow Lite exports: size, accuracy, LiteRT photos/s
 21 audit        image checks and two-signal near-duplicates on planted grocery photos
 22 suggest      photos to label next: suggested vs random vs most uncertain
+23 budget       train --budget 10 on grocery; the search vs the probe on small data
 """
 
 from __future__ import annotations
@@ -77,9 +78,10 @@ ITEMS = {
     20: "bench_tflite",
     21: "bench_audit",
     22: "bench_suggest",
+    23: "bench_budget",
 }
 # Item 6 fills the shared grocery cache that item 5 reads, so it runs first.
-ORDER = [6, 5, 1, 2, 4, 3, 7, 8, 9, 10, 16, 17, 18, 19, 20, 21, 22]
+ORDER = [6, 5, 1, 2, 4, 3, 7, 8, 9, 10, 16, 17, 18, 19, 20, 21, 22, 23]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

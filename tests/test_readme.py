@@ -73,6 +73,9 @@ def readme_cache(tmp_path_factory) -> Path:
 
 
 def _run(code: str, cache: Path, cwd: Path, monkeypatch) -> dict:
+    """Run a README snippet as a user would: the default runtime, not the
+    suite's TensorFlow (tests/conftest.py sets EMBEDCLF_RUNTIME)."""
+    monkeypatch.delenv("EMBEDCLF_RUNTIME", raising=False)
     monkeypatch.chdir(cwd)
     code = code.replace("../shared", str(SHARED))
     code = code.replace('"grocery-cache.h5"', repr(str(cache)))
@@ -92,18 +95,35 @@ def _quoted_percent(path: str) -> float:
 @pytest.mark.shared
 @pytest.mark.skipif(not SHARED_MODEL.exists(), reason="../shared is not present")
 def test_python_example_runs(tmp_path, monkeypatch, readme_cache, capsys):
-    """The README's embedclf.train example gives the figures the README quotes."""
+    """The README's embedclf.train example gives the figures the README quotes.
+
+    The default runtime's figure was measured at the precision that
+    runtime.json records; a CPU whose default precision is another one (no
+    bf16: fp32) must stay within the 0.5 points the runtimes guarantee.
+    """
+    import json
+
     namespace = _run(python_blocks(README)[0], readme_cache, tmp_path, monkeypatch)
     result = namespace["result"]
-    accuracy = _quoted_percent("results.6.metrics.rows.1.test_accuracy")
-    estimate = _quoted_percent("results.6.metrics.rows.1.estimate")
-    assert round(100 * result.test_accuracy, 1) == accuracy
-    assert round(100 * result.estimate, 1) == estimate
+    path = "results.19.metrics.readme_command.default.test_accuracy"
+    accuracy = _quoted_percent(path)
+    results = json.loads((ROOT / "benchmarks/results/runtime.json").read_text())
+    measured = results["results"]["19"]["metrics"]["readme_command"]["default"]
+    manifest = json.loads((Path(result.model_dir) / "manifest.json").read_text())
+    same = (manifest["runtime"], manifest["precision"]) == (
+        measured["runtime"],
+        measured["precision"],
+    )
+    if same:
+        assert round(100 * result.test_accuracy, 1) == accuracy
+    else:
+        assert abs(100 * result.test_accuracy - accuracy) <= 0.5
+    assert abs(result.estimate - result.test_accuracy) <= 0.02
     model_dir = Path(result.model_dir)
     assert model_dir.resolve() == (tmp_path / "grocery-model").resolve()
     assert (model_dir / "manifest.json").is_file()
     assert Path(result.report_dir).is_dir()
-    assert f"test accuracy {accuracy:.1f}%" in capsys.readouterr().out
+    assert f"test accuracy {100 * result.test_accuracy:.1f}%" in capsys.readouterr().out
 
 
 @pytest.mark.tf

@@ -260,6 +260,21 @@ def _add_distortion_args(group):
 def _add_output_args(parser):
     """--summaries-dir, --n-jobs."""
     parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        metavar="MINUTES",
+        help=(
+            "Search the training settings within this many minutes (search and "
+            "final training together): the given --model backbones alone or "
+            "concatenated (each normalised), C and scaling, test-time views, "
+            "training views and the MLP head, cheapest first, each step's cost "
+            "estimated from measured throughput; then train the best. Overrides "
+            "--C, --scaling, --classifier, --normalize-each, --test-views, "
+            "--augment-copies and the distortions. Default: no search."
+        ),
+    )
+    parser.add_argument(
         "--summaries-dir",
         default=None,
         metavar="DIR",

@@ -29,7 +29,7 @@ from embedclf._lazy import lazy_exports
 
 _EXPORTS = {
     "EvaluationResult": "embedclf.workflow._predict",
-    "TrainResult": "embedclf.workflow._train._run",
+    "TrainResult": "embedclf.workflow._train._result",
     "evaluate": "embedclf.workflow._predict",
     "predict": "embedclf.workflow._predict",
     "train": "embedclf.workflow._train._run",

@@ -53,6 +53,7 @@ class TrainOptions:
     progress: object = "auto"
     summaries_dir: object = None
     n_jobs: int | None = None
+    budget: float | None = None
 
 
 def normalise_C(C) -> list[float] | str:
@@ -148,6 +149,10 @@ def check_options(opts: TrainOptions) -> TrainOptions:
         value = getattr(opts, name)
         if not 0 <= value < 100:
             raise ValueError(f"{name} must be in [0, 100); got {value!r}.")
+    if opts.budget is not None and not opts.budget > 0:
+        raise ValueError(
+            f"--budget must be a positive number of minutes; got {opts.budget!r}."
+        )
     opts.runtime = opts.runtime or "auto"
     opts.precision = opts.precision or "auto"
     _check_choice("runtime", opts.runtime, ("auto", "openvino", "tensorflow"))

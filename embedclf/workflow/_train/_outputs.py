@@ -106,6 +106,10 @@ def report_writer(run, head, tuning, predicted, found: dict):
             best_C=tuning["best_C"],
             rule=tuning.get("rule"),
         )
+        if run.search is not None:  # train(budget=...): the search table
+            from embedclf.workflow._search._table import write_search_table
+
+            write_search_table(folder, run.search)
 
     return write
 

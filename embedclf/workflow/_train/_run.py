@@ -18,63 +18,11 @@ import numpy as np
 
 from embedclf.embedding._backbones import DEFAULT_MODEL
 from embedclf.workflow._train._options import TrainOptions, check_options
+from embedclf.workflow._train._result import TrainResult
 
 __all__ = ["TrainResult", "train"]
 
 logger = logging.getLogger("embedclf.train")
-
-
-@dataclass
-class TrainResult:
-    """What :func:`embedclf.train` made, and how well it scores.
-
-    Attributes
-    ----------
-    model_dir : pathlib.Path
-        The model directory written (``output``).
-    report_dir : pathlib.Path or None
-        Its ``report/`` (of the testing part, else the validation part, and
-        the training curves); None when nothing was written there.
-    test_accuracy : float or None
-        Accuracy on the testing part (None without one).
-    validation_accuracy : float or None
-        Accuracy on the validation part of the chosen settings fitted on the
-        training part.
-    estimate : float or None
-        The accuracy the chosen settings were judged by: validation accuracy
-        (rule "validation") or grouped cross-validated accuracy (rule
-        "grouped-cv"); None when nothing was tuned.
-    estimate_rule : str or None
-        "validation", "grouped-cv", "mlp-early-stopping" or None.
-    params : dict
-        The chosen head: ``classifier``, ``C`` (None for "mlp"),
-        ``standardize`` (the scaling chosen), ``class_weight``, ``balance``,
-        ``unknown`` (the manifest's entry: rule, threshold, recalls).
-    metrics : dict
-        The manifest's ``metrics`` (with the C grid tried).
-    timings : dict
-        Seconds spent: ``embed_s``, ``fit_s``, ``test_views_s``, ``total_s``.
-    counts : dict
-        Images per part (``training``, ``validation``, ``testing``).
-    unreadable : list of str
-        Files that could not be read, left out.
-    report : dict or None
-        The report's metrics (``accuracy``, ``per_class``, ``calibration``,
-        ``open_set`` ...), as written to ``report/metrics.json``.
-    """
-
-    model_dir: Path
-    report_dir: Path | None
-    test_accuracy: float | None
-    validation_accuracy: float | None
-    estimate: float | None
-    estimate_rule: str | None
-    params: dict
-    metrics: dict
-    timings: dict
-    counts: dict = field(default_factory=dict)
-    unreadable: list = field(default_factory=list)
-    report: dict | None = None
 
 
 @dataclass
@@ -92,6 +40,7 @@ class _Run:
     parts: dict = field(default_factory=dict)
     unreadable: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
+    search: object = None  # the SearchResult of train(budget=...)
 
 
 def build_embedder(opts: TrainOptions, model, image_size, training_paths=None):
@@ -126,7 +75,7 @@ def train(
     random_scale=0.0, random_brightness=0.0, flip_left_right=False,
     augment_copies=None, test_views="none", image_size=None, resample="bilinear",
     crop_fraction=0.875, normalize_each=False, runtime="auto", precision="auto",
-    batch_size=32, progress="auto", summaries_dir=None, n_jobs=None,
+    batch_size=32, progress="auto", summaries_dir=None, n_jobs=None, budget=None,
 ):  # fmt: skip
     """Train a classifier on a folder of class subfolders, as ``embedclf train``.
 
@@ -157,6 +106,12 @@ def train(
         directory, which ``predict`` and ``evaluate`` then reuse.
     precision : {"auto", "fp32", "bf16", "int8"}, default="auto"
         OpenVINO's arithmetic; int8 calibrates on the training photos.
+    budget : float, default=None
+        Minutes for searching the training settings and training the best
+        (docs/budget.md): the given backbones alone or concatenated, C and
+        scaling, test-time and training views, the MLP head. The search
+        overrides those keywords; its table goes into the manifest and
+        ``report/search.tsv``, and the estimate is its cross-fitted one.
     **others
         ``force``, ``val_dir``, ``test_dir``, ``validation_percentage``,
         ``testing_percentage``, ``exclude``, ``classifier``, ``scaling``, ``balance``,
@@ -177,6 +132,13 @@ def train(
     opts = check_options(TrainOptions(**locals()))
     t0 = time.perf_counter()
     run = _prepare(opts)
+    if opts.budget is not None:
+        from embedclf.workflow._train._budget import apply_budget_search
+        from embedclf.workflow._train._outputs import backbone_entry
+
+        run.search = apply_budget_search(opts, run.data)
+        check_options(opts)  # the chosen settings, normalised as given ones
+        run.backbone = backbone_entry(opts.model)
     _embed(opts, run)
     X_fit, y_fit, groups = _training_rows(opts, run)
     head, tuning = _fit(opts, run, X_fit, y_fit, groups)
@@ -376,6 +338,10 @@ def _save(opts, run, head, tuning, predicted, n_fit) -> TrainResult:
         "c_grid": manifest_c_grid(tuning["grid"], tuning.get("rule")),
     }
     manifest = build_manifest(opts, run, head, tuning, metrics, dict(run.timings))
+    if run.search is not None:  # budget: the search's table, choice, estimate
+        from embedclf.workflow._train._budget import record_search
+
+        record_search(manifest, run.search)
     found = {}
     out = save_model_dir(
         opts.output, head, manifest, force=opts.force,
@@ -387,13 +353,16 @@ def _save(opts, run, head, tuning, predicted, n_fit) -> TrainResult:
         logger.info(format_open_set(report["open_set"]))
     if opts.summaries_dir:
         write_summaries(opts.summaries_dir, run, head, tuning)
+    estimate, rule = metrics["estimate"], metrics["selection_rule"]
+    if run.search is not None and estimate is not None:
+        logger.info(f"Estimate after the search (cross-fitted) = {estimate:.2%}")
     return TrainResult(
         model_dir=Path(out),
         report_dir=Path(out) / "report" if (Path(out) / "report").is_dir() else None,
         test_accuracy=test_acc,
         validation_accuracy=val_acc,
-        estimate=tuning.get("estimate"),
-        estimate_rule=tuning.get("rule"),
+        estimate=estimate,
+        estimate_rule=rule,
         params={
             "classifier": opts.classifier,
             "C": tuning["best_C"],
