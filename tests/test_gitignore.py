@@ -19,6 +19,7 @@ import pytest
 
 from embedclf.cache._store import CacheNamespace, EmbeddingCache
 from embedclf.embedding._identity_memo import hash_paths
+from embedclf.embedding._runtime import openvino_dir
 from embedclf.workflow._train._fit_memo import memo_dir_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,6 +80,12 @@ def test_readme_outputs_are_git_ignored(tmp_path):
         time.sleep(2.1)  # files changed in the last 2 s are not memoised
         hash_paths([str(photo)], repo / name, n_threads=1, rehash=False, errors=())
         assert (repo / (name + ".identities")).exists()
+        # The backbone converted for OpenVINO (the default runtime), kept
+        # beside the cache: its IR and OpenVINO's compiled-model cache.
+        converted = Path(openvino_dir(repo / name)) / "0123abcd"
+        (converted / "compiled").mkdir(parents=True)
+        (converted / "model.xml").write_bytes(b"x")
+        (converted / "compiled" / "1.blob").write_bytes(b"x")
     for name in models:
         for rel in ("head.skops", "labels.txt", "manifest.json", "report/a.png"):
             (repo / name / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ import re
 import sys
 import tempfile
 
-__all__ = ["quiet_tensorflow"]
+__all__ = ["quiet_tensorflow", "stderr_without"]
 
 # TensorFlow's C++ log lines ("I0000 00:00:1796173577.600439   14310
 # port.cc:153] ..."), absl's pre-initialisation banner and the continuation
@@ -38,15 +38,24 @@ _TF_LOG_LINE = re.compile(
 _LOGGERS = ("tensorflow", "absl")
 
 
+def _drop_lines(text: bytes, pattern: re.Pattern) -> bytes:
+    """``text`` without the lines ``pattern`` matches (others kept, in order)."""
+    lines = text.splitlines(keepends=True)
+    return b"".join(x for x in lines if not pattern.match(x.rstrip(b"\n")))
+
+
 def _drop_tf_log_lines(text: bytes) -> bytes:
     """``text`` without TensorFlow's C++ log lines (other lines kept, in order)."""
-    lines = text.splitlines(keepends=True)
-    return b"".join(line for line in lines if not _TF_LOG_LINE.match(line))
+    return _drop_lines(text, _TF_LOG_LINE)
 
 
 @contextlib.contextmanager
-def _stderr_without_tf_log_lines():
-    """Point fd 2 at a temporary file; write back all but TensorFlow's lines."""
+def stderr_without(pattern: re.Pattern):
+    """Point fd 2 at a temporary file; write back all lines but ``pattern``'s.
+
+    For C++ notices written straight to file descriptor 2 (TensorFlow's
+    start-up lines here, LiteRT's in ``workflow/_export/_quiet_lite.py``).
+    """
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
@@ -58,9 +67,14 @@ def _stderr_without_tf_log_lines():
             os.dup2(saved, 2)
             os.close(saved)
             captured.seek(0)
-            kept = _drop_tf_log_lines(captured.read())
+            kept = _drop_lines(captured.read(), pattern)
             if kept:
                 os.write(2, kept)
+
+
+def _stderr_without_tf_log_lines():
+    """:func:`stderr_without` TensorFlow's log lines."""
+    return stderr_without(_TF_LOG_LINE)
 
 
 class _QuietLoader(importlib.abc.Loader):

@@ -171,6 +171,12 @@ def _lite_runner(model_dir, **flags):
     return LiteRTClassifier(model_dir)
 
 
+def _options(model, cache, test_views, batch_size, progress, runtime, precision):
+    """The keywords of :func:`predict`/:func:`evaluate` that find and run the
+    backbone, as one dict."""
+    return dict(locals())
+
+
 def _source(model_dir, options, explain):
     """A ``LiteRTClassifier`` for a TFLite export, else (ModelDir, handle, cache)."""
     lite = _lite_runner(
@@ -288,15 +294,9 @@ def predict(
     """
     if top_k < 1:
         raise ValueError(f"top_k (--top-k) must be at least 1; got {top_k}.")
-    options = {
-        "model": model,
-        "cache": cache,
-        "test_views": test_views,
-        "batch_size": batch_size,
-        "progress": progress,
-        "runtime": runtime,
-        "precision": precision,
-    }
+    options = _options(
+        model, cache, test_views, batch_size, progress, runtime, precision
+    )
     source = _source(model_dir, options, explain)  # fails before the listing
     paths, missing = _inputs(paths_or_dir)
     if not paths:
@@ -376,15 +376,9 @@ def evaluate(
     from embedclf.workflow._report._write import write_report
     from embedclf.workflow._train._collect import _folder
 
-    options = {
-        "model": model,
-        "cache": cache,
-        "test_views": test_views,
-        "batch_size": batch_size,
-        "progress": progress,
-        "runtime": runtime,
-        "precision": precision,
-    }
+    options = _options(
+        model, cache, test_views, batch_size, progress, runtime, precision
+    )
     source = _source(model_dir, options, explain)
     paths, y_true = _folder(image_dir)
     X, ok, y_pred, proba, classes, embedder, bad = _evaluate_rows(

@@ -2,18 +2,16 @@
 
 The int8 calibrator prints ``fully_quantize: 0, inference_type: 6, ...`` and
 every LiteRT interpreter ``INFO: Created TensorFlow Lite XNNPACK delegate for
-CPU.`` straight to file descriptor 2; neither has a switch. As
-``embedding/_quiet.py`` does for TensorFlow's import, fd 2 is pointed at a
-temporary file meanwhile and every other line is written back.
+CPU.`` straight to file descriptor 2; neither has a switch. As for
+TensorFlow's import, ``embedding/_quiet.stderr_without`` points fd 2 at a
+temporary file meanwhile and writes every other line back.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import sys
-import tempfile
+
+from embedclf.embedding._quiet import stderr_without
 
 __all__ = ["quiet_lite"]
 
@@ -24,21 +22,6 @@ _NOTICE = re.compile(
 )
 
 
-@contextlib.contextmanager
 def quiet_lite():
     """Run the block with LiteRT's and the converter's notices dropped."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            lines = captured.read().splitlines(keepends=True)
-            kept = b"".join(x for x in lines if not _NOTICE.match(x.rstrip(b"\n")))
-            if kept:
-                os.write(2, kept)
+    return stderr_without(_NOTICE)
