@@ -89,7 +89,7 @@ def _probe(X, y, fit, te):
 
 def _final(X, y, split, **select):
     """Test accuracy of select_head's head (as ``train`` fits), and its estimate."""
-    from embedclf.workflow._select import select_head
+    from embedclf.workflow._train._select import select_head
 
     tr, va, te = (split == s for s in ("training", "validation", "testing"))
     head, res = select_head(X[tr], y[tr], X_val=X[va], y_val=y[va], **select)
