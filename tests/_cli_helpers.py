@@ -72,3 +72,12 @@ def trained(tmp_path_factory, model_dir: Path) -> dict:
             "status": status,
         }
     return _STATE[key]
+
+
+def predict_json(model_dir, paths, capsys) -> list:
+    """``embedclf predict MODEL_DIR PATHS --json``'s results (exit code 0)."""
+    import json
+
+    capsys.readouterr()
+    assert main(["predict", str(model_dir), *map(str, paths), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)

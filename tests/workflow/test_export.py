@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
-from _cli_helpers import trained
+from _cli_helpers import predict_json, trained
 
 from embedclf.cli import list_images, main
 
@@ -16,12 +14,6 @@ pytestmark = pytest.mark.tf
 @pytest.fixture(scope="module")
 def session(tmp_path_factory, tiny_model_dir):
     return trained(tmp_path_factory, tiny_model_dir)
-
-
-def _predict_json(model_dir, paths, capsys):
-    capsys.readouterr()
-    assert main(["predict", str(model_dir), *map(str, paths), "--json"]) == 0
-    return json.loads(capsys.readouterr().out)
 
 
 def _exported(tmp_path, model_dir, capsys):
@@ -45,7 +37,7 @@ def test_export_agrees_with_predict(session, tmp_path, tiny_model_dir, capsys):
         "red",
     ]
     paths = list_images([str(session["data"] / "test"), str(session["data"] / "val")])
-    expected = _predict_json(session["output"], paths, capsys)
+    expected = predict_json(session["output"], paths, capsys)
     data = tf.constant([open(p, "rb").read() for p in paths])
     got = loaded.signatures["serving_default"](image_bytes=data)
     labels = [s.decode() for s in got["label"].numpy()]
@@ -107,7 +99,7 @@ def test_export_keeps_open_set_rule(session, tmp_path, tiny_model_dir, capsys):
         Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(path)
         noise.append(str(path))
     paths = list_images([str(session["data"] / "test")]) + noise
-    expected = _predict_json(model_dir, paths, capsys)
+    expected = predict_json(model_dir, paths, capsys)
     data = tf.constant([open(p, "rb").read() for p in paths])
     got = loaded.signatures["serving_default"](image_bytes=data)
     # From encoded bytes, the top-1 class and the open-set answer ("unknown"
@@ -201,7 +193,7 @@ def test_real_backbone_export_agrees_on_grocery_photos(tmp_path, capsys):
     assert main(["train", str(data), "-o", str(model_dir), "--model",
                  str(SHARED_MODEL), "--C", "1", "--no-progress"]) == 0  # fmt: skip
     paths = list_images([str(data / "test")])
-    expected = _predict_json(model_dir, paths, capsys)
+    expected = predict_json(model_dir, paths, capsys)
     _, loaded = _exported(tmp_path, model_dir, capsys)
     got = loaded.signatures["serving_default"](
         image_bytes=tf.constant([open(p, "rb").read() for p in paths])

@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 import pytest
-from _cli_helpers import trained
+from _cli_helpers import predict_json, trained
 
 from embedclf.cli import list_images, main
 
@@ -20,12 +20,6 @@ pytest.importorskip("ai_edge_litert")
 @pytest.fixture(scope="module")
 def session(tmp_path_factory, tiny_model_dir):
     return trained(tmp_path_factory, tiny_model_dir)
-
-
-def _predict(model_dir, paths, capsys):
-    capsys.readouterr()
-    assert main(["predict", str(model_dir), *map(str, paths), "--json"]) == 0
-    return json.loads(capsys.readouterr().out)
 
 
 def _export(model_dir, out, capsys, *extra):
@@ -59,7 +53,7 @@ def exports(session, tmp_path_factory):
 
 def test_three_variants_agree_with_predict(session, exports, capsys):
     paths = list_images([str(session["data"] / "test"), str(session["data"] / "val")])
-    expected = _predict(session["output"], paths, capsys)
+    expected = predict_json(session["output"], paths, capsys)
     labels = [r["label"] for r in expected]
     sizes = {}
     for q, (folder, _) in exports.items():
@@ -73,7 +67,7 @@ def test_three_variants_agree_with_predict(session, exports, capsys):
                                   "crop_fraction": 0.875}  # fmt: skip
         assert info["unknown_rule_included"] is False
         sizes[q] = (folder / "model.tflite").stat().st_size
-        got = _predict(folder, paths, capsys)
+        got = predict_json(folder, paths, capsys)
         assert [r["path"] for r in got] == [r["path"] for r in expected]
         if q == "none":  # float32 throughout: the same answers and scores
             assert [r["label"] for r in got] == labels
@@ -147,8 +141,8 @@ def test_mlp_head_with_test_time_flip(session, tiny_model_dir, tmp_path, capsys)
     info = json.loads((tmp_path / "lite" / "preprocessing.json").read_text())
     assert info["test_time_flip_included"] is True
     paths = list_images([str(session["data"] / "test")])
-    expected = _predict(model_dir, paths, capsys)
-    got = _predict(tmp_path / "lite", paths, capsys)
+    expected = predict_json(model_dir, paths, capsys)
+    got = predict_json(tmp_path / "lite", paths, capsys)
     assert [r["label"] for r in got] == [r["label"] for r in expected]
     np.testing.assert_allclose(
         [r["top_k"][0]["score"] for r in got],
@@ -173,9 +167,11 @@ def test_open_set_rule_is_included(session, tiny_model_dir, tmp_path, capsys):
         Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(path)
         noise.append(str(path))
     paths = list_images([str(session["data"] / "test")]) + noise
-    expected = [r["label"] for r in _predict(model_dir, paths, capsys)]
+    expected = [r["label"] for r in predict_json(model_dir, paths, capsys)]
     assert "unknown" in expected
-    assert [r["label"] for r in _predict(tmp_path / "lite", paths, capsys)] == expected
+    assert [
+        r["label"] for r in predict_json(tmp_path / "lite", paths, capsys)
+    ] == expected
     # Index-based APIs (docs/export.md): output 0 is probabilities, 1 known.
     from ai_edge_litert.interpreter import Interpreter
 
@@ -190,8 +186,8 @@ def test_two_backbones(session, tiny_model_dir, tiny_model_dir_b, tmp_path, caps
                        str(tiny_model_dir_b))  # fmt: skip
     _export(model_dir, tmp_path / "lite", capsys)
     paths = list_images([str(session["data"] / "test")])
-    expected = _predict(model_dir, paths, capsys)
-    got = _predict(tmp_path / "lite", paths, capsys)
+    expected = predict_json(model_dir, paths, capsys)
+    got = predict_json(tmp_path / "lite", paths, capsys)
     assert [r["label"] for r in got] == [r["label"] for r in expected]
 
 
