@@ -32,6 +32,10 @@ def test_ci_runs_the_readme_test_command():
     block = README.split("<!-- ci: test command -->", 1)[1]
     command = re.search(r"```\n(.+)\n```", block).group(1)
     assert "pip install -e" in command and "pytest" in command
+    # every optional extra the tests exercise is installed, so none of
+    # their tests skip in CI (dask: the cluster tests; lite: LiteRT)
+    extras = re.search(r'\.\[([\w,]+)\]', command).group(1).split(",")
+    assert {"dev", "dask", "lite"} <= set(extras)
 
 
 def test_readme_is_short():
