@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from embedclf.cli._common import _add_model_dir, _models
+from embedclf.cli._common import (
+    _add_backbone_args,
+    _add_model_dir,
+    _models,
+    _progress,
+)
 
 __all__ = ["format_suggest_parser", "run_suggest"]
 
@@ -54,33 +59,8 @@ def format_suggest_parser(parser):
             "Default: 0.94 (the audit's threshold)."
         ),
     )
-    parser.add_argument(
-        "--model",
-        metavar="M",
-        action="append",
-        default=None,
-        help=(
-            "The backbone, when it moved since training (once per recorded "
-            "backbone, in order; identities are checked). Default: the one(s) "
-            "recorded in the model directory."
-        ),
-    )
-    parser.add_argument(
-        "--cache",
-        metavar="F",
-        default=None,
-        help=(
-            "Embedding cache. Default: the cache the model was trained with, "
-            "when it still exists; otherwise none."
-        ),
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=32,
-        metavar="N",
-        help="Images per backbone call. Default: 32.",
-    )
+    # --model, --cache, --batch-size, --progress as predict has them
+    _add_backbone_args(parser, required_default=False)
     parser.set_defaults(handler=run_suggest)
 
 
@@ -103,6 +83,7 @@ def run_suggest(args) -> int:
         cache=args.cache,
         model=_models(args),
         batch_size=args.batch_size,
+        progress=_progress(args),
     )
     n_failed = report_failures(result.unreadable)
     for row in result.rows:
