@@ -81,3 +81,17 @@ def predict_json(model_dir, paths, capsys) -> list:
     capsys.readouterr()
     assert main(["predict", str(model_dir), *map(str, paths), "--json"]) == 0
     return json.loads(capsys.readouterr().out)
+
+
+def noise_images(folder: Path, n: int = 4) -> list[str]:
+    """``n`` random-pixel PNGs in ``folder``: photos of none of the classes."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        path = folder / f"noise{i}.png"
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    return paths

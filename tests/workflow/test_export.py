@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _cli_helpers import predict_json, trained
+from _cli_helpers import noise_images, predict_json, trained
 
 from embedclf.cli import list_images, main
 
@@ -90,14 +90,8 @@ def test_export_keeps_open_set_rule(session, tmp_path, tiny_model_dir, capsys):
         == 0
     )
     _, loaded = _exported(tmp_path, model_dir, capsys)
-    from PIL import Image
 
-    rng = np.random.default_rng(0)
-    noise = []
-    for i in range(4):  # photos of none of the classes
-        path = tmp_path / f"noise{i}.png"
-        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(path)
-        noise.append(str(path))
+    noise = noise_images(tmp_path)  # photos of none of the classes
     paths = list_images([str(session["data"] / "test")]) + noise
     expected = predict_json(model_dir, paths, capsys)
     data = tf.constant([open(p, "rb").read() for p in paths])

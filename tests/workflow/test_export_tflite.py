@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 import pytest
-from _cli_helpers import predict_json, trained
+from _cli_helpers import noise_images, predict_json, trained
 
 from embedclf.cli import list_images, main
 
@@ -152,20 +152,13 @@ def test_mlp_head_with_test_time_flip(session, tiny_model_dir, tmp_path, capsys)
 
 
 def test_open_set_rule_is_included(session, tiny_model_dir, tmp_path, capsys):
-    from PIL import Image
-
     model_dir = _train(session, tiny_model_dir, tmp_path / "open", "--unknown",
                        "auto", "--crop-fraction", "1")  # fmt: skip
     _export(model_dir, tmp_path / "lite", capsys)
     info = json.loads((tmp_path / "lite" / "preprocessing.json").read_text())
     assert info["unknown_rule_included"] is True
     assert info["unknown_label"] == "unknown"
-    rng = np.random.default_rng(0)
-    noise = []
-    for i in range(4):  # photos of none of the classes
-        path = tmp_path / f"noise{i}.png"
-        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(path)
-        noise.append(str(path))
+    noise = noise_images(tmp_path)  # photos of none of the classes
     paths = list_images([str(session["data"] / "test")]) + noise
     expected = [r["label"] for r in predict_json(model_dir, paths, capsys)]
     assert "unknown" in expected
