@@ -41,6 +41,7 @@ is not a measurement goes into ``ALLOWED`` with the reason.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -51,20 +52,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
+# the marker grammar and the lookup live with the refresh script
+_spec = importlib.util.spec_from_file_location(
+    "embedclf_bench_figures", ROOT / "benchmarks" / "figures.py"
+)
+figures = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(figures)
+MARKER, BEFORE_MARKER, _lookup = figures.MARKER, figures.BEFORE_MARKER, figures.lookup
+
 
 def _documents() -> list[Path]:
     docs = sorted((ROOT / "docs").rglob("*.md"))
     return [ROOT / "README.md", ROOT / "benchmarks" / "README.md", *docs]
 
-
-MARKER = re.compile(
-    r"<!--\s*fig\s+(?P<file>\S+)\s+(?P<path>.+?)(?:\s+x(?P<scale>[-+0-9.e]+))?\s*-->"
-)
-NUMBER = r"[-+−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
-#: %, ×, or one word of letters, optionally per another (x, s, points, MB, images/s)
-UNIT = r"(?:%|×|[A-Za-z]{1,8}(?:/[A-Za-z]{1,8})?)?"
-#: the number, its unit and emphasis, at the very end of the text before a marker
-BEFORE_MARKER = re.compile(rf"(?<![\w.,])(?P<number>{NUMBER})\s*{UNIT}[*_]*\s*$")
 
 #: Numbers that look like figures but are not measurements: (file, text, reason).
 ALLOWED: list[tuple[str, str, str]] = []
@@ -75,25 +75,6 @@ def _markers(path: Path):
     for match in MARKER.finditer(text):
         line = text.count("\n", 0, match.start()) + 1
         yield text[: match.start()], match, f"{path.relative_to(ROOT)}:{line}"
-
-
-def _lookup(data, dotted: str):
-    """Walk ``dotted`` through dicts and lists; the longest matching key wins."""
-    rest = dotted
-    node = data
-    while rest:
-        if isinstance(node, list):
-            head, _, tail = rest.partition(".")
-            node, rest = node[int(head)], tail
-            continue
-        if not isinstance(node, dict):
-            raise KeyError(f"{rest!r}: {type(node).__name__} has no keys")
-        keys = [k for k in node if rest == k or rest.startswith(k + ".")]
-        if not keys:
-            raise KeyError(f"{rest!r} is not a key of {sorted(node)[:12]}")
-        key = max(keys, key=len)
-        node, rest = node[key], rest[len(key) + 1 :]
-    return node
 
 
 def _all_markers():
@@ -126,12 +107,11 @@ def test_figure_equals_its_results_file(before, match, where):
     written = BEFORE_MARKER.search(before)
     assert written, f"{where}: no number right before the marker"
     number = written["number"].replace(",", "").replace("−", "-")
-    decimals = len(number.split(".")[1]) if "." in number else 0
-    scaled = Decimal(repr(float(value))) * Decimal(match["scale"] or "1")
-    expected = scaled.quantize(Decimal(1).scaleb(-decimals), ROUND_HALF_EVEN)
+    expected = figures.expected(value, match["scale"], written["number"])
     assert Decimal(number) == expected, (
         f"{where}: written {written['number']}, but {match['file']} "
-        f"{match['path']} x{match['scale'] or 1} = {scaled} -> {expected}"
+        f"{match['path']} x{match['scale'] or 1} = {value} -> {expected} "
+        "(python benchmarks/figures.py FILE --write rewrites it)"
     )
 
 
@@ -233,3 +213,24 @@ def test_lookup_takes_the_longest_key():
     assert _lookup({"rows": [{"a": 1}, {"a": 2}]}, "rows.1.a") == 2
     with pytest.raises(KeyError, match="missing"):
         _lookup(data, "draws.missing")
+
+
+def test_refresh_rewrites_a_stale_figure_and_keeps_the_rest(tmp_path):
+    """benchmarks/figures.py sets each marked figure from its file, with the
+    decimals, separators and unit written, and leaves the text around it."""
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    (results / "r.json").write_text(json.dumps({"a": {"b": [0.123456, 12345.6]}}))
+    text = (
+        "rate 1.1 %<!-- fig benchmarks/results/r.json a.b.0 x100 --> and "
+        "**9,999 s**<!-- fig benchmarks/results/r.json a.b.1 --> then 0.12<!-- "
+        "fig benchmarks/results/r.json a.b.0 --> end\n"
+    )
+    new, changes = figures.refreshed(text, root=tmp_path)
+    assert new == (
+        "rate 12.3 %<!-- fig benchmarks/results/r.json a.b.0 x100 --> and "
+        "**12,346 s**<!-- fig benchmarks/results/r.json a.b.1 --> then 0.12<!-- "
+        "fig benchmarks/results/r.json a.b.0 --> end\n"
+    )
+    assert changes == ["line 1: 1.1 -> 12.3", "line 1: 9,999 -> 12,346"]
+    assert figures.refreshed(new, root=tmp_path) == (new, [])
