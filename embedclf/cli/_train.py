@@ -70,7 +70,7 @@ def run_train(args) -> int:
         flush=True,
     )
     if result.test_accuracy is not None:
-        views = args.test_views or "none"
+        views = result.params.get("test_views") or "none"
         views_text = "" if views == "none" else f", test views: {views}"
         print(
             f"Final test accuracy = {result.test_accuracy:.2%} "

@@ -63,6 +63,11 @@ def test_train_budget_prints_choice_and_writes_table(
     assert manifest["metrics"]["estimate"] == search["estimate"]
     assert manifest["metrics"]["selection_rule"] == "budget-search"
     assert len(search["table"]) == len(rows)
+    # the final line names the test views the search chose, not the flag's
+    final = [ln for ln in stdout.splitlines() if ln.startswith("Final test accuracy")]
+    views = chosen["test_views"]
+    assert final[0].endswith(")" if views == "none" else f", test views: {views})")
+    assert ("test views" in final[0]) is (views != "none")
 
 
 def test_train_without_budget_records_no_search(tmp_path_factory, tiny_model_dir):
@@ -90,3 +95,18 @@ def test_train_budget_must_be_positive(tmp_path, tiny_model_dir, capsys):
     assert "--budget must be a positive number of minutes; got 0.0." in (
         capsys.readouterr().err
     )
+
+
+def test_final_line_names_the_test_views_used(tmp_path, tiny_model_dir, capsys):
+    """The model's test views (here the flag's) are in the result and the line."""
+    data = grocery_like(tmp_path / "g")
+    argv = ["train", str(data), "--output", str(tmp_path / "m"), "--model",
+            str(tiny_model_dir), "--test-views", "flip", "--C", "1",
+            "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    final = [
+        ln
+        for ln in capsys.readouterr().out.splitlines()
+        if ln.startswith("Final test accuracy")
+    ]
+    assert final[0].endswith(", test views: flip)")

@@ -33,7 +33,9 @@ class TrainResult:
     params : dict
         The chosen head: ``classifier``, ``C`` (None for "mlp"),
         ``standardize`` (the scaling chosen), ``class_weight``, ``balance``,
-        ``unknown`` (the manifest's entry: rule, threshold, recalls).
+        ``unknown`` (the manifest's entry: rule, threshold, recalls),
+        ``test_views`` (``"none"``, ``"flip"`` or ``"train"``; a budget
+        search may have chosen it).
     metrics : dict
         The manifest's ``metrics`` (with the C grid tried).
     timings : dict

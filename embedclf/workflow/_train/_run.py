@@ -370,6 +370,7 @@ def _save(opts, run, head, tuning, predicted, n_fit) -> TrainResult:
             "class_weight": opts.class_weight,
             "balance": opts.balance,
             "unknown": manifest["unknown"],
+            "test_views": opts.test_views,
         },
         metrics=metrics,
         timings=dict(run.timings),

@@ -45,6 +45,7 @@ def test_train_reproduces_the_command(tmp_path_factory, tmp_path, tiny_model_dir
     assert result.test_accuracy == cli.manifest["metrics"]["test_accuracy"]
     assert result.params["C"] == cli.manifest["classifier"]["C"] in (0.1, 1.0)
     assert result.params["standardize"] == cli.manifest["classifier"]["standardize"]
+    assert result.params["test_views"] == cli.manifest["test_views"] == "none"
     assert lib.labels == cli.labels
     X = np.random.default_rng(0).random((5, lib.head.n_features_in_))
     np.testing.assert_allclose(lib.head.predict_proba(X), cli.head.predict_proba(X))
@@ -68,6 +69,7 @@ def test_train_logs_instead_of_printing(tmp_path, tiny_model_dir, capsys, caplog
     # hash split: validation merged back, C judged by grouped cross-validation
     assert result.estimate_rule == "grouped-cv"
     assert result.params["C"] == 1.0
+    assert result.params["test_views"] == "none"
 
 
 @pytest.mark.parametrize(
