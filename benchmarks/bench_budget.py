@@ -8,6 +8,9 @@ max_iter=3000)``:
   *copy* of the grocery cache (so views it computes are paid for here and do
   not warm later runs): final test accuracy, printed estimate and wall time;
   beside it the default ``embedclf train`` (no budget, Lite0) on another copy;
+  all with the default runtime, whose plain vectors of both backbones the
+  cache should hold (``embedclf embed`` the grocery folder with each model
+  first; otherwise the runs embed them within their budget);
 * small data: seeded samples of grocery (37 classes, ``n_train`` training
   and 2 validation photos a class from the official train/ and val/ folders,
   up to 10 test photos a class from test/), on the cached vectors: the probe
