@@ -233,3 +233,15 @@ def test_stronger_backbone_hint():
     assert stronger_backbone_hint(["/my/own/model"]) is None
     v2 = "https://tfhub.dev/google/imagenet/efficientnet_v2_imagenet21k_s/feature_vector/2"
     assert stronger_backbone_hint([v2]) is None
+
+
+def test_estimate_carries_its_standard_error():
+    result, _, _ = _search(10_000)
+    n_heldout = 4 * 30  # the validation part of _data
+    p = result.estimate
+    assert result.estimate_stderr == pytest.approx(np.sqrt(p * (1 - p) / n_heldout))
+    assert result.to_manifest()["estimate_stderr"] == result.estimate_stderr
+    from embedclf.workflow._search._table import summary_lines
+
+    line = [ln for ln in summary_lines(result) if ln.startswith("Estimate")][0]
+    assert f"standard error {result.estimate_stderr:.1%}" in line

@@ -30,7 +30,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["choose", "cross_fitted_accuracy", "row_scores"]
+__all__ = ["binomial_stderr", "choose", "cross_fitted_accuracy", "row_scores"]
 
 #: Held-out rows per class below which pooled data count as small (prior rule).
 SMALL_PER_CLASS = 10
@@ -133,3 +133,15 @@ def cross_fitted_accuracy(
     if not per_cut:
         return None, None
     return float(np.mean(per_cut)), float(np.std(per_cut))
+
+
+def binomial_stderr(accuracy, n: int) -> float | None:
+    """Standard error of an accuracy measured on ``n`` images.
+
+    What the held-out photos themselves leave uncertain, whatever the
+    choice: sqrt(p (1 - p) / n). The spread over halvings does not show it
+    (it is 0 when every halving makes the same choice).
+    """
+    if accuracy is None or n <= 0:
+        return None
+    return float(np.sqrt(accuracy * (1.0 - accuracy) / n))

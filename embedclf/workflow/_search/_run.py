@@ -10,6 +10,7 @@ import numpy as np
 from embedclf.workflow._search._budget import Budget
 from embedclf.workflow._search._estimate import (
     SMALL_PER_CLASS,
+    binomial_stderr,
     cross_fitted_accuracy,
 )
 from embedclf.workflow._search._heldout import Config, make_plan
@@ -256,6 +257,7 @@ def _result(s, budget) -> SearchResult:
         why=why,
         selected_score=float(ok.mean()),
         estimate_spread=spread,
+        estimate_stderr=binomial_stderr(estimate, len(s.plan.rows)),
         mode=s.plan.mode,
         seconds=budget.spent,
         budget_s=budget.seconds,

@@ -56,6 +56,11 @@ class SearchResult:
         Cross-fitted accuracy of the choice (see ``_estimate``).
     estimate_rule : str
     why : str
+    estimate_spread : float or None
+        Standard deviation of the estimate over the random halvings.
+    estimate_stderr : float or None
+        Its binomial standard error over the held-out images (see
+        ``_estimate.binomial_stderr``).
     hint : str or None
         A stronger backbone to try, when one is known.
     """
@@ -68,6 +73,7 @@ class SearchResult:
     hint: str | None = None
     selected_score: float | None = None
     estimate_spread: float | None = None
+    estimate_stderr: float | None = None
     mode: str = "validation"
     seconds: float = 0.0
     budget_s: float = 0.0
@@ -83,6 +89,7 @@ class SearchResult:
             "hint",
             "selected_score",
             "estimate_spread",
+            "estimate_stderr",
             "mode",
             "seconds",
             "budget_s",

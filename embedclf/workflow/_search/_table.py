@@ -62,9 +62,11 @@ def summary_lines(result) -> list[str]:
     lines = []
     lines.append(f"Chosen: {result.why}")
     if result.estimate is not None:
+        stderr = getattr(result, "estimate_stderr", None)
+        noise = "" if stderr is None else f"standard error {stderr:.1%}; "
         lines.append(
-            f"Estimate after the search: {result.estimate:.2%} "
-            f"(+/- {result.estimate_spread:.2%} over halvings; {result.estimate_rule})."
+            f"Estimate after the search: {result.estimate:.2%} ({noise}"
+            f"+/- {result.estimate_spread:.2%} over halvings; {result.estimate_rule})."
         )
     if result.hint:
         lines.append(result.hint)
