@@ -27,6 +27,7 @@ from embedclf.workflow._audit._hash_pairs import (
     merge_pairs,
     phash_pairs,
 )
+from embedclf.workflow._audit._summary import audit_summary
 from embedclf.workflow._audit._write import write_audit  # noqa: F401
 
 __all__ = ["AuditResult", "audit_images", "audit_vectors", "write_audit"]
@@ -166,11 +167,7 @@ def audit_vectors(
     """
     from sklearn.preprocessing import LabelEncoder
 
-    from embedclf.workflow._audit._labels import (
-        find_label_issues_oof,
-        find_outliers,
-        out_of_fold_proba,
-    )
+    from embedclf.workflow._audit._labels import find_outliers, out_of_fold_proba
 
     X = np.asarray(X, dtype=np.float32)
     labels = np.asarray(labels).astype(str)
@@ -195,19 +192,7 @@ def audit_vectors(
     proba = memory.cache(out_of_fold_proba, ignore=["progress"])(
         X, y, n_folds=n_folds, C=C, random_state=random_state, progress=progress
     )
-    ranked, quality = find_label_issues_oof(y, proba)
-    suggested = proba.argmax(axis=1)
-    label_issues = [
-        {
-            "index": int(i),
-            "label": str(labels[i]),
-            "suggested_label": str(classes[suggested[i]]),
-            "quality": float(quality[i]),
-            "given_proba": float(proba[i, y[i]]),
-            "suggested_proba": float(proba[i, suggested[i]]),
-        }
-        for i in ranked
-    ]
+    label_issues = _label_issue_rows(labels, classes, y, proba)
     flagged, scores = memory.cache(find_outliers)(X)
     outliers = [
         {"index": int(i), "score": float(scores[i]), "label": str(labels[i])}
@@ -216,25 +201,11 @@ def audit_vectors(
     pairs = memory.cache(duplicate_pairs)(
         X, split, keys=keys, threshold=duplicate_threshold
     )
-    image_issues, image_counts = [], {}
+    image_issues = []
     if props is not None:
-        from embedclf.workflow._audit._images import (
-            IMAGE_ISSUES,
-            find_image_issues,
-            image_issue_rows,
-            phash_bits,
+        image_issues, pairs = _image_checks(
+            np.asarray(props), X, labels, split, pairs, phash_distance
         )
-
-        props = np.asarray(props)
-        image_issues = image_issue_rows(find_image_issues(props), labels)
-        image_counts = {
-            k: sum(r["issue"] == k for r in image_issues) for k in IMAGE_ISSUES
-        }
-        valid = ~np.isnan(props).any(axis=1)
-        hashed = phash_pairs(
-            phash_bits(props), split, max_distance=phash_distance, valid=valid
-        )
-        pairs = merge_pairs(pairs, hashed, X)
     twins = _twins(X, labels, split, pairs, C, memory)
     result = AuditResult(
         labels=labels,
@@ -249,37 +220,47 @@ def audit_vectors(
         balance=_balance(labels, split, n_folds),
         twins=twins,
     )
-    cross = [p for p in pairs if "/" in p["splits"]]
-    result.summary = {
-        "n_images": n,
-        "n_classes": int(len(classes)),
-        "duplicate_threshold": float(duplicate_threshold),
-        "out_of_fold_accuracy": float(np.mean(suggested == y)),
-        "n_label_issues": len(label_issues),
-        "n_exact_duplicate_pairs": sum(p["kind"] == "exact" for p in pairs),
-        "n_near_duplicate_pairs": sum(p["kind"] == "near" for p in pairs),
-        "n_cross_split_pairs": len(cross),
-        "cross_split_pairs_by_splits": {
-            s: sum(p["splits"] == s for p in cross)
-            for s in sorted({p["splits"] for p in cross})
-        },
-        "pairs_by_signal": {
-            k: sum(p["signal"] == k for p in pairs)
-            for k in ("content", "embedding", "embedding+phash", "phash")
-        },
-        "cross_split_pairs_by_signal": {
-            k: sum(p["signal"] == k for p in cross)
-            for k in ("content", "embedding", "embedding+phash", "phash")
-        },
-        "phash_distance": None if props is None else int(phash_distance),
-        "image_checks": props is not None,
-        "n_image_issues": image_counts,
-        "n_images_with_image_issue": len({r["index"] for r in image_issues}),
-        "n_outliers": len(outliers),
-        "twins": twins,
-        "balance": {k: v for k, v in result.balance.items() if k != "counts"},
-    }
+    result.summary = audit_summary(
+        result, y, pairs, image_issues, outliers, twins,
+        duplicate_threshold=duplicate_threshold,
+        phash_distance=None if props is None else int(phash_distance),
+    )  # fmt: skip
     return result
+
+
+def _label_issue_rows(labels, classes, y, proba) -> list[dict]:
+    """The suspected label errors, most suspicious first (cleanlab's ranking)."""
+    from embedclf.workflow._audit._labels import find_label_issues_oof
+
+    ranked, quality = find_label_issues_oof(y, proba)
+    suggested = proba.argmax(axis=1)
+    return [
+        {
+            "index": int(i),
+            "label": str(labels[i]),
+            "suggested_label": str(classes[suggested[i]]),
+            "quality": float(quality[i]),
+            "given_proba": float(proba[i, y[i]]),
+            "suggested_proba": float(proba[i, suggested[i]]),
+        }
+        for i in ranked
+    ]
+
+
+def _image_checks(props, X, labels, split, pairs, phash_distance):
+    """(image issue rows, pairs with the perceptual-hash pairs merged in)."""
+    from embedclf.workflow._audit._images import (
+        find_image_issues,
+        image_issue_rows,
+        phash_bits,
+    )
+
+    image_issues = image_issue_rows(find_image_issues(props), labels)
+    valid = ~np.isnan(props).any(axis=1)
+    hashed = phash_pairs(
+        phash_bits(props), split, max_distance=phash_distance, valid=valid
+    )
+    return image_issues, merge_pairs(pairs, hashed, X)
 
 
 def _held_predictions(X_train, y_train, X_held, C):
