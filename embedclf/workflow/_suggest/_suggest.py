@@ -164,10 +164,6 @@ def suggest(
     from embedclf.embedding._batches import IMAGE_ERRORS
     from embedclf.embedding._embedder import ImageEmbedder
     from embedclf.embedding._identity_memo import hash_paths
-    from embedclf.workflow._explain._training_index import (
-        read_training_index,
-        training_vectors,
-    )
     from embedclf.workflow._model_dir import embedder_settings
 
     model_dir, handle, cache = _open_model_dir(model_dir, model, cache)
@@ -190,17 +186,7 @@ def suggest(
     X = X[ok]
     head = model_dir.head
     proba = head.predict_proba(X) if len(X) else np.zeros((0, len(head.classes_)))
-    photos = read_training_index(model_dir)
-    X_lab = lab_keys = None
-    if photos is None:
-        logger.warning(
-            "%s records no training photos (trained by an older embedclf): "
-            "near-duplicates of them cannot be left out; train it again",
-            model_dir.path,
-        )
-    else:
-        X_lab, found = training_vectors(photos, embedder)
-        X_lab, lab_keys = X_lab[found], photos.keys
+    photos, X_lab, lab_keys = _labelled(model_dir, embedder)
     keys, _ = hash_paths(good, cache, n_threads=2, rehash=False, errors=IMAGE_ERRORS)
     ranked = rank_rows(
         X,
@@ -213,27 +199,7 @@ def suggest(
         duplicate_threshold=duplicate_threshold,
         classes=[str(c) for c in head.classes_],
     )
-    classes = np.asarray([str(c) for c in head.classes_])
-    rows = []
-    for rank, (i, why) in enumerate(zip(ranked.indices, ranked.reasons), 1):
-        near = ranked.nearest_labelled[i]
-        top = np.argsort(-proba[i], kind="stable")[:2].tolist()
-        first, second = top[0], (top[1] if len(top) > 1 else None)
-        rows.append(
-            {
-                "rank": rank,
-                "path": good[i],
-                "predicted_label": str(classes[first]),
-                "probability": float(proba[i, first]),
-                "runner_up_label": None if second is None else str(classes[second]),
-                "runner_up_probability": (
-                    None if second is None else float(proba[i, second])
-                ),
-                "uncertainty": float(ranked.uncertainty[i]),
-                "nearest_labelled_similarity": None if np.isnan(near) else float(near),
-                "why": why,
-            }
-        )
+    rows = _rows(ranked, proba, good, [str(c) for c in head.classes_])
     result = Suggestions(
         rows=rows,
         n_candidates=len(good),
@@ -248,3 +214,48 @@ def suggest(
             Path(output), result, n_training=(None if photos is None else len(photos))
         )
     return result
+
+
+def _labelled(model_dir, embedder):
+    """(training photos, their vectors, their content keys) or Nones."""
+    from embedclf.workflow._explain._training_index import (
+        read_training_index,
+        training_vectors,
+    )
+
+    photos = read_training_index(model_dir)
+    if photos is None:
+        logger.warning(
+            "%s records no training photos (trained by an older embedclf): "
+            "near-duplicates of them cannot be left out; train it again",
+            model_dir.path,
+        )
+        return None, None, None
+    X_lab, found = training_vectors(photos, embedder)
+    return photos, X_lab[found], photos.keys
+
+
+def _rows(ranked, proba, paths, classes) -> list[dict]:
+    """One row of ``Suggestions.rows`` per ranked photo, best first."""
+    classes = np.asarray(classes)
+    rows = []
+    for rank, (i, why) in enumerate(zip(ranked.indices, ranked.reasons), 1):
+        near = ranked.nearest_labelled[i]
+        top = np.argsort(-proba[i], kind="stable")[:2].tolist()
+        first, second = top[0], (top[1] if len(top) > 1 else None)
+        rows.append(
+            {
+                "rank": rank,
+                "path": paths[i],
+                "predicted_label": str(classes[first]),
+                "probability": float(proba[i, first]),
+                "runner_up_label": None if second is None else str(classes[second]),
+                "runner_up_probability": (
+                    None if second is None else float(proba[i, second])
+                ),
+                "uncertainty": float(ranked.uncertainty[i]),
+                "nearest_labelled_similarity": None if np.isnan(near) else float(near),
+                "why": why,
+            }
+        )
+    return rows
