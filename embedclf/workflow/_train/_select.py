@@ -200,55 +200,17 @@ def select_head(
     grid = list(AUTO_C_GRID) if auto else sorted({float(c) for c in C_grid})
     scalings = [False, True] if standardize == "auto" else [bool(standardize)]
     base = make_head(classifier, class_weight=class_weight)
-    splits, n_groups = None, None
-
-    if has_val:
-        rule = "validation"
-        X_all = np.vstack([X, X_val])
-        y_all = np.concatenate([y, np.asarray(y_val)])
-        folds = [(np.arange(len(y)), np.arange(len(y), len(y_all)))]
-    elif len(grid) == 1 and len(scalings) == 1:
-        rule, X_all, y_all, folds = "fixed", X, y, []
-    else:
-        rule, X_all, y_all = "grouped-cv", X, y
-        folds, cv = _grouped_folds(
-            X, y, groups, threshold=SPLIT_THRESHOLD if threshold is None else threshold
-        )
-        splits = folds
-        n_groups = int(len(np.unique(cv.groups(X, y, groups))))
-
-    rows = []
-    if folds:
-        candidates = [{"C": c, "standardize": s} for s in scalings for c in grid]
-        rows = _evaluate(base, candidates, X_all, y_all, folds, n_jobs)
-        best = _best(rows)
-        if auto:  # refine: the half-decades on each side of the best decade
-            finer = [
-                {"C": best["C"] * f, "standardize": best["standardize"]}
-                for f in (10**-0.5, 10**0.5)
-            ]
-            rows += _evaluate(base, finer, X_all, y_all, folds, n_jobs)
-            best = _best(rows)
-        choice = {"C": best["C"], "standardize": best["standardize"]}
-        estimate = best["validation_accuracy"]
-    else:
-        choice = {"C": grid[0], "standardize": scalings[0]}
-        estimate = None
+    threshold = SPLIT_THRESHOLD if threshold is None else threshold
+    rule, X_all, y_all, folds, n_groups = _plan(
+        X, y, X_val if has_val else None, y_val, groups, threshold,
+        single=len(grid) == 1 and len(scalings) == 1,
+    )  # fmt: skip
+    rows, choice, estimate = _tune(
+        base, grid, scalings, auto, X_all, y_all, folds, n_jobs
+    )
     leak = {}
     if rule == "validation":
-        # How many validation photos are near-duplicates of training photos
-        # (e.g. a hash split of one folder of sessions), and the accuracy on
-        # the others: an estimate for photos unlike the training ones.
-        dup = _near_duplicate_rows(
-            X, y, X_val, y_val, SPLIT_THRESHOLD if threshold is None else threshold
-        )
-        leak["validation_near_duplicates"] = int(dup.sum())
-        if dup.any() and (~dup).any():
-            fitted = clone(base).set_params(**choice).fit(X, y)
-            y_val = np.asarray(y_val)
-            leak["estimate_unlike_training"] = float(
-                np.mean(fitted.predict(X_val[~dup]) == y_val[~dup])
-            )
+        leak = _validation_leak(base, choice, X, y, X_val, y_val, threshold)
     head = clone(base).set_params(**choice).fit(X_all, y_all)
     logger.info(
         "%s chose C=%g standardize=%s (estimate %s)",
@@ -268,5 +230,59 @@ def select_head(
         "grid": rows,
         "n_groups": n_groups,
         "n_validation": int(len(y_val)) if has_val else 0,
-        "splits": splits,
+        "splits": folds if rule == "grouped-cv" else None,
     } | leak
+
+
+def _plan(X, y, X_val, y_val, groups, threshold, *, single):
+    """(rule, X_all, y_all, folds, n_groups): where candidates are judged.
+
+    With a validation part: one fold, training -> validation. With one
+    candidate and no validation part: no folds ("fixed"). Otherwise grouped
+    folds over the training rows (near-duplicate shots kept together).
+    """
+    if X_val is not None:
+        X_all = np.vstack([X, X_val])
+        y_all = np.concatenate([y, np.asarray(y_val)])
+        folds = [(np.arange(len(y)), np.arange(len(y), len(y_all)))]
+        return "validation", X_all, y_all, folds, None
+    if single:
+        return "fixed", X, y, [], None
+    folds, cv = _grouped_folds(X, y, groups, threshold=threshold)
+    n_groups = int(len(np.unique(cv.groups(X, y, groups))))
+    return "grouped-cv", X, y, folds, n_groups
+
+
+def _tune(base, grid, scalings, auto, X_all, y_all, folds, n_jobs):
+    """(rows tried, chosen params, its estimate) over the C x scaling grid."""
+    if not folds:
+        return [], {"C": grid[0], "standardize": scalings[0]}, None
+    candidates = [{"C": c, "standardize": s} for s in scalings for c in grid]
+    rows = _evaluate(base, candidates, X_all, y_all, folds, n_jobs)
+    best = _best(rows)
+    if auto:  # refine: the half-decades on each side of the best decade
+        finer = [
+            {"C": best["C"] * f, "standardize": best["standardize"]}
+            for f in (10**-0.5, 10**0.5)
+        ]
+        rows += _evaluate(base, finer, X_all, y_all, folds, n_jobs)
+        best = _best(rows)
+    choice = {"C": best["C"], "standardize": best["standardize"]}
+    return rows, choice, best["validation_accuracy"]
+
+
+def _validation_leak(base, choice, X, y, X_val, y_val, threshold) -> dict:
+    """How many validation photos are near-duplicates of training photos
+    (e.g. a hash split of one folder of sessions), and the accuracy on the
+    others: an estimate for photos unlike the training ones."""
+    from sklearn.base import clone
+
+    dup = _near_duplicate_rows(X, y, X_val, y_val, threshold)
+    leak = {"validation_near_duplicates": int(dup.sum())}
+    if dup.any() and (~dup).any():
+        fitted = clone(base).set_params(**choice).fit(X, y)
+        y_val = np.asarray(y_val)
+        leak["estimate_unlike_training"] = float(
+            np.mean(fitted.predict(X_val[~dup]) == y_val[~dup])
+        )
+    return leak
