@@ -56,9 +56,7 @@ def _pct(x):
 
 def write_audit_html(result, path, *, progress=False) -> Path:
     """Write the audit page ``path`` (and ``thumbs/`` beside it)."""
-    esc = html.escape
     path = Path(path)
-    s = result.summary
     typical = _typical(result)
     label_rows = result.label_issues[:_MAX_LABEL]
     pair_rows = sorted(
@@ -66,19 +64,46 @@ def write_audit_html(result, path, *, progress=False) -> Path:
         key=lambda p: ("/" not in p["splits"], p["kind"] != "exact"),
     )[:_MAX_PAIRS]
     outlier_rows = result.outliers[:_MAX_OUTLIERS]
+    image_rows = _image_rows(result)
     shown = set()
     for r in label_rows:
         shown |= {r["index"], *typical[r["label"]], *typical[r["suggested_label"]]}
     for p in pair_rows:
         shown |= {p["i"], p["j"]}
     shown |= {r["index"] for r in outlier_rows}
-    image_rows = _image_rows(result)
     shown |= {r["index"] for rows in image_rows.values() for r in rows}
+    cell = _cell_maker(result, shown, path.parent / "thumbs", progress)
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>Data audit</title><style>{_CSS}</style></head><body>",
+        "<h1>Data audit</h1>",
+        "<nav><a href='#next'>What to do next</a><a href='#labels'>Label issues"
+        "</a><a href='#duplicates'>Duplicates"
+        "</a><a href='#images'>Image issues</a><a href='#outliers'>Outliers</a>"
+        "<a href='#balance'>Class balance</a>"
+        "<a href='issues.csv'>issues.csv</a><a href='audit.json'>audit.json</a>"
+        "</nav>",
+        *_summary_table(result.summary),
+        *_twins_paragraph(result.twins),
+        *_next_section(result.summary.get("next_steps", [])),
+        *_labels_section(result, label_rows, typical, cell),
+        *_duplicates_section(result, pair_rows, cell),
+        *_outliers_section(result, outlier_rows, cell),
+        *_image_section(result, image_rows, cell),
+        *_balance_section(result.balance),
+        "</body></html>\n",
+    ]
+    path.write_text("".join(parts), encoding="utf-8", errors="backslashreplace")
+    return path
+
+
+def _cell_maker(result, shown, thumbs_dir, progress):
+    """``cell(i, caption)``: row ``i``'s thumbnail (written now) and caption."""
     thumbs = {}
     if result.paths is not None:
         names = write_thumbnails(
             [result.paths[i] for i in sorted(shown)],
-            path.parent / "thumbs",
+            thumbs_dir,
             size=_THUMB,
             progress=progress,
         )
@@ -92,16 +117,11 @@ def write_audit_html(result, path, *, progress=False) -> Path:
     def cell(i, caption=""):
         return f"<div>{img(i)}<div class='small'>{caption}</div></div>"
 
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>Data audit</title><style>{_CSS}</style></head><body>",
-        "<h1>Data audit</h1>",
-        "<nav><a href='#next'>What to do next</a><a href='#labels'>Label issues"
-        "</a><a href='#duplicates'>Duplicates"
-        "</a><a href='#images'>Image issues</a><a href='#outliers'>Outliers</a>"
-        "<a href='#balance'>Class balance</a>"
-        "<a href='issues.csv'>issues.csv</a><a href='audit.json'>audit.json</a>"
-        "</nav>",
+    return cell
+
+
+def _summary_table(s) -> list:
+    return [
         "<table><tr><th>images</th><th>classes</th><th>out-of-fold accuracy</th>"
         "<th>label issues</th><th>exact duplicate pairs</th>"
         f"<th>near-duplicate pairs (cosine &ge; {s['duplicate_threshold']:g}"
@@ -122,7 +142,11 @@ def write_audit_html(result, path, *, progress=False) -> Path:
         f"<td>{s['n_outliers']}</td></tr>"
         "</table>",
     ]
-    tw = result.twins
+
+
+def _twins_paragraph(tw) -> list:
+    esc = html.escape
+    parts = []
     if tw:
         parts.append(
             f"<p>Accuracy on the {esc(tw['split'])} images of a plain softmax "
@@ -133,7 +157,12 @@ def write_audit_html(result, path, *, progress=False) -> Path:
             f"near-twin in training, {_pct(tw['accuracy_without_twin'])} on the "
             f"{tw['n_without_twin']} without one.</p>"
         )
-    parts += _next_section(s.get("next_steps", []))
+    return parts
+
+
+def _labels_section(result, label_rows, typical, cell) -> list:
+    esc = html.escape
+    parts = []
     parts.append(
         f"<h2 id='labels'>Label issues ({len(result.label_issues)}"
         f"{f', the first {len(label_rows)} shown' if len(label_rows) < len(result.label_issues) else ''})</h2>"  # noqa: E501
@@ -160,6 +189,13 @@ def write_audit_html(result, path, *, progress=False) -> Path:
             f"<div class='row group suspect'>{sugg}</div></td></tr>"
         )
     parts.append("</table>")
+    return parts
+
+
+def _duplicates_section(result, pair_rows, cell) -> list:
+    esc = html.escape
+    s = result.summary
+    parts = []
     parts.append(
         f"<h2 id='duplicates'>Duplicates ({len(result.duplicates)} pairs, "
         f"{s['n_cross_split_pairs']} across splits)</h2>"
@@ -186,6 +222,12 @@ def write_audit_html(result, path, *, progress=False) -> Path:
             + "</td></tr>"
         )
     parts.append("</table>")
+    return parts
+
+
+def _outliers_section(result, outlier_rows, cell) -> list:
+    esc = html.escape
+    parts = []
     parts.append(
         f"<h2 id='outliers'>Outliers ({len(result.outliers)})</h2>"
         "<p class='small'>Unlike their nearest neighbours of any class "
@@ -201,8 +243,12 @@ def write_audit_html(result, path, *, progress=False) -> Path:
             )
         )
     parts.append("</div>")
-    parts += _image_section(result, image_rows, cell)
-    b = result.balance
+    return parts
+
+
+def _balance_section(b) -> list:
+    esc = html.escape
+    parts = []
     parts.append(
         f"<h2 id='balance'>Class balance</h2><p>{b['smallest']} to "
         f"{b['largest']} images per class in the {esc(b['splits'][0])} split."
@@ -226,9 +272,7 @@ def write_audit_html(result, path, *, progress=False) -> Path:
             + "</tr>"
         )
     parts.append("</table>")
-    parts.append("</body></html>\n")
-    path.write_text("".join(parts), encoding="utf-8", errors="backslashreplace")
-    return path
+    return parts
 
 
 def _sim(x):
