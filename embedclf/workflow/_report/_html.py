@@ -115,6 +115,25 @@ def write_misclassified_html(
             f"{_calibration_sentence(calibration)}."
         )
     parts.append("</p>")
+    parts += _confusions_section(confusions, wrong, y_true, y_pred, img)
+    for name, caption in figures:
+        parts.append(
+            f"<h2>{esc(caption)}</h2><a href='{esc(name)}'><img loading='lazy' "
+            f"src='{esc(name)}' alt='{esc(caption)}' style='max-width:100%'></a>"
+        )
+    parts += _by_class_section(
+        wrong, y_true, y_pred, proba, classes, paths, img, top_k, extra_html
+    )
+    parts.append("</body></html>\n")
+    # A file name that is not UTF-8 (surrogate escapes) is shown escaped.
+    path.write_text("".join(parts), encoding="utf-8", errors="backslashreplace")
+    return len(wrong)
+
+
+def _confusions_section(confusions, wrong, y_true, y_pred, img) -> list:
+    """The ranked table of the top confusions, with example thumbnails."""
+    esc = html.escape
+    parts = []
     if confusions:
         by_pair = {}
         for i in wrong:
@@ -134,11 +153,15 @@ def write_misclassified_html(
                 + "</div></td></tr>"
             )
         parts.append("</table>")
-    for name, caption in figures:
-        parts.append(
-            f"<h2>{esc(caption)}</h2><a href='{esc(name)}'><img loading='lazy' "
-            f"src='{esc(name)}' alt='{esc(caption)}' style='max-width:100%'></a>"
-        )
+    return parts
+
+
+def _by_class_section(
+    wrong, y_true, y_pred, proba, classes, paths, img, top_k, extra_html
+) -> list:
+    """Cards of the misclassified images, grouped by true class."""
+    esc = html.escape
+    parts = []
     parts.append("<h2 id='by-class'>Misclassified images by true class</h2>")
     if not len(wrong):
         parts.append("<p>No misclassified images.</p>")
@@ -163,10 +186,7 @@ def write_misclassified_html(
                 f"<ol>{scores}</ol>{extra_html[i] if extra_html else ''}</div>"
             )
         parts.append("</div>")
-    parts.append("</body></html>\n")
-    # A file name that is not UTF-8 (surrogate escapes) is shown escaped.
-    path.write_text("".join(parts), encoding="utf-8", errors="backslashreplace")
-    return len(wrong)
+    return parts
 
 
 def _calibration_sentence(calibration) -> str:
