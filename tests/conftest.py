@@ -89,13 +89,26 @@ def _session_openvino_store(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def _openvino_store(tmp_path_factory, monkeypatch):
+def openvino_store(tmp_path_factory, monkeypatch):
     """Each test its own store of converted backbones (never ~/.cache), so
     that no test sees another's conversions: the folder is named here and
     created only by a test that converts (subprocesses inherit it)."""
     store = tmp_path_factory.getbasetemp() / f"openvino-store-{next(_store_numbers)}"
     monkeypatch.setenv("EMBEDCLF_OPENVINO_DIR", str(store))
     return store
+
+
+def unconvertible_savedmodel(path):
+    """A real SavedModel using Lgamma, which OpenVINO 2026.4 cannot convert."""
+    import tensorflow as tf
+
+    class Odd(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3])])
+        def __call__(self, images):
+            return tf.reduce_mean(tf.math.lgamma(images + 1.0), axis=[1, 2])
+
+    tf.saved_model.save(Odd(), str(path))
+    return path
 
 
 @pytest.fixture(scope="session")
