@@ -199,11 +199,19 @@ def quantize_ir(folder: str, calibration_id: str, images_loader) -> str:
     return path
 
 
-def _blobs(cache_dir: str) -> int:
+def _blobs(cache_dir: str) -> dict:
+    """The compiled blobs in ``cache_dir``: name -> (size, mtime); a new or
+    rewritten one (a blob OpenVINO could not import) means it compiled."""
+    out = {}
     try:
-        return sum(1 for name in os.listdir(cache_dir) if name.endswith(".blob"))
+        with os.scandir(cache_dir) as entries:
+            for entry in entries:
+                if entry.name.endswith(".blob"):
+                    st = entry.stat()
+                    out[entry.name] = (st.st_size, st.st_mtime_ns)
     except FileNotFoundError:
-        return 0
+        pass
+    return out
 
 
 def compile_backbone(spec, xml_path: str, meta: dict, precision: str, threads=None):
@@ -230,7 +238,7 @@ def compile_backbone(spec, xml_path: str, meta: dict, precision: str, threads=No
         # folder beside another cache (_ov_store) compile again.
         core = _get_core()
         compiled = core.compile_model(core.read_model(xml_path), "CPU", config)
-        if _blobs(cache_dir) > before:
+        if any(before.get(k) != v for k, v in _blobs(cache_dir).items()):
             _counts["compilations"] += 1
         backbone = OpenVINOBackbone(spec, compiled, meta, precision)
         _compiled[key] = backbone
