@@ -82,9 +82,14 @@ def process_dir() -> str:
     """A temporary folder for this process (cache-less, store turned off)."""
     if not _process:
         path = tempfile.mkdtemp(prefix="embedclf-openvino-")
-        atexit.register(shutil.rmtree, path, ignore_errors=True)
+        atexit.register(_remove, path, os.getpid())
         _process.append(path)
     return _process[0]
+
+
+def _remove(path: str, pid: int) -> None:
+    if os.getpid() == pid:  # not in a forked child exiting
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def stored_twin(folder: str) -> str | None:
