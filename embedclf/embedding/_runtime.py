@@ -2,9 +2,11 @@
 
 ``ImageEmbedder(runtime=..., precision=...)`` comes here first:
 :func:`prepare` turns the requested pair into the effective one (``auto``
-resolved for this CPU, an OpenVINO model converted once and kept on disk,
-int8 calibrated once), and :func:`load_runtime` returns the callable backbone
-for it. Neither imports ``openvino`` itself: ``_openvino.py`` owns it.
+resolved for this CPU, an OpenVINO model converted once and kept on disk
+beside the cache, or copied from the machine's store of converted backbones,
+``_ov_store.py``; int8 calibrated once), and :func:`load_runtime` returns the
+callable backbone for it. Neither imports ``openvino`` itself:
+``_openvino.py`` owns it.
 
 ``auto`` (the default) means OpenVINO when it is installed (and the
 environment variable ``EMBEDCLF_RUNTIME`` is not ``tensorflow``: a way to
