@@ -194,3 +194,23 @@ def test_turning_the_store_off_converts_again(
     # without a cache: a temporary folder of this process, never ~/.cache
     assert openvino_dir(None).startswith(tempfile.gettempdir())
     assert openvino_dir(None) == openvino_dir(None)
+
+
+def test_a_folder_another_process_wrote_first_is_kept(tmp_path):
+    """Copies are whole folders renamed into place: when the folder appeared
+    meanwhile (another process won), the copy is dropped, not mixed in."""
+    from embedclf.embedding import _ov_store
+
+    src, dst = tmp_path / "store" / "abc", tmp_path / "beside" / "abc"
+    for folder, text in ((src, "store"), (dst, "winner")):
+        (folder / "compiled").mkdir(parents=True)
+        for name in _ov_store.IR_FILES:
+            (folder / name).write_text(text)
+    (src / "compiled" / "1.blob").write_text("store")
+    _ov_store._mirror(str(src), str(dst))
+    assert {p.read_text() for p in dst.rglob("*") if p.is_file()} == {"winner"}
+    assert sorted(os.listdir(dst.parent)) == ["abc"]  # no temporary left
+    # a blob the folder lacks is added under its name, atomically
+    _ov_store.fetch(str(dst), str(src))
+    assert (dst / "compiled" / "1.blob").read_text() == "store"
+    assert sorted(os.listdir(dst / "compiled")) == ["1.blob"]
