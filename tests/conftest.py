@@ -8,6 +8,7 @@ files written with Pillow.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -69,17 +70,45 @@ def build_tiny_savedmodel(export_dir, *, dim=16, seed=0, image_size=32):
     return Path(export_dir)
 
 
+_store_numbers = itertools.count()
+
+
 @pytest.fixture(scope="session", autouse=True)
-def _openvino_dir(tmp_path_factory):
-    """Converted OpenVINO models of cache-less embedders go to a session
-    folder, not ~/.cache (with a cache they go beside it)."""
+def _session_openvino_store(tmp_path_factory):
+    """The store of module- and session-scoped fixtures (set before the
+    per-test one below, which replaces it within each test)."""
     old = os.environ.get("EMBEDCLF_OPENVINO_DIR")
-    os.environ["EMBEDCLF_OPENVINO_DIR"] = str(tmp_path_factory.mktemp("openvino"))
+    os.environ["EMBEDCLF_OPENVINO_DIR"] = str(
+        tmp_path_factory.getbasetemp() / "openvino-store-session"
+    )
     yield
     if old is None:
         os.environ.pop("EMBEDCLF_OPENVINO_DIR", None)
     else:
         os.environ["EMBEDCLF_OPENVINO_DIR"] = old
+
+
+@pytest.fixture(autouse=True)
+def openvino_store(tmp_path_factory, monkeypatch):
+    """Each test its own store of converted backbones (never ~/.cache), so
+    that no test sees another's conversions: the folder is named here and
+    created only by a test that converts (subprocesses inherit it)."""
+    store = tmp_path_factory.getbasetemp() / f"openvino-store-{next(_store_numbers)}"
+    monkeypatch.setenv("EMBEDCLF_OPENVINO_DIR", str(store))
+    return store
+
+
+def unconvertible_savedmodel(path):
+    """A real SavedModel using Lgamma, which OpenVINO 2026.4 cannot convert."""
+    import tensorflow as tf
+
+    class Odd(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3])])
+        def __call__(self, images):
+            return tf.reduce_mean(tf.math.lgamma(images + 1.0), axis=[1, 2])
+
+    tf.saved_model.save(Odd(), str(path))
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -119,7 +119,8 @@ def add_runtime_arguments(parser, *, recorded=False):
         choices=["auto", "openvino", "tensorflow"],
         default=None,
         help=(
-            "openvino converts the backbone once (kept beside the cache) and "
+            "openvino converts the backbone once per machine (kept beside the "
+            "cache and in ~/.cache/embedclf/openvino or $EMBEDCLF_OPENVINO_DIR) and "
             "runs it compiled for this CPU; tensorflow runs TensorFlow; auto "
             "is openvino, or tensorflow for a backbone OpenVINO cannot convert. "
             + (default or "Default: auto.")

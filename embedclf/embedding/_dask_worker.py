@@ -153,7 +153,7 @@ def embed_shard(
         set_tf_threads(threads)
     _check_identity(spec)
     requested = tuple(image_size) if image_size else None
-    backbone = load_runtime(spec, requested, runtime, threads=threads)
+    backbone = load_runtime(spec, requested, runtime, threads=threads, publish=False)
     size = tuple(image_size) if image_size else (backbone.default_image_size,) * 2
     items = [(key, row) for row, key in enumerate(keys)]
     decode = image_decoder(

@@ -115,11 +115,14 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         local run. Needs ``pip install "embedclf[dask]"``; see *Notes*.
     runtime : {"auto", "openvino", "tensorflow"}, default="auto"
         What runs the backbone. "openvino" converts the loaded TensorFlow
-        function once with OpenVINO (kept on disk beside ``cache``, in
-        ``<cache>.openvino/``, or in ``~/.cache/embedclf/openvino``) and
-        runs the compiled model; "tensorflow" runs TensorFlow itself. "auto"
-        is "openvino" when it is installed, falling back to "tensorflow"
-        (with a logged warning) for a backbone OpenVINO cannot convert.
+        function once per machine with OpenVINO (kept on disk beside
+        ``cache``, in ``<cache>.openvino/``, and in the machine's store of
+        converted backbones, ``~/.cache/embedclf/openvino`` or
+        ``$EMBEDCLF_OPENVINO_DIR``, where a new cache finds it; set that
+        variable empty to turn the store off) and runs the compiled model;
+        "tensorflow" runs TensorFlow itself. "auto" is "openvino" when it
+        is installed, falling back to "tensorflow" (with a logged warning)
+        for a backbone OpenVINO cannot convert.
         "openvino" raises ``BackboneLoadError`` for such a backbone.
     precision : {"auto", "fp32", "bf16", "int8"}, default="auto"
         Arithmetic of the OpenVINO runtime. "auto" is bf16 on a CPU with

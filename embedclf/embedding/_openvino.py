@@ -14,10 +14,13 @@ and kept on disk in a folder of its own (``_runtime.openvino_dir``):
 2. **quantize** (``precision="int8"`` only): NNCF post-training quantization
    of that IR on calibration images, written beside it as
    ``int8-<calibration id>.xml``;
-3. **compile**: ``Core.compile_model`` of the IR file for the CPU at the
+3. **compile**: ``Core.compile_model`` of the IR read for the CPU at the
    chosen inference precision, with OpenVINO's model cache (``CACHE_DIR`` in
-   the same folder), so a later process imports the compiled blob instead of
-   compiling again.
+   the same folder: ``compiled/``, ``compiled-int8/`` for int8), so a later
+   process imports the compiled blob instead of compiling again.
+
+``_ov_store`` keeps a copy of each converted folder (not int8) per machine,
+so that a new cache file finds it there instead of converting again.
 
 A warm run therefore neither imports TensorFlow nor converts nor compiles;
 :func:`counts` tells how often this process did each step (the tests count
@@ -196,11 +199,19 @@ def quantize_ir(folder: str, calibration_id: str, images_loader) -> str:
     return path
 
 
-def _blobs(cache_dir: str) -> int:
+def _blobs(cache_dir: str) -> dict:
+    """The compiled blobs in ``cache_dir``: name -> (size, mtime); a new or
+    rewritten one (a blob OpenVINO could not import) means it compiled."""
+    out = {}
     try:
-        return sum(1 for name in os.listdir(cache_dir) if name.endswith(".blob"))
+        with os.scandir(cache_dir) as entries:
+            for entry in entries:
+                if entry.name.endswith(".blob"):
+                    st = entry.stat()
+                    out[entry.name] = (st.st_size, st.st_mtime_ns)
     except FileNotFoundError:
-        return 0
+        pass
+    return out
 
 
 def compile_backbone(spec, xml_path: str, meta: dict, precision: str, threads=None):
@@ -210,7 +221,9 @@ def compile_backbone(spec, xml_path: str, meta: dict, precision: str, threads=No
         backbone = _compiled.get(key)
         if backbone is not None:
             return backbone
-        cache_dir = os.path.join(os.path.dirname(xml_path), "compiled")
+        # int8 blobs apart: _ov_store publishes "compiled" but not int8.
+        compiled_dir = "compiled-int8" if precision == "int8" else "compiled"
+        cache_dir = os.path.join(os.path.dirname(xml_path), compiled_dir)
         config = {
             **COMPILE_CONFIG,
             "INFERENCE_PRECISION_HINT": _HINTS[precision],
@@ -219,8 +232,13 @@ def compile_backbone(spec, xml_path: str, meta: dict, precision: str, threads=No
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         before = _blobs(cache_dir)
-        compiled = _get_core().compile_model(xml_path, "CPU", config)
-        if _blobs(cache_dir) > before:
+        # The model read, not its path: OpenVINO then names the blob by the
+        # model's content, where for a path it names (and checks) it by the
+        # file's absolute path and time, which would make every copy of the
+        # folder beside another cache (_ov_store) compile again.
+        core = _get_core()
+        compiled = core.compile_model(core.read_model(xml_path), "CPU", config)
+        if any(before.get(k) != v for k, v in _blobs(cache_dir).items()):
             _counts["compilations"] += 1
         backbone = OpenVINOBackbone(spec, compiled, meta, precision)
         _compiled[key] = backbone

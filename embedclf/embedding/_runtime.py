@@ -2,9 +2,11 @@
 
 ``ImageEmbedder(runtime=..., precision=...)`` comes here first:
 :func:`prepare` turns the requested pair into the effective one (``auto``
-resolved for this CPU, an OpenVINO model converted once and kept on disk,
-int8 calibrated once), and :func:`load_runtime` returns the callable backbone
-for it. Neither imports ``openvino`` itself: ``_openvino.py`` owns it.
+resolved for this CPU, an OpenVINO model converted once and kept on disk
+beside the cache, or copied from the machine's store of converted backbones,
+``_ov_store.py``; int8 calibrated once), and :func:`load_runtime` returns the
+callable backbone for it. Neither imports ``openvino`` itself:
+``_openvino.py`` owns it.
 
 ``auto`` (the default) means OpenVINO when it is installed (and the
 environment variable ``EMBEDCLF_RUNTIME`` is not ``tensorflow``: a way to
@@ -31,6 +33,7 @@ import logging
 import os
 from dataclasses import dataclass
 
+from embedclf.embedding import _ov_store
 from embedclf.exceptions import BackboneLoadError
 
 __all__ = [
@@ -88,15 +91,14 @@ def openvino_installed() -> bool:
 def openvino_dir(cache) -> str:
     """Where converted and compiled models live: beside the cache, or per user.
 
-    ``<cache>.openvino/`` with a cache file; else ``$EMBEDCLF_OPENVINO_DIR``,
-    else ``~/.cache/embedclf/openvino``.
+    ``<cache>.openvino/`` with a cache file (fed from and published to the
+    store of converted backbones, ``_ov_store``); without one the store
+    itself (``$EMBEDCLF_OPENVINO_DIR``, else ``~/.cache/embedclf/openvino``),
+    or a temporary folder per process when the store is turned off.
     """
     if cache is not None:
         return os.fspath(cache) + ".openvino"
-    if os.environ.get("EMBEDCLF_OPENVINO_DIR"):
-        return os.environ["EMBEDCLF_OPENVINO_DIR"]
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return os.path.join(base, "embedclf", "openvino")
+    return _ov_store.store_root() or _ov_store.process_dir()
 
 
 def resolve(runtime: str, precision: str) -> tuple[str, str]:
@@ -211,9 +213,11 @@ def prepare(spec, requested_size, *, runtime, precision, root, calibration=None)
 
     size_key = list(requested_size) if requested_size else "default"
     folder = _openvino.ir_folder(root, spec.identity, size_key)
+    stored = _ov_store.stored_twin(folder)
     marker = folder + ".unconvertible"
-    if runtime == "auto" and os.path.exists(marker):
+    if runtime == "auto" and _ov_store.fetch_marker(marker, stored):
         return TENSORFLOW
+    _ov_store.fetch(folder, stored)
 
     def tf_loader():
         return load_backbone(spec, requested_size[0] if requested_size else None)
@@ -230,7 +234,9 @@ def prepare(spec, requested_size, *, runtime, precision, root, calibration=None)
         os.makedirs(root, exist_ok=True)
         with open(marker, "w") as fh:
             fh.write(str(exc) + "\n")
+        _ov_store.publish_marker(marker, stored)
         return TENSORFLOW
+    _ov_store.publish(folder, stored)
     xml = os.path.join(folder, "model.xml")
     if precision != "int8":
         return Runtime("openvino", precision, folder, xml)
@@ -246,8 +252,13 @@ def prepare(spec, requested_size, *, runtime, precision, root, calibration=None)
     return Runtime("openvino", "int8", folder, xml, calibration_id)
 
 
-def load_runtime(spec, requested_size, rt: Runtime, *, threads=None):
-    """The callable backbone of ``rt`` (loaded or compiled once per process)."""
+def load_runtime(spec, requested_size, rt: Runtime, *, threads=None, publish=True):
+    """The callable backbone of ``rt`` (loaded or compiled once per process).
+
+    ``publish``: add the compiled model to the store of converted backbones
+    (fp32 and bf16; False on Dask workers, which only read the folder
+    beside the cache).
+    """
     from embedclf.embedding._backbones import load_backbone
 
     if rt.name == "tensorflow":
@@ -262,7 +273,10 @@ def load_runtime(spec, requested_size, rt: Runtime, *, threads=None):
         )
     with open(os.path.join(rt.folder, "meta.json")) as fh:
         meta = json.load(fh)
-    return _openvino.compile_backbone(spec, rt.xml, meta, rt.precision, threads)
+    backbone = _openvino.compile_backbone(spec, rt.xml, meta, rt.precision, threads)
+    if publish and rt.precision != "int8":  # int8: see _ov_store
+        _ov_store.publish_compiled(rt.folder, _ov_store.stored_twin(rt.folder))
+    return backbone
 
 
 def runtime_manifest(embedder) -> dict:

@@ -18,7 +18,12 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, SHARED_MODEL, make_image_folder
+from conftest import (
+    SHARED_DATA,
+    SHARED_MODEL,
+    make_image_folder,
+    unconvertible_savedmodel,
+)
 
 pytest.importorskip("openvino")
 tf = pytest.importorskip("tensorflow")
@@ -137,22 +142,10 @@ def test_a_warm_run_neither_converts_nor_compiles(tiny_model_dir, photos, tmp_pa
     assert warm["tf"] is False
 
 
-def _lgamma_savedmodel(path):
-    """A real SavedModel using Lgamma, which OpenVINO 2026.4 cannot convert."""
-
-    class Odd(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3])])
-        def __call__(self, images):
-            return tf.reduce_mean(tf.math.lgamma(images + 1.0), axis=[1, 2])
-
-    tf.saved_model.save(Odd(), str(path))
-    return path
-
-
 def test_unconvertible_backbone_clear_error_and_auto_fallback(
     photos, tmp_path, monkeypatch, caplog
 ):
-    model = _lgamma_savedmodel(tmp_path / "odd")
+    model = unconvertible_savedmodel(tmp_path / "odd")
     msg = f"OpenVINO cannot convert the model {str(model)!r}"
     with pytest.raises(BackboneLoadError, match=re.escape(msg)) as info:
         _embed(model, photos[:2], runtime="openvino", precision="fp32")
@@ -166,7 +159,9 @@ def test_unconvertible_backbone_clear_error_and_auto_fallback(
     np.testing.assert_array_equal(X, _embed(model, photos[:2], runtime="tensorflow"))
 
 
-def test_int8_calibration_is_deterministic(tiny_model_dir, photos, tmp_path):
+def test_int8_calibration_is_deterministic(
+    tiny_model_dir, photos, tmp_path, openvino_store
+):
     out = []
     for i, order in enumerate([photos, photos[::-1]]):
         emb = ImageEmbedder(
@@ -182,6 +177,11 @@ def test_int8_calibration_is_deterministic(tiny_model_dir, photos, tmp_path):
         out.append((emb._namespace(spec).fingerprint, emb.transform(photos)))
     assert out[0][0] == out[1][0]
     np.testing.assert_array_equal(out[0][1], out[1][1])
+    # the fp32 IR went to the store of converted backbones, the int8 one not
+    assert list(openvino_store.glob("*/model.xml"))
+    assert not list(openvino_store.rglob("int8-*"))
+    assert list(tmp_path.glob("c0.h5.openvino/*/int8-*.xml"))
+    assert list(tmp_path.glob("c0.h5.openvino/*/compiled-int8/*.blob"))
     ref = _embed(tiny_model_dir, photos, runtime="tensorflow")
     assert np.median(_cos(out[0][1], ref)) > 0.9  # quantized, still the model
     msg = "precision='int8' needs calibration images"
