@@ -18,7 +18,15 @@ Quantization (``quantize``), with TensorFlow's converter:
     full-integer post-training quantization: weights and activations int8,
     calibrated on a deterministic sample of the model's own training photos
     (:func:`calibration_paths`). Input stays uint8 pixels, output float32
-    probabilities (the converter adds the (de)quantize steps).
+    probabilities (the converter adds the (de)quantize steps). Keeping the
+    head (dense + softmax) in float changes nothing on grocery: the answers
+    that move come from the backbone (benchmarks/probes/tflite_int8_probe.py).
+``"mixed"``
+    int8 except the ops most sensitive to quantization, kept in float
+    (:func:`~embedclf.workflow._export._mixed.mixed_quantize`: TensorFlow's
+    QuantizationDebugger on the calibration photos); ``preprocessing.json``
+    lists them under ``float_ops``. Needs a CPU (or GPU) runtime that runs
+    float ops: not for integer-only accelerators.
 
 No TFLite Metadata is written: the metadata writers live in
 ``tflite-support``, whose last release (0.4.4, 2023) requires protobuf < 4
@@ -38,13 +46,18 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from embedclf.exceptions import ModelDirError
 from embedclf.workflow._export._graph import make_head, prepare_export
+from embedclf.workflow._export._mixed import (
+    DEFAULT_FLOAT_FRACTION,
+    check_float_fraction,
+    mixed_quantize,
+)
 from embedclf.workflow._export._quiet_lite import quiet_lite
 
 __all__ = [
@@ -61,7 +74,7 @@ PREPROCESSING_FILE = "preprocessing.json"
 MODEL_FILE = "model.tflite"
 LABELS_FILE = "labels.txt"
 FORMAT = "embedclf-tflite"
-QUANTIZE_MODES = ("none", "dynamic", "int8")
+QUANTIZE_MODES = ("none", "dynamic", "int8", "mixed")
 
 
 @dataclass
@@ -77,12 +90,19 @@ class TFLiteExport:
     quantize : str
     n_calibration : int
         Photos the int8 ranges were calibrated on (0 otherwise).
+    float_ops : list of dict
+        ``"mixed"``: the ops kept in float (``op``, ``tensor``,
+        ``rmse_per_scale``), most sensitive first; empty otherwise.
+    n_ops_checked : int
+        ``"mixed"``: how many ops the debugger ranked (0 otherwise).
     """
 
     path: Path
     model_bytes: int
     quantize: str
     n_calibration: int
+    float_ops: list = field(default_factory=list)
+    n_ops_checked: int = 0
 
 
 def calibration_paths(model_dir, n: int = 300) -> list[str]:
@@ -186,7 +206,23 @@ def _pixels(paths, inputs, prep):
         yield arrays
 
 
-def _convert(concrete, owner, quantize, calibration):
+def _calibration(paths, inputs, prep):
+    """(a function yielding the calibration inputs, how many photos)."""
+    arrays = list(_pixels(paths, inputs, prep))
+    if not arrays:
+        raise ModelDirError(
+            "None of the calibration photos could be read; pass readable "
+            "photos as calibration_images."
+        )
+
+    def calibration():
+        yield from arrays
+
+    return calibration, len(arrays)
+
+
+def _convert(concrete, owner, quantize, calibration, float_fraction):
+    """(flat model, float ops, number of ops checked)."""
     import tensorflow as tf
 
     holder = tf.Module()
@@ -194,12 +230,15 @@ def _convert(concrete, owner, quantize, calibration):
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], holder)
     if quantize != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantize == "int8":
+    if quantize in ("int8", "mixed"):
         converter.representative_dataset = calibration
+    if quantize == "int8":
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     try:
         with quiet_lite():
-            return converter.convert()
+            if quantize == "mixed":
+                return mixed_quantize(converter, calibration, float_fraction)
+            return converter.convert(), [], 0
     except Exception as exc:  # tf.lite's ConverterError, a bare Exception
         if type(exc).__name__ != "ConverterError":
             raise
@@ -212,14 +251,42 @@ def _convert(concrete, owner, quantize, calibration):
         ) from None
 
 
-def _preprocessing(params, inputs, prep, quantize, n_calibration, model_dir):
+_PRECISION = {  # what is float in each variant (weights, activations)
+    "none": ("float32", "float32"),
+    "dynamic": ("int8, dequantized to float32 by each op", "float32"),
+    "int8": (
+        "int8 (biases int32)",
+        "int8 from the uint8 input to the float32 output (only the input's "
+        "cast and the output's dequantize are float)",
+    ),
+    "mixed": (
+        "int8 (biases int32), float32 in float_ops",
+        "int8, except the outputs of float_ops (float32, with quantize and "
+        "dequantize ops around them)",
+    ),
+}
+
+
+def _preprocessing(params, inputs, prep, done, model_dir, float_fraction):
+    weights, activations = _PRECISION[done.quantize]
     return {
         "format": FORMAT,
         "format_version": 1,
         "model_file": MODEL_FILE,
         "labels_file": LABELS_FILE,
-        "quantization": quantize,
-        "n_calibration_images": n_calibration,
+        "quantization": done.quantize,
+        "n_calibration_images": done.n_calibration,
+        "weights": weights,
+        "activations": activations,
+        **(
+            {
+                "float_fraction": float_fraction,
+                "n_ops_checked": done.n_ops_checked,
+                "float_ops": done.float_ops,
+            }
+            if done.quantize == "mixed"
+            else {}
+        ),
         "inputs": [
             {
                 "name": name,
@@ -261,6 +328,7 @@ def export_tflite(
     model=None,
     calibration_images=None,
     n_calibration: int = 300,
+    float_fraction: float | None = None,
 ) -> TFLiteExport:
     """Write ``model.tflite``, ``labels.txt`` and ``preprocessing.json``.
 
@@ -270,7 +338,7 @@ def export_tflite(
         A loaded model directory (``workflow._model_dir.load_model_dir``).
     out_dir : str or os.PathLike
         The folder to write; replaced atomically if it exists.
-    quantize : {"none", "dynamic", "int8"}, default="none"
+    quantize : {"none", "dynamic", "int8", "mixed"}, default="none"
         See the module docstring.
     model : str, list of str or None
         Backbone handle(s) to load instead of the manifest's.
@@ -278,6 +346,10 @@ def export_tflite(
         Photos to calibrate int8 on. Default: :func:`calibration_paths`.
     n_calibration : int, default=300
         How many training photos to calibrate on by default.
+    float_fraction : float in (0, 1] or None
+        With ``quantize="mixed"``: the share of the quantizable ops kept in
+        float, the most sensitive first (None: ``DEFAULT_FLOAT_FRACTION``,
+        0.3). Refused with the other modes.
 
     Returns
     -------
@@ -288,33 +360,38 @@ def export_tflite(
     ModelDirError
         Something of the model cannot be exported (the error names it).
     ValueError
-        ``quantize`` is not one of ``QUANTIZE_MODES``.
+        ``quantize`` is not one of ``QUANTIZE_MODES``, or ``float_fraction``
+        is out of range or given without ``quantize="mixed"``.
     """
     if quantize not in QUANTIZE_MODES:
         raise ValueError(
             f"quantize must be one of {', '.join(QUANTIZE_MODES)}; got {quantize!r}."
+        )
+    if float_fraction is not None and quantize != "mixed":
+        raise ValueError(
+            "float_fraction (--float-fraction) applies to quantize='mixed' "
+            f"only; got it with quantize={quantize!r}."
+        )
+    if quantize == "mixed":
+        float_fraction = check_float_fraction(
+            DEFAULT_FLOAT_FRACTION if float_fraction is None else float_fraction
         )
     params, backbones, sizes, prep = prepare_export(
         model_dir, model, target="a TensorFlow Lite model"
     )
     concrete, inputs = _serving_function(backbones, sizes, params, prep)
     calibration, n_used = None, 0
-    if quantize == "int8":
+    if quantize in ("int8", "mixed"):
         if calibration_images is None:
             calibration_images = calibration_paths(model_dir, n_calibration)
-        arrays = list(_pixels(calibration_images, inputs, prep))
-        if not arrays:
-            raise ModelDirError(
-                "None of the calibration photos could be read; pass readable "
-                "photos as calibration_images."
-            )
-        n_used = len(arrays)
-
-        def calibration():
-            yield from arrays
-
+        calibration, n_used = _calibration(calibration_images, inputs, prep)
     owners = [b._owner for b in backbones]
-    flat = _convert(concrete, owners, quantize, calibration)
+    flat, float_ops, n_checked = _convert(
+        concrete, owners, quantize, calibration, float_fraction
+    )
+    done = TFLiteExport(
+        Path(out_dir), len(flat), quantize, n_used, float_ops, n_checked
+    )
     out_dir = Path(out_dir)
     parent = out_dir.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -322,7 +399,7 @@ def export_tflite(
     try:
         (tmp / MODEL_FILE).write_bytes(flat)
         (tmp / LABELS_FILE).write_text("".join(c + "\n" for c in params["classes"]))
-        info = _preprocessing(params, inputs, prep, quantize, n_used, model_dir)
+        info = _preprocessing(params, inputs, prep, done, model_dir, float_fraction)
         (tmp / PREPROCESSING_FILE).write_text(json.dumps(info, indent=2) + "\n")
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -330,4 +407,4 @@ def export_tflite(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     logger.info("exported %s to %s (%s)", model_dir.path, out_dir, quantize)
-    return TFLiteExport(out_dir, len(flat), quantize, n_used)
+    return done
