@@ -42,6 +42,7 @@ MODEL = SHARED / "models" / "efficientnet_lite0_feature_vector"
 CACHE = "/work/cache/grocery.h5"
 WORK = Path("/tmp/tfl/probe")
 OUT = Path(__file__).with_suffix(".json")
+HEAD = ["FULLY_CONNECTED", "SOFTMAX"]
 
 
 def _train():
@@ -50,7 +51,8 @@ def _train():
     out = WORK / "model"
     if not (out / "manifest.json").exists() and not out.exists():
         argv = ["train", str(DATA), "-o", str(out), "--model", str(MODEL),
-                "--cache", CACHE, "--runtime", "tensorflow", "--no-progress"]  # fmt: skip
+                "--cache", CACHE, "--runtime", "tensorflow",
+                "--no-progress"]  # fmt: skip
         with contextlib.redirect_stdout(io.StringIO()):
             assert main(argv) == 0
     return out
@@ -118,12 +120,13 @@ def _ops(flat):
 
 
 def main(stages):
-    from embedclf.workflow._export._tflite import _serving_function, calibration_paths
-    from embedclf.workflow._export._graph import prepare_export
-    from embedclf.workflow._model_dir import load_model_dir
-    from embedclf import load_image_folder
     import tensorflow as tf
     from tensorflow.lite.python import convert
+
+    from embedclf import load_image_folder
+    from embedclf.workflow._export._graph import prepare_export
+    from embedclf.workflow._export._tflite import _serving_function, calibration_paths
+    from embedclf.workflow._model_dir import load_model_dir
 
     WORK.mkdir(parents=True, exist_ok=True)
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
@@ -178,7 +181,9 @@ def main(stages):
             "n_disagree": int(dis.sum()),
             "ties_top2": int(ties.sum()),
             "disagree_with_tie": int((dis & ties).sum()),
-            "disagree_median_ref_margin": float(np.median(margin[dis])) if dis.any() else None,
+            "disagree_median_ref_margin": (
+                float(np.median(margin[dis])) if dis.any() else None
+            ),
             "held_out_train_agreement_with_fp32": float(
                 np.mean(hp.argmax(1) == held_fp32.argmax(1))
             ),
@@ -186,14 +191,15 @@ def main(stages):
             "ops": _ops(flat),
             **(extra or {}),
         }
-        print(name, json.dumps({k: v for k, v in results["variants"][name].items() if k != "ops"}), flush=True)
+        shown = {k: v for k, v in results["variants"][name].items() if k != "ops"}
+        print(name, json.dumps(shown), flush=True)
         OUT.write_text(json.dumps(results, indent=1) + "\n")
 
     if "fp32" in stages:
         evaluate("fp32", fp32)
-    dbg_opts = tf.lite.experimental.QuantizationDebugOptions
     debugger = None
-    if {"int8", "head", "topk"} & set(stages) or any(a.startswith("topk") for a in stages):
+    topk = [a for a in stages if a.startswith("topk")]
+    if {"int8", "head"} & set(stages) or topk:
         t = time.perf_counter()
         debugger = tf.lite.experimental.QuantizationDebugger(
             converter=converter_for(300),
@@ -221,7 +227,7 @@ def main(stages):
     if "head" in stages:
         evaluate("softmax_float", quantize(calibrated, ops=["SOFTMAX"]))
         evaluate("head_float", quantize(calibrated, ops=["FULLY_CONNECTED", "SOFTMAX"]))
-    if any(a.startswith("topk") for a in stages):
+    if topk:
         t = time.perf_counter()
         debugger.run()
         buf = io.StringIO()
@@ -229,7 +235,8 @@ def main(stages):
         buf.seek(0)
         rows = list(csv.DictReader(buf))
         for r in rows:
-            r["rmse_per_scale"] = float(np.sqrt(float(r["mean_squared_error"]))) / float(r["scale"])
+            rmse = float(np.sqrt(float(r["mean_squared_error"])))
+            r["rmse_per_scale"] = rmse / float(r["scale"])
         rows.sort(key=lambda r: -r["rmse_per_scale"])
         results["debugger_run_s"] = time.perf_counter() - t
         results["layers"] = [
@@ -238,11 +245,11 @@ def main(stages):
         ]
         OUT.write_text(json.dumps(results, indent=1) + "\n")
         names = [r["tensor_name"] for r in rows]
-        for k in [int(a[4:]) for a in stages if a.startswith("topk") and a[4:]] or (5, 10, 20, 40):
+        for k in [int(a[4:]) for a in topk if a[4:]] or (5, 10, 20, 40):
             evaluate(f"top{k}_float", quantize(calibrated, nodes=names[:k]))
             evaluate(
                 f"top{k}_float_head_float",
-                quantize(calibrated, ops=["FULLY_CONNECTED", "SOFTMAX"], nodes=names[:k]),
+                quantize(calibrated, ops=HEAD, nodes=names[:k]),
             )
     if "int16" in stages:
         c = tf.lite.TFLiteConverter.from_concrete_functions([concrete], owner)
@@ -261,7 +268,7 @@ def main(stages):
         )
         results["calibrate_s_1000"] = time.perf_counter() - t
         evaluate("cal1000_full", quantize(d2.calibrated_model))
-        evaluate("cal1000_head_float", quantize(d2.calibrated_model, ops=["FULLY_CONNECTED", "SOFTMAX"]))
+        evaluate("cal1000_head_float", quantize(d2.calibrated_model, ops=HEAD))
 
 
 if __name__ == "__main__":
