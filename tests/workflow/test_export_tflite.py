@@ -247,7 +247,7 @@ def test_mlp_head_with_test_time_flip(session, tiny_model_dir, tmp_path, capsys)
     )
 
 
-def test_open_set_rule_is_included(session, tiny_model_dir, tmp_path, capsys):
+def test_open_set_rule_is_included(session, tiny_model_dir, tmp_path, capsys, caplog):
     model_dir = _train(session, tiny_model_dir, tmp_path / "open", "--unknown",
                        "auto", "--crop-fraction", "1")  # fmt: skip
     _export(model_dir, tmp_path / "lite", capsys)
@@ -268,6 +268,10 @@ def test_open_set_rule_is_included(session, tiny_model_dir, tmp_path, capsys):
         model_path=str(tmp_path / "lite" / "model.tflite")
     ).get_output_details()
     assert [list(d["shape"]) for d in details] == [[1, 3], [1]]
+    # int8 ranges calibrated on known photos clip the open-set score: said
+    with caplog.at_level("WARNING", logger="embedclf"):
+        _export(model_dir, tmp_path / "lite8", capsys, "--quantize", "mixed")
+    assert "the open-set score of an unknown photo is clipped" in caplog.text
 
 
 def test_two_backbones(session, tiny_model_dir, tiny_model_dir_b, tmp_path, capsys):
