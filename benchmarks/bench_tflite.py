@@ -1,14 +1,22 @@
 """Item 20: the TensorFlow Lite export on grocery, run with LiteRT (issue 25).
 
 A model directory is trained once on the official grocery folders with
-EfficientNet-Lite0 (``embedclf train``, vectors from the run's cache), then
-exported three times (``quantize`` none, dynamic, int8 calibrated on 300 of
-its training photos). For each export: the size of ``model.tflite``, the
-conversion time, the test accuracy and the top-1 agreement with the model
-directory's own answers on every test photo (``embedclf predict``'s answers:
-the head on the cached TensorFlow vectors of the same pixels), all run
-through ``LiteRTClassifier`` (Pillow decoding as ``predict``, one photo at a
-time, LiteRT with XNNPACK on 2 threads).
+EfficientNet-Lite0 (``embedclf train --runtime tensorflow``, vectors from the
+run's cache), then exported four times (``quantize`` none, dynamic, int8
+calibrated on 300 of its training photos, and mixed: int8 except the 30 % of
+the ops TensorFlow's QuantizationDebugger finds most sensitive, kept in
+float). The model directory is trained on TensorFlow fp32 vectors because the
+export runs the backbone's TensorFlow ops in fp32: trained on the default
+runtime's vectors (OpenVINO, bf16 on CPUs that have it) the model directory's
+own answers differ from its fp32 export's on about 2 % of the photos, which
+would mix the runtime's error into the quantization's.
+
+For each export: the size of ``model.tflite``, the conversion time, the test
+accuracy and the top-1 agreement with the model directory's own answers on
+every test photo (``embedclf predict``'s answers: the head on the cached
+TensorFlow vectors of the same pixels), all run through ``LiteRTClassifier``
+(Pillow decoding as ``predict``, one photo at a time, LiteRT with XNNPACK on
+2 threads).
 
 Speed: photos/s, path -> label, on the same photos: ``predict``'s pipeline
 without a cache (``ImageEmbedder(cache=None)`` batches + the head) vs each
@@ -17,6 +25,8 @@ recorded.
 
 Targets (issue 25): fp32 top-1 = the model directory's on every test photo;
 int8 agreement >= 97 % and test accuracy within 1 point; dynamic within 0.5.
+Full-integer int8 misses the agreement target (it is kept for integer-only
+accelerators); mixed is the variant that aims at it.
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ import time
 import numpy as np
 from _common import Timer
 
-VARIANTS = ("none", "dynamic", "int8")
+VARIANTS = ("none", "dynamic", "int8", "mixed")
 
 
 def _data(ctx):
@@ -53,7 +63,8 @@ def _train(ctx, data):
 
     out = ctx.workdir / "tflite_model"
     argv = ["train", str(data), "-o", str(out), "--model", str(ctx.model),
-            "--cache", str(ctx.shared_cache), "--no-progress", "--force"]  # fmt: skip
+            "--cache", str(ctx.shared_cache), "--runtime", "tensorflow",
+            "--no-progress", "--force"]  # fmt: skip
     with contextlib.redirect_stdout(io.StringIO()):
         if main(argv) != 0:
             raise RuntimeError("embedclf train failed: " + " ".join(argv))
@@ -132,6 +143,8 @@ def run(ctx):
             "model_mb": done.model_bytes / 1e6,
             "convert_s": t.seconds,
             "n_calibration": done.n_calibration,
+            "n_float_ops": len(done.float_ops),
+            "n_ops_checked": done.n_ops_checked,
             "test_accuracy": float(np.mean(labels == y_test)),
             "agreement": float(np.mean(labels == expected)),
             "n_disagree": int(np.sum(labels != expected)),
@@ -175,6 +188,18 @@ def run(ctx):
             "met": e["int8"]["agreement"] >= 0.97,
         },
         {
+            "name": "mixed export: top-1 agreement with the model dir",
+            "value": e["mixed"]["agreement"],
+            "target": ">= 0.97",
+            "met": e["mixed"]["agreement"] >= 0.97,
+        },
+        {
+            "name": "mixed export: test accuracy - model dir's (points)",
+            "value": e["mixed"]["accuracy_minus_model_dir_points"],
+            "target": ">= -1",
+            "met": e["mixed"]["accuracy_minus_model_dir_points"] >= -1,
+        },
+        {
             "name": "int8 export: test accuracy - model dir's (points)",
             "value": e["int8"]["accuracy_minus_model_dir_points"],
             "target": ">= -1",
@@ -197,7 +222,7 @@ def run(ctx):
         ),
     ]
     return {
-        "title": "TensorFlow Lite export (fp32, dynamic, int8) with LiteRT",
+        "title": "TensorFlow Lite export (fp32, dynamic, int8, mixed) with LiteRT",
         "ratios": ratios,
         "metrics": {
             "n_test": len(test_paths),

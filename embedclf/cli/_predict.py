@@ -194,13 +194,26 @@ def format_export_parser(parser):
     )
     parser.add_argument(
         "--quantize",
-        choices=["none", "dynamic", "int8"],
+        choices=["none", "dynamic", "int8", "mixed"],
         default=None,
         help=(
             "With --tflite: 'none' keeps float32; 'dynamic' stores the weights "
             "as int8 (about 4x smaller); 'int8' also quantizes the activations "
             "(full-integer, for NPUs and the fastest CPU kernels), calibrated "
-            "on a few hundred of the model's training photos. Default: none."
+            "on a few hundred of the model's training photos; 'mixed' is int8 "
+            "except the ops most sensitive to it, kept in float (closer to the "
+            "float answers, larger; CPU/GPU only). Default: none."
+        ),
+    )
+    parser.add_argument(
+        "--float-fraction",
+        type=float,
+        default=None,
+        metavar="F",
+        help=(
+            "With --quantize mixed: the share of the quantizable ops kept in "
+            "float, the most sensitive first (TensorFlow's quantization "
+            "debugger on the calibration photos). Default: 0.3."
         ),
     )
     parser.add_argument(
@@ -208,7 +221,7 @@ def format_export_parser(parser):
         default=None,
         metavar="DIR",
         help=(
-            "With --quantize int8: a folder of typical photos to calibrate on "
+            "With --quantize int8 or mixed: a folder of typical photos to calibrate on "
             "(up to 300 are used). Default: the model's training photos."
         ),
     )
@@ -243,11 +256,16 @@ def _run_export_tflite(args, model_dir) -> int:
         quantize=args.quantize or "none",
         model=_models(args),
         calibration_images=calibration,
+        float_fraction=args.float_fraction,
     )
     detail = {
         "none": "float32",
         "dynamic": "int8 weights, float activations",
         "int8": f"full int8, calibrated on {done.n_calibration} photos",
+        "mixed": (
+            f"int8 with {len(done.float_ops)} of {done.n_ops_checked} ops in float, "
+            f"calibrated on {done.n_calibration} photos"
+        ),
     }[done.quantize]
     print(
         f"TensorFlow Lite model written to {done.path}: model.tflite "
@@ -263,8 +281,16 @@ def run_export(args) -> int:
     from embedclf.workflow._export._savedmodel import export_savedmodel
     from embedclf.workflow._model_dir import load_model_dir
 
-    if args.tflite is None and (args.quantize or args.calibration_images):
-        error("--quantize and --calibration-images apply to --tflite only.")
+    if args.tflite is None and (
+        args.quantize or args.calibration_images or args.float_fraction is not None
+    ):
+        error(
+            "--quantize, --calibration-images and --float-fraction apply to "
+            "--tflite only."
+        )
+        return 2
+    if args.float_fraction is not None and args.quantize != "mixed":
+        error("--float-fraction applies to --quantize mixed only.")
         return 2
     model_dir = load_model_dir(args.model_dir)
     if args.tflite is not None:

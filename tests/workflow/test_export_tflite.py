@@ -1,4 +1,4 @@
-"""``embedclf export --tflite``: three variants, run with LiteRT, agree with predict."""
+"""``embedclf export --tflite``: four variants, run with LiteRT, agree with predict."""
 
 from __future__ import annotations
 
@@ -38,10 +38,10 @@ def _train(session, tiny_model_dir, out, *extra):
 
 @pytest.fixture(scope="module")
 def exports(session, tmp_path_factory):
-    """The three variants of the session's softmax model, with their stdout."""
+    """The four variants of the session's softmax model, with their stdout."""
     base = tmp_path_factory.mktemp("tflite")
     out = {}
-    for q in ("none", "dynamic", "int8"):
+    for q in ("none", "dynamic", "int8", "mixed"):
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
             argv = ["export", str(session["output"]), "--tflite", str(base / q),
@@ -80,6 +80,8 @@ def test_three_variants_agree_with_predict(session, exports, capsys):
             agree = np.mean([r["label"] == e for r, e in zip(got, labels)])
             assert agree >= 0.9, (q, agree)
     assert sizes["dynamic"] < sizes["none"] and sizes["int8"] < sizes["none"]
+    # (the tiny backbone's weights weigh less than mixed's quantize ops: see
+    # test_mixed_variant_is_smaller_than_float32 for the sizes)
 
 
 def test_export_prints_the_size_of_each_variant(exports):
@@ -104,6 +106,100 @@ def test_int8_variant_is_full_integer(exports):
     (inp,) = interpreter.get_input_details()
     (out,) = interpreter.get_output_details()
     assert inp["dtype"] == np.uint8 and out["dtype"] == np.float32
+
+
+def _ops_by_output(folder):
+    """{output tensor name: (op name, output dtype)} of an exported model."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(folder / "model.tflite"))
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    return {
+        tensors[op["outputs"][0]]["name"]: (
+            op["op_name"],
+            tensors[op["outputs"][0]]["dtype"],
+        )
+        for op in interpreter._get_ops_details()
+        if len(op["outputs"])
+    }
+
+
+def test_mixed_variant_keeps_the_listed_ops_in_float(exports):
+    folder, printed = exports["mixed"]
+    info = json.loads((folder / "preprocessing.json").read_text())
+    float_ops = info["float_ops"]
+    # the default share, rounded up, of the ops the debugger ranked
+    assert len(float_ops) == -(-3 * info["n_ops_checked"] // 10) >= 1
+    assert info["float_fraction"] == 0.3 and "float_ops" in info["activations"]
+    scores = [op["rmse_per_scale"] for op in float_ops]
+    assert scores == sorted(scores, reverse=True)
+    assert f"{len(float_ops)} of {info['n_ops_checked']} ops in float" in printed
+    ops = _ops_by_output(folder)
+    for op in float_ops:  # each named op is in the model and computes in float
+        assert ops[op["tensor"]] == (op["op"], np.float32), op
+    listed = {op["tensor"] for op in float_ops}
+    int8 = [n for n, (name, dtype) in ops.items() if dtype == np.int8]
+    assert int8 and not listed & set(int8)  # the others stay int8
+    assert "float_ops" not in json.loads(
+        (exports["int8"][0] / "preprocessing.json").read_text()
+    )
+
+
+def _wide_backbone(path, n_convs=8, width=32):
+    """A feature-vector SavedModel whose convolutions' weights dominate its size."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(3)
+    shapes = [(3, 3, 3, width)] + [(3, 3, width, width)] * (n_convs - 1)
+
+    class Wide(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = [
+                tf.Variable(rng.normal(0, 0.3, s).astype("float32")) for s in shapes
+            ]
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+        def __call__(self, images):
+            h = tf.image.resize(images, (16, 16))
+            for w in self.w:
+                h = tf.nn.relu6(tf.nn.conv2d(h, w, 1, "SAME"))
+            return tf.concat(
+                [tf.reduce_mean(h, [1, 2]), tf.reduce_mean(images, [1, 2])], 1
+            )
+
+    tf.saved_model.save(Wide(), str(path))
+    return path
+
+
+def test_mixed_variant_is_smaller_than_float32(tmp_path_factory, capsys):
+    backbone = _wide_backbone(tmp_path_factory.mktemp("wide") / "wide")
+    session = trained(tmp_path_factory, backbone)
+    base = tmp_path_factory.mktemp("wide_lite")
+    _export(session["output"], base / "none", capsys)
+    printed = _export(session["output"], base / "mixed", capsys, "--quantize", "mixed")
+    info = json.loads((base / "mixed" / "preprocessing.json").read_text())
+    assert 1 <= len(info["float_ops"]) < info["n_ops_checked"], printed
+    size = {q: (base / q / "model.tflite").stat().st_size for q in ("none", "mixed")}
+    assert size["mixed"] < 0.8 * size["none"], size
+    paths = list_images([str(session["data"] / "test")])
+    expected = [r["label"] for r in predict_json(session["output"], paths, capsys)]
+    got = [r["label"] for r in predict_json(base / "mixed", paths, capsys)]
+    assert np.mean(np.asarray(got) == expected) >= 0.8
+
+
+def test_float_fraction_is_checked(session, tmp_path, capsys):
+    model = str(session["output"])
+    capsys.readouterr()
+    assert main(["export", model, "--tflite", str(tmp_path / "a"), "--quantize",
+                 "int8", "--float-fraction", "0.5"]) == 2  # fmt: skip
+    assert "--float-fraction applies to --quantize mixed only" in (
+        capsys.readouterr().err
+    )
+    assert main(["export", model, "--tflite", str(tmp_path / "b"), "--quantize",
+                 "mixed", "--float-fraction", "1.5"]) == 1  # fmt: skip
+    assert "float_fraction (--float-fraction)" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 def test_evaluate_runs_the_export(session, exports, tmp_path, capsys):
@@ -151,7 +247,7 @@ def test_mlp_head_with_test_time_flip(session, tiny_model_dir, tmp_path, capsys)
     )
 
 
-def test_open_set_rule_is_included(session, tiny_model_dir, tmp_path, capsys):
+def test_open_set_rule_is_included(session, tiny_model_dir, tmp_path, capsys, caplog):
     model_dir = _train(session, tiny_model_dir, tmp_path / "open", "--unknown",
                        "auto", "--crop-fraction", "1")  # fmt: skip
     _export(model_dir, tmp_path / "lite", capsys)
@@ -172,6 +268,10 @@ def test_open_set_rule_is_included(session, tiny_model_dir, tmp_path, capsys):
         model_path=str(tmp_path / "lite" / "model.tflite")
     ).get_output_details()
     assert [list(d["shape"]) for d in details] == [[1, 3], [1]]
+    # int8 ranges calibrated on known photos clip the open-set score: said
+    with caplog.at_level("WARNING", logger="embedclf"):
+        _export(model_dir, tmp_path / "lite8", capsys, "--quantize", "mixed")
+    assert "the open-set score of an unknown photo is clipped" in caplog.text
 
 
 def test_two_backbones(session, tiny_model_dir, tiny_model_dir_b, tmp_path, capsys):

@@ -18,7 +18,15 @@ Quantization (``quantize``), with TensorFlow's converter:
     full-integer post-training quantization: weights and activations int8,
     calibrated on a deterministic sample of the model's own training photos
     (:func:`calibration_paths`). Input stays uint8 pixels, output float32
-    probabilities (the converter adds the (de)quantize steps).
+    probabilities (the converter adds the (de)quantize steps). Keeping the
+    head (dense + softmax) in float changes nothing on grocery: the answers
+    that move come from the backbone (benchmarks/probes/tflite_int8_probe.py).
+``"mixed"``
+    int8 except the ops most sensitive to quantization, kept in float
+    (:func:`~embedclf.workflow._export._mixed.mixed_quantize`: TensorFlow's
+    QuantizationDebugger on the calibration photos); ``preprocessing.json``
+    lists them under ``float_ops``. Needs a CPU (or GPU) runtime that runs
+    float ops: not for integer-only accelerators.
 
 No TFLite Metadata is written: the metadata writers live in
 ``tflite-support``, whose last release (0.4.4, 2023) requires protobuf < 4
@@ -38,13 +46,20 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from embedclf.exceptions import ModelDirError
+from embedclf.workflow._export._calibration import (
+    calibration_data,
+    calibration_paths,
+)
 from embedclf.workflow._export._graph import make_head, prepare_export
+from embedclf.workflow._export._mixed import (
+    DEFAULT_FLOAT_FRACTION,
+    check_float_fraction,
+    mixed_quantize,
+)
 from embedclf.workflow._export._quiet_lite import quiet_lite
 
 __all__ = [
@@ -61,7 +76,7 @@ PREPROCESSING_FILE = "preprocessing.json"
 MODEL_FILE = "model.tflite"
 LABELS_FILE = "labels.txt"
 FORMAT = "embedclf-tflite"
-QUANTIZE_MODES = ("none", "dynamic", "int8")
+QUANTIZE_MODES = ("none", "dynamic", "int8", "mixed")
 
 
 @dataclass
@@ -77,59 +92,19 @@ class TFLiteExport:
     quantize : str
     n_calibration : int
         Photos the int8 ranges were calibrated on (0 otherwise).
+    float_ops : list of dict
+        ``"mixed"``: the ops kept in float (``op``, ``tensor``,
+        ``rmse_per_scale``), most sensitive first; empty otherwise.
+    n_ops_checked : int
+        ``"mixed"``: how many ops the debugger ranked (0 otherwise).
     """
 
     path: Path
     model_bytes: int
     quantize: str
     n_calibration: int
-
-
-def calibration_paths(model_dir, n: int = 300) -> list[str]:
-    """A deterministic sample of ``n`` of the model's training photos.
-
-    The training folder is the one the manifest records (``data.sources``);
-    with retrain.py's hash split, its training part. Classes are taken in
-    turn (the first file of each class in name order, then the second, ...),
-    so every class is represented.
-
-    Raises
-    ------
-    ModelDirError
-        The recorded training folder is gone.
-    """
-    from embedclf.workflow._train import collect_images
-
-    data = model_dir.manifest.get("data", {})
-    sources = data.get("sources", {})
-    root = sources.get("training") or sources.get("all")
-    if root is None or not Path(root).is_dir():
-        raise ModelDirError(
-            f"The training photos of {str(model_dir.path)!r} are not at "
-            f"{root!r} any more, and int8 quantization is calibrated on them. "
-            "Pass calibration_images= (--calibration-images DIR: a folder of "
-            "typical photos) or use quantize='dynamic'."
-        )
-    if "training" in sources:
-        from embedclf.workflow._train._collect import _folder
-
-        paths, labels = _folder(root)
-    else:
-        images = collect_images(root)
-        keep = images.split == "training"
-        paths, labels = images.paths[keep], images.labels[keep]
-    return _round_robin(paths, labels, n)
-
-
-def _round_robin(paths, labels, n: int) -> list[str]:
-    order = np.lexsort((np.asarray(paths, dtype=str), np.asarray(labels, dtype=str)))
-    paths, labels = np.asarray(paths)[order], np.asarray(labels)[order]
-    rank = np.zeros(len(paths), dtype=int)
-    for label in np.unique(labels):
-        idx = np.flatnonzero(labels == label)
-        rank[idx] = np.arange(len(idx))
-    take = np.lexsort((labels, rank))[:n]
-    return [str(p) for p in paths[take]]
+    float_ops: list = field(default_factory=list)
+    n_ops_checked: int = 0
 
 
 def _inputs(sizes) -> list[tuple[str, tuple[int, int]]]:
@@ -162,31 +137,8 @@ def _serving_function(backbones, sizes, params, prep):
     return serve.get_concrete_function(), inputs
 
 
-def _pixels(paths, inputs, prep):
-    """Yield, per readable photo, one ``[1, h, w, 3]`` uint8 array per input."""
-    from embedclf.embedding._images import decode_image, read_image_bytes
-
-    for path in paths:
-        try:
-            data = read_image_bytes(path)
-            arrays = [
-                decode_image(
-                    data,
-                    size,
-                    path=path,
-                    as_uint8=True,
-                    resample=prep["resample"],
-                    crop_fraction=prep["crop_fraction"],
-                )[None]
-                for _, size in inputs
-            ]
-        except (OSError, ValueError) as exc:
-            logger.warning("calibration skips %s: %s", path, exc)
-            continue
-        yield arrays
-
-
-def _convert(concrete, owner, quantize, calibration):
+def _convert(concrete, owner, quantize, calibration, float_fraction):
+    """(flat model, float ops, number of ops checked)."""
     import tensorflow as tf
 
     holder = tf.Module()
@@ -194,12 +146,15 @@ def _convert(concrete, owner, quantize, calibration):
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], holder)
     if quantize != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantize == "int8":
+    if quantize in ("int8", "mixed"):
         converter.representative_dataset = calibration
+    if quantize == "int8":
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     try:
         with quiet_lite():
-            return converter.convert()
+            if quantize == "mixed":
+                return mixed_quantize(converter, calibration, float_fraction)
+            return converter.convert(), [], 0
     except Exception as exc:  # tf.lite's ConverterError, a bare Exception
         if type(exc).__name__ != "ConverterError":
             raise
@@ -212,14 +167,42 @@ def _convert(concrete, owner, quantize, calibration):
         ) from None
 
 
-def _preprocessing(params, inputs, prep, quantize, n_calibration, model_dir):
+_PRECISION = {  # what is float in each variant (weights, activations)
+    "none": ("float32", "float32"),
+    "dynamic": ("int8, dequantized to float32 by each op", "float32"),
+    "int8": (
+        "int8 (biases int32)",
+        "int8 from the uint8 input to the float32 output (only the input's "
+        "cast and the output's dequantize are float)",
+    ),
+    "mixed": (
+        "int8 (biases int32), float32 in float_ops",
+        "int8, except the outputs of float_ops (float32, with quantize and "
+        "dequantize ops around them)",
+    ),
+}
+
+
+def _preprocessing(params, inputs, prep, done, model_dir, float_fraction):
+    weights, activations = _PRECISION[done.quantize]
     return {
         "format": FORMAT,
         "format_version": 1,
         "model_file": MODEL_FILE,
         "labels_file": LABELS_FILE,
-        "quantization": quantize,
-        "n_calibration_images": n_calibration,
+        "quantization": done.quantize,
+        "n_calibration_images": done.n_calibration,
+        "weights": weights,
+        "activations": activations,
+        **(
+            {
+                "float_fraction": float_fraction,
+                "n_ops_checked": done.n_ops_checked,
+                "float_ops": done.float_ops,
+            }
+            if done.quantize == "mixed"
+            else {}
+        ),
         "inputs": [
             {
                 "name": name,
@@ -261,6 +244,7 @@ def export_tflite(
     model=None,
     calibration_images=None,
     n_calibration: int = 300,
+    float_fraction: float | None = None,
 ) -> TFLiteExport:
     """Write ``model.tflite``, ``labels.txt`` and ``preprocessing.json``.
 
@@ -270,7 +254,7 @@ def export_tflite(
         A loaded model directory (``workflow._model_dir.load_model_dir``).
     out_dir : str or os.PathLike
         The folder to write; replaced atomically if it exists.
-    quantize : {"none", "dynamic", "int8"}, default="none"
+    quantize : {"none", "dynamic", "int8", "mixed"}, default="none"
         See the module docstring.
     model : str, list of str or None
         Backbone handle(s) to load instead of the manifest's.
@@ -278,6 +262,10 @@ def export_tflite(
         Photos to calibrate int8 on. Default: :func:`calibration_paths`.
     n_calibration : int, default=300
         How many training photos to calibrate on by default.
+    float_fraction : float in (0, 1] or None
+        With ``quantize="mixed"``: the share of the quantizable ops kept in
+        float, the most sensitive first (None: ``DEFAULT_FLOAT_FRACTION``,
+        0.3). Refused with the other modes.
 
     Returns
     -------
@@ -288,33 +276,51 @@ def export_tflite(
     ModelDirError
         Something of the model cannot be exported (the error names it).
     ValueError
-        ``quantize`` is not one of ``QUANTIZE_MODES``.
+        ``quantize`` is not one of ``QUANTIZE_MODES``, or ``float_fraction``
+        is out of range or given without ``quantize="mixed"``.
     """
     if quantize not in QUANTIZE_MODES:
         raise ValueError(
             f"quantize must be one of {', '.join(QUANTIZE_MODES)}; got {quantize!r}."
         )
+    if float_fraction is not None and quantize != "mixed":
+        raise ValueError(
+            "float_fraction (--float-fraction) applies to quantize='mixed' "
+            f"only; got it with quantize={quantize!r}."
+        )
+    if quantize == "mixed":
+        float_fraction = check_float_fraction(
+            DEFAULT_FLOAT_FRACTION if float_fraction is None else float_fraction
+        )
     params, backbones, sizes, prep = prepare_export(
         model_dir, model, target="a TensorFlow Lite model"
     )
     concrete, inputs = _serving_function(backbones, sizes, params, prep)
+    if quantize in ("int8", "mixed") and params["unknown_label"] is not None:
+        # Measured on a small model (not fixed): every noise photo predict
+        # rejects was accepted by the int8 and mixed exports.
+        logger.warning(
+            "quantize=%r: the int8 ranges are calibrated on the training "
+            "photos, all of known classes, so the open-set score of an unknown "
+            "photo is clipped to their range and the exported rule may accept "
+            "photos `predict` answers %r for. Check it on such photos with "
+            "`embedclf predict OUT_DIR`, or export with quantize='none' or "
+            "'dynamic'.",
+            quantize,
+            params["unknown_label"],
+        )
     calibration, n_used = None, 0
-    if quantize == "int8":
+    if quantize in ("int8", "mixed"):
         if calibration_images is None:
             calibration_images = calibration_paths(model_dir, n_calibration)
-        arrays = list(_pixels(calibration_images, inputs, prep))
-        if not arrays:
-            raise ModelDirError(
-                "None of the calibration photos could be read; pass readable "
-                "photos as calibration_images."
-            )
-        n_used = len(arrays)
-
-        def calibration():
-            yield from arrays
-
+        calibration, n_used = calibration_data(calibration_images, inputs, prep)
     owners = [b._owner for b in backbones]
-    flat = _convert(concrete, owners, quantize, calibration)
+    flat, float_ops, n_checked = _convert(
+        concrete, owners, quantize, calibration, float_fraction
+    )
+    done = TFLiteExport(
+        Path(out_dir), len(flat), quantize, n_used, float_ops, n_checked
+    )
     out_dir = Path(out_dir)
     parent = out_dir.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -322,7 +328,7 @@ def export_tflite(
     try:
         (tmp / MODEL_FILE).write_bytes(flat)
         (tmp / LABELS_FILE).write_text("".join(c + "\n" for c in params["classes"]))
-        info = _preprocessing(params, inputs, prep, quantize, n_used, model_dir)
+        info = _preprocessing(params, inputs, prep, done, model_dir, float_fraction)
         (tmp / PREPROCESSING_FILE).write_text(json.dumps(info, indent=2) + "\n")
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -330,4 +336,4 @@ def export_tflite(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     logger.info("exported %s to %s (%s)", model_dir.path, out_dir, quantize)
-    return TFLiteExport(out_dir, len(flat), quantize, n_used)
+    return done
