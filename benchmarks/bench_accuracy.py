@@ -42,6 +42,9 @@ AUGMENT = {
 #: Parallel fits of one search (as ``embedclf train --n-jobs``): the grid's
 #: candidates are independent. Times below are wall times with this setting.
 N_JOBS = 4
+#: The runtime this item measures: TensorFlow, as the items before 19 (their
+#: recorded figures and the shared cache's vectors are TensorFlow's).
+RUNTIME = "tensorflow"
 LITE2 = SHARED / "models" / "efficientnet_lite2_feature_vector"
 
 
@@ -60,6 +63,7 @@ def _vectors(ctx, model, name):
             cache=ctx.shared_cache,
             batch_size=ctx.batch_size,
             progress=False,
+            runtime=RUNTIME,
         )
         ctx._memo[key] = (emb.transform(paths), y, emb.n_computed_)
     return ctx._memo[key]
@@ -78,6 +82,27 @@ def _views(ctx, paths, settings, k, model=None):
         batch_size=ctx.batch_size,
     )
     return views, source
+
+
+def _budget_row(ctx, add):
+    """``embedclf train --budget 10`` (Lite0 + Lite2 given) on this item's
+    runtime, in-process on a copy of the cache (item 23's runner): beside the
+    probe and the hand-picked combinations above, on the same vectors."""
+    from bench_budget import _cli
+
+    argv = ["--model", str(ctx.model), "--model", str(LITE2), "--budget", "10"]
+    run = _cli(ctx, "accuracy_budget10", [*argv, "--runtime", RUNTIME])
+    chosen = run["chosen"] or {}
+    add(
+        "budget",
+        "embedclf train --budget 10 (Lite0 and Lite2 given)",
+        run["seconds"],
+        run["test_accuracy"],
+        estimate=run["estimate"],
+        chosen=", ".join(
+            f"{k}={v}" for k, v in chosen.items() if k != "model" and v not in (0, 0.0)
+        ),
+    )
 
 
 def _l2_blocks(*blocks):
@@ -385,6 +410,7 @@ def run(ctx: Context) -> dict:
                 cache=ctx.shared_cache,
                 batch_size=ctx.batch_size,
                 progress=False,
+                runtime=RUNTIME,
             ),
             settings=Distortions(),
             copies=0,
@@ -401,6 +427,10 @@ def run(ctx: Context) -> dict:
     )
     rows[-1]["seconds"] += t_bal.seconds
     balance_row(f"--balance views (+{n_extra} views)", head_bv, rows[-1]["seconds"])
+
+    # --- the budgeted search (issue 26) on the same vectors ----------------
+    if has_lite2:
+        _budget_row(ctx, add)
 
     # --- near-duplicate threshold of the grouped CV -----------------------
     thresholds = _threshold_table(X_tr, y_tr, quick=ctx.quick)
