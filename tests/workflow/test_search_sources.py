@@ -38,3 +38,18 @@ def test_costs_come_from_cache_misses_and_measured_throughput(tmp_path, tiny_mod
     # views to measure the throughput, the other 10 rows' 20 views are priced
     assert 0 < again.views_cost(handle, np.arange(10, 24), "train", 2) < np.inf
     assert handle in again.throughput
+
+
+def test_views_probe_skips_rows_already_cached(tmp_path, tiny_model_dir):
+    """A probe on rows whose views are all cached would time nothing and
+    leave the cost infinite (the search then skipped test views on grocery)."""
+    folder = make_image_folder(tmp_path / "img", n_per_class=12)
+    paths = sorted(str(p) for p in folder.rglob("*.*"))
+    handle = str(tiny_model_dir)
+    cache = tmp_path / "c.h5"
+    first = EmbedderSource(paths, cache=cache, probe_rows=8, batch_size=8)
+    first.views(handle, np.arange(8), "flip", 1)  # the first rows' views cached
+    fresh = EmbedderSource(paths, cache=cache, probe_rows=8, batch_size=8)
+    cost = fresh.views_cost(handle, np.arange(24), "flip", 1)
+    assert handle in fresh.throughput
+    assert 0 < cost < np.inf

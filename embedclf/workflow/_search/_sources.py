@@ -213,13 +213,16 @@ class EmbedderSource:
         if not len(rows) or not copies:
             return 0.0
         keys = self._content_keys()
-        vkeys = [view_key(keys[i], v) for i in rows if keys[i] for v in range(copies)]
+        keyed = np.asarray([i for i in rows if keys[i]], dtype=int)
+        vkeys = [view_key(keys[i], v) for i in keyed for v in range(copies)]
         ns = self._view_namespace(handle, kind)
         missing = self._missing(ns, vkeys)
 
         def probe():
+            # rows with a view missing: cached ones would time nothing
+            mask = self._missing_mask(ns, vkeys).reshape(-1, copies).any(axis=1)
             n = max(1, self.probe_rows // copies)
-            self.views(handle, rows[:n], kind, copies)
+            self.views(handle, keyed[mask][:n], kind, copies)
 
         return self._cost(handle, missing, probe)
 
