@@ -296,8 +296,11 @@ def runtime_manifest(embedder) -> dict:
     return out
 
 
-def export_caveat(runtime: str, precision: str) -> str | None:
-    """What a TensorFlow SavedModel export of such a model does not reproduce.
+def export_caveat(
+    runtime: str, precision: str, target: str = "a SavedModel"
+) -> str | None:
+    """What an export (``target``: "a SavedModel", "a TensorFlow Lite model")
+    of such a model does not reproduce.
 
     None for TensorFlow fp32 (the export's top-1 equals ``predict``'s).
     """
@@ -312,8 +315,8 @@ def export_caveat(runtime: str, precision: str) -> str | None:
         )
     return (
         f"This model was trained on vectors of the OpenVINO runtime at "
-        f"{precision} ({runtime} recorded in its manifest); the exported "
-        f"SavedModel runs the backbone in TensorFlow fp32, whose vectors "
+        f"{precision} ({runtime} recorded in its manifest); the export to "
+        f"{target} computes the backbone as TensorFlow does, whose fp32 vectors "
         f"{closeness}, so its answers can differ from `embedclf predict`'s on "
         "some images. Train with --runtime tensorflow for an export whose "
         "top-1 equals predict's."

@@ -235,7 +235,9 @@ def test_model_dir_trained_on_openvino_predicts_with_it(
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="embedclf"):
         assert main(["export", str(out), "--savedmodel", str(tmp_path / "sm")]) == 0
-    assert "the exported SavedModel runs the backbone in TensorFlow" in caplog.text
+    assert "the export to a SavedModel computes the backbone as TensorFlow" in (
+        caplog.text
+    )
     # a model directory written before runtimes existed: TensorFlow fp32
     old = embedder_settings({"image_size": None})
     assert (old["runtime"], old["precision"]) == ("tensorflow", "fp32")
@@ -291,3 +293,12 @@ def test_a_backbone_that_fails_to_load_is_not_marked_unconvertible(
     with pytest.raises(BackboneLoadError, match="Could not load the SavedModel"):
         _embed(model, photos[:1], cache=cache)
     assert not list(tmp_path.rglob("*.unconvertible"))
+
+
+def test_export_caveat_names_the_export_and_is_none_for_tensorflow():
+    from embedclf.embedding._runtime import export_caveat
+
+    assert export_caveat("tensorflow", "fp32", "a TensorFlow Lite model") is None
+    text = export_caveat("openvino", "bf16", "a TensorFlow Lite model")
+    assert "the export to a TensorFlow Lite model computes" in text
+    assert "bf16 rounding" in text and "--runtime tensorflow" in text

@@ -118,7 +118,7 @@ def prepare_export(model_dir, model=None, *, target: str):
     settings = embedder_settings(model_dir.manifest)
     # The export runs the backbone's TensorFlow ops: it reproduces a model
     # trained on OpenVINO bf16/int8 vectors only approximately; say how much.
-    caveat = export_caveat(settings["runtime"], settings["precision"])
+    caveat = export_caveat(settings["runtime"], settings["precision"], target)
     if caveat is not None:
         logging.getLogger("embedclf").warning("%s", caveat)
     test_views = model_dir.manifest.get("test_views", "none")
