@@ -14,7 +14,7 @@ import numpy as np
 
 from embedclf.exceptions import ModelDirError
 
-__all__ = ["calibration_data", "calibration_paths"]
+__all__ = ["calibration_data", "calibration_paths", "input_pixels"]
 
 logger = logging.getLogger("embedclf")
 
@@ -66,28 +66,42 @@ def _round_robin(paths, labels, n: int) -> list[str]:
     return [str(p) for p in paths[take]]
 
 
+def input_pixels(data: bytes, inputs, *, resample, crop_fraction, path="<bytes>"):
+    """``{input name: [1, h, w, 3] uint8}``: one encoded photo as an exported
+    model takes it (``inputs``: (name, (h, w)) pairs), decoded as ``predict``
+    decodes it. Calibration and ``LiteRTClassifier`` both feed these."""
+    from embedclf.embedding._images import decode_image
+
+    return {
+        name: decode_image(
+            data,
+            size,
+            path=path,
+            as_uint8=True,
+            resample=resample,
+            crop_fraction=crop_fraction,
+        )[None]
+        for name, size in inputs
+    }
+
+
 def _pixels(paths, inputs, prep):
     """Yield, per readable photo, one ``[1, h, w, 3]`` uint8 array per input."""
-    from embedclf.embedding._images import decode_image, read_image_bytes
+    from embedclf.embedding._images import read_image_bytes
 
     for path in paths:
         try:
-            data = read_image_bytes(path)
-            arrays = [
-                decode_image(
-                    data,
-                    size,
-                    path=path,
-                    as_uint8=True,
-                    resample=prep["resample"],
-                    crop_fraction=prep["crop_fraction"],
-                )[None]
-                for _, size in inputs
-            ]
+            arrays = input_pixels(
+                read_image_bytes(path),
+                inputs,
+                resample=prep["resample"],
+                crop_fraction=prep["crop_fraction"],
+                path=path,
+            )
         except (OSError, ValueError) as exc:
             logger.warning("calibration skips %s: %s", path, exc)
             continue
-        yield arrays
+        yield list(arrays.values())
 
 
 def calibration_data(paths, inputs, prep):

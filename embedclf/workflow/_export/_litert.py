@@ -85,20 +85,16 @@ class LiteRTClassifier:
 
     def pixels(self, data: bytes, path: str = "<bytes>") -> dict:
         """The model's input arrays for one encoded photo."""
-        from embedclf.embedding._images import decode_image
+        from embedclf.workflow._export._calibration import input_pixels
 
         resize = self.preprocessing["resize"]
-        return {
-            name: decode_image(
-                data,
-                size,
-                path=path,
-                as_uint8=True,
-                resample=resize["filter"],
-                crop_fraction=resize["crop_fraction"],
-            )[None]
-            for name, size in self._inputs
-        }
+        return input_pixels(
+            data,
+            self._inputs,
+            resample=resize["filter"],
+            crop_fraction=resize["crop_fraction"],
+            path=path,
+        )
 
     def run(self, pixels: dict) -> tuple[np.ndarray, bool]:
         """(probabilities of shape (n_classes,), known) for one photo's inputs."""
