@@ -35,6 +35,7 @@ from embedclf.exceptions import ImageDecodeError
 
 __all__ = [
     "MIRROR",
+    "STANDARD_DISTORTIONS",
     "Distortions",
     "distort",
     "view_key",
@@ -106,6 +107,14 @@ class Distortions:
 
 #: The test-time flip view: the plain image, mirrored.
 MIRROR = Distortions(mirror=True)
+#: Crop, scale and brightness 10 %, flips: the distortions of benchmark item
+#: 6, which ``--balance views`` and the budget search use when none is set.
+STANDARD_DISTORTIONS = {
+    "random_crop": 10.0,
+    "random_scale": 10.0,
+    "random_brightness": 10.0,
+    "flip_left_right": True,
+}
 
 
 def view_key(image_key: str, view: int) -> str:

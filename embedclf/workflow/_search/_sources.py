@@ -23,15 +23,12 @@ import time
 
 import numpy as np
 
+from embedclf.embedding._augment import STANDARD_DISTORTIONS
+
 __all__ = ["AUGMENT", "ArraySource", "EmbedderSource"]
 
 #: The training distortions the search tries (those of benchmark item 6).
-AUGMENT = {
-    "random_crop": 10.0,
-    "random_scale": 10.0,
-    "random_brightness": 10.0,
-    "flip_left_right": True,
-}
+AUGMENT = STANDARD_DISTORTIONS
 
 
 def _settings(kind: str):

@@ -13,16 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from embedclf.embedding._augment import STANDARD_DISTORTIONS
+
 __all__ = ["BALANCE_DISTORTIONS", "balance_plan", "add_balance_views"]
 
-#: Distortions used when none is set on the command line (those of the
-#: accuracy benchmark: crop, scale and brightness 10 %, flips).
-BALANCE_DISTORTIONS = {
-    "random_crop": 10.0,
-    "random_scale": 10.0,
-    "random_brightness": 10.0,
-    "flip_left_right": True,
-}
+#: Distortions used when none is set on the command line.
+BALANCE_DISTORTIONS = STANDARD_DISTORTIONS
 
 
 def balance_plan(labels) -> np.ndarray:
