@@ -62,7 +62,7 @@ def summary_lines(result) -> list[str]:
     lines = []
     lines.append(f"Chosen: {result.why}")
     if result.estimate is not None:
-        stderr = getattr(result, "estimate_stderr", None)
+        stderr = result.estimate_stderr
         noise = "" if stderr is None else f"standard error {stderr:.1%}; "
         lines.append(
             f"Estimate after the search: {result.estimate:.2%} ({noise}"
