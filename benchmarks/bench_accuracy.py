@@ -33,12 +33,6 @@ import numpy as np
 from _accuracy_report import report
 from _common import SHARED, Context, Timer
 
-AUGMENT = {
-    "random_crop": 10.0,
-    "random_scale": 10.0,
-    "random_brightness": 10.0,
-    "flip_left_right": True,
-}
 #: Parallel fits of one search (as ``embedclf train --n-jobs``): the grid's
 #: candidates are independent. Times below are wall times with this setting.
 N_JOBS = 4
@@ -119,7 +113,7 @@ def run(ctx: Context) -> dict:
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_limits
 
-    from embedclf.embedding._augment import Distortions
+    from embedclf.embedding._augment import STANDARD_DISTORTIONS, Distortions
     from embedclf.workflow._train._select import select_head
 
     d = {}
@@ -286,7 +280,8 @@ def run(ctx: Context) -> dict:
 
     # --- lever: training views and test-time views -----------------------
     k = 1 if ctx.quick else 2
-    settings = Distortions(**AUGMENT)
+    # the library's defaults for --balance views and --budget are these
+    settings = Distortions(**STANDARD_DISTORTIONS)
     paths_tr, _ = ctx.split("train")
     paths_te, _ = ctx.split("test")
     with Timer() as t_views:
