@@ -54,6 +54,13 @@ def drop_excluded(data, exclude):
     data : LabelledImages
     exclude : str, os.PathLike or None
         A list file (:func:`read_exclude_list`); None keeps everything.
+
+    Returns
+    -------
+    LabelledImages
+        ``data`` itself, its arrays filtered; ``data.excluded`` records the
+        list file, how many paths it listed and the paths left out (the
+        model directory's manifest keeps it under ``data.excluded``).
     """
     if exclude is None:
         return data
@@ -65,6 +72,11 @@ def drop_excluded(data, exclude):
         exclude,
         len(listed),
     )
+    data.excluded = {
+        "file": os.path.abspath(os.fspath(exclude)),
+        "n_listed": len(listed),
+        "left_out": sorted(str(p) for p in data.paths[~keep]),
+    }
     data.paths, data.labels, data.split = (
         data.paths[keep],
         data.labels[keep],

@@ -202,6 +202,13 @@ def test_train_exclude_leaves_the_listed_files_out(tmp_path, pixel_model, capsys
     argv += ["--model", str(pixel_model), "--C", "1", "--no-progress"]
     assert main([*argv, "--exclude", str(listing)]) == 0
     assert "Found 18 training, 0 validation and 6 testing" in capsys.readouterr().out
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    excluded = manifest["data"]["excluded"]
+    assert excluded["file"] == str(listing.resolve())
+    assert excluded["n_listed"] == 2
+    assert excluded["left_out"] == sorted(
+        [str(data / "train" / "a" / "a0.png"), str(data / "train" / "b" / "b1.png")]
+    )
     missing = tmp_path / "nope.txt"
     assert main([*argv, "--output", str(tmp_path / "m2"), "--exclude", str(missing)])
     assert f"Exclude list {str(missing)!r} does not exist." in capsys.readouterr().err

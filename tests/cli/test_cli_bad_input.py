@@ -79,6 +79,7 @@ def test_train_on_file_names_that_are_not_utf8(tmp_path, tiny_model_dir):
     assert manifest["metrics"]["n_training"] == int((split == "training").sum())
     assert manifest["metrics"]["n_testing"] == int((split == "testing").sum())
     assert manifest["data"]["unreadable"] == []
+    assert manifest["data"]["excluded"] is None  # no --exclude
 
 
 # -- a folder symlink loop ---------------------------------------------------------

@@ -33,13 +33,18 @@ _OFFICIAL = {
 
 @dataclass
 class LabelledImages:
-    """Image paths with string labels and the split each belongs to."""
+    """Image paths with string labels and the split each belongs to.
+
+    ``excluded`` is None, or what ``exclude`` left out (``drop_excluded``):
+    ``{"file": ..., "n_listed": ..., "left_out": [paths]}``.
+    """
 
     paths: np.ndarray
     labels: np.ndarray
     split: np.ndarray
     layout: str
     sources: dict = field(default_factory=dict)
+    excluded: dict | None = None
 
     def part(self, name: str) -> np.ndarray:
         """Indices of the images of split ``name``."""

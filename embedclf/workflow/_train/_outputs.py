@@ -63,6 +63,7 @@ def build_manifest(opts, run, head, tuning, metrics, timings) -> dict:
             "layout": run.data.layout,
             "sources": run.data.sources,
             "unreadable": run.unreadable,
+            "excluded": run.data.excluded,
         },
         "cache": opts.cache,
         "metrics": metrics,
