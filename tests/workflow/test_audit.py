@@ -189,3 +189,39 @@ def test_audit_vectors_memory_skips_the_heads_on_a_second_run(tmp_path, monkeypa
     y2[0] = "c1"  # other labels: computed again
     audit_vectors(X, y2, split, n_folds=3, memory=tmp_path / "memo")
     assert len(fits) > n_first
+
+
+def test_audit_memory_folder_keeps_only_the_latest_results(tmp_path, monkeypatch):
+    import joblib
+
+    from embedclf.heads._linear import SoftmaxClassifier
+    from embedclf.workflow._audit import _run
+
+    monkeypatch.setattr(_run, "MEMO_ITEMS", 6)
+    X, y = _blobs(n_per_class=15, n_classes=3, dim=12)
+    split = np.where(np.arange(len(y)) % 5 == 0, "testing", "training")
+    folder = tmp_path / "memo"
+
+    def n_items():
+        return len(joblib.Memory(folder, verbose=0).store_backend.get_items())
+
+    audit_vectors(X, y, split, n_folds=3, memory=folder)
+    per_audit = n_items()
+    assert 2 <= per_audit <= 6
+    for i in range(1, 4):  # other labels each time: new results
+        y_i = y.copy()
+        y_i[i] = "c2" if y[i] != "c2" else "c0"
+        audit_vectors(X, y_i, split, n_folds=3, memory=folder)
+    assert n_items() <= 6
+    fits = []
+    real_fit = SoftmaxClassifier.fit
+
+    def counting_fit(self, *args, **kwargs):
+        fits.append(1)
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(SoftmaxClassifier, "fit", counting_fit)
+    audit_vectors(X, y_i, split, n_folds=3, memory=folder)  # the latest: kept
+    assert fits == []
+    audit_vectors(X, y, split, n_folds=3, memory=folder)  # the first: pruned
+    assert fits

@@ -36,6 +36,11 @@ __all__ = ["AuditResult", "audit_images", "audit_vectors", "write_audit"]
 
 logger = logging.getLogger("embedclf")
 
+#: Memoised results a ``memory`` folder keeps (an audit stores 4 to 6:
+#: out-of-fold probabilities, outliers, pairs, the twin head's predictions),
+#: so about the last five audits of changed data.
+MEMO_ITEMS = 24
+
 
 @dataclass
 class AuditResult:
@@ -159,7 +164,10 @@ def audit_vectors(
         Where the out-of-fold probabilities, outlier scores, embedding
         pairs and the twin head's predictions are memoised, keyed by a hash
         of their inputs (as ``Pipeline(memory=...)``): a second audit of the
-        same vectors and labels skips them. None memoises nothing.
+        same vectors and labels skips them. None memoises nothing. A folder
+        given by its path keeps the ``MEMO_ITEMS`` results used last (older
+        ones are deleted after the audit, so re-audits of changing data do
+        not pile up); a ``joblib.Memory`` is left as it is.
 
     Returns
     -------
@@ -186,9 +194,8 @@ def audit_vectors(
         raise ValueError(f"The audit needs at least 2 classes; got {len(classes)}.")
     from sklearn.utils.validation import check_memory
 
-    memory = check_memory(
-        os.fspath(memory) if isinstance(memory, os.PathLike) else memory
-    )
+    given_path = isinstance(memory, (str, os.PathLike))
+    memory = check_memory(os.fspath(memory) if given_path else memory)
     proba = memory.cache(out_of_fold_proba, ignore=["progress"])(
         X, y, n_folds=n_folds, C=C, random_state=random_state, progress=progress
     )
@@ -225,6 +232,8 @@ def audit_vectors(
         duplicate_threshold=duplicate_threshold,
         phash_distance=None if props is None else int(phash_distance),
     )  # fmt: skip
+    if given_path:
+        memory.reduce_size(items_limit=MEMO_ITEMS)
     return result
 
 
