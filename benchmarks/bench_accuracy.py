@@ -64,8 +64,14 @@ def _vectors(ctx, model, name):
 
 
 def _views(ctx, paths, settings, k, model=None):
-    """(vectors, source) of k distorted views of each path, through the cache."""
+    """(vectors, source) of k distorted views of each path, through the cache.
+
+    Preprocessed as the plain vectors (ImageEmbedder's defaults: bilinear,
+    centre crop 0.875), as ``train`` does; before 2026-12-07 the views
+    used embed_views' own default crop (1.0).
+    """
     from embedclf.embedding._augment import embed_views
+    from embedclf.embedding._images import DEFAULT_CROP_FRACTION
 
     views, source, _ = embed_views(
         paths,
@@ -74,6 +80,7 @@ def _views(ctx, paths, settings, k, model=None):
         copies=k,
         cache=ctx.shared_cache,
         batch_size=ctx.batch_size,
+        crop_fraction=DEFAULT_CROP_FRACTION,
     )
     return views, source
 
