@@ -258,26 +258,9 @@ def embed_views(
         requested = tuple(image_size) if image_size else None
         backbone = load_runtime(spec, requested, runtime)
         size = image_size or (backbone.default_image_size,) * 2
-
-        def decode(j, out):
-            i, view = divmod(j, copies)
-            data = read_image_bytes(paths[i])
-            if content_key(data) != image_keys[i]:
-                # Edited since it was hashed: its views belong to neither key.
-                raise ImageDecodeError(
-                    paths[i], "the file changed while it was being embedded. Run again."
-                )
-            out[...] = distort(
-                data,
-                size,
-                settings,
-                image_keys[i],
-                view,
-                path=paths[i],
-                resample=resample,
-                crop_fraction=crop_fraction,
-            )
-
+        decode = _view_decoder(
+            paths, image_keys, copies, size, settings, resample, crop_fraction
+        )
         with batches_with_progress(
             todo,
             decode,
@@ -289,13 +272,9 @@ def embed_views(
             dtype=np.float32,
             n_threads=n_threads,
         ) as (bar, batches):
-            for batch, images, _ in batches:
-                batch_keys = [keys[j] for j in batch]
-                # once, even when another process augments the same images
-                got, computed = embed_missing(store, ns, batch_keys, images, backbone)
-                vectors.update(got)
-                n_computed += len(computed)
-                bar.update(len(batch))
+            n_computed = _embed_batches(
+                batches, bar, keys, store, ns, backbone, vectors
+            )
         if store is not None:
             store.compact()
     logger.info(
@@ -307,6 +286,48 @@ def embed_views(
     if not keys:
         return np.empty((0, 0), dtype=np.float32), source, 0
     return np.stack([vectors[k] for k in keys]).astype(np.float32), source, n_computed
+
+
+def _view_decoder(paths, image_keys, copies, size, settings, resample, crop_fraction):
+    """``decode(j, out)``: row ``j`` of :func:`embed_views` into ``out``.
+
+    Row ``j`` is view ``j % copies`` of image ``j // copies``; a file whose
+    bytes no longer match its content key raises ``ImageDecodeError``.
+    """
+
+    def decode(j, out):
+        i, view = divmod(j, copies)
+        data = read_image_bytes(paths[i])
+        if content_key(data) != image_keys[i]:
+            # Edited since it was hashed: its views belong to neither key.
+            raise ImageDecodeError(
+                paths[i], "the file changed while it was being embedded. Run again."
+            )
+        out[...] = distort(
+            data,
+            size,
+            settings,
+            image_keys[i],
+            view,
+            path=paths[i],
+            resample=resample,
+            crop_fraction=crop_fraction,
+        )
+
+    return decode
+
+
+def _embed_batches(batches, bar, keys, store, ns, backbone, vectors) -> int:
+    """Embed decoded batches of views into ``vectors``; the number computed."""
+    n_computed = 0
+    for batch, images, _ in batches:
+        batch_keys = [keys[j] for j in batch]
+        # once, even when another process augments the same images
+        got, computed = embed_missing(store, ns, batch_keys, images, backbone)
+        vectors.update(got)
+        n_computed += len(computed)
+        bar.update(len(batch))
+    return n_computed
 
 
 def embed_views_like(embedder, paths, *, settings: Distortions, copies: int):

@@ -7,14 +7,14 @@ import numbers
 import os
 from functools import partial
 
-import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from embedclf._compat import HasMethods, Interval, StrOptions, _fit_context
-from embedclf.cache._store import CacheNamespace, EmbeddingCache
+from embedclf.cache._store import CacheNamespace
 from embedclf.embedding import _dask
-from embedclf.embedding._backbones import DEFAULT_MODEL, resolve_backbone
-from embedclf.embedding._batches import IMAGE_ERRORS, compute_missing
+from embedclf.embedding._backbones import DEFAULT_MODEL
+from embedclf.embedding._batches import IMAGE_ERRORS
+from embedclf.embedding._hashed import transform_hashed
 from embedclf.embedding._identity_memo import hash_paths
 from embedclf.embedding._images import (
     DEFAULT_CROP_FRACTION,
@@ -27,7 +27,6 @@ from embedclf.embedding._runtime import (
     PRECISIONS,
     RUNTIMES,
     calibration_loader,
-    load_runtime,
     openvino_dir,
     prepare,
 )
@@ -352,102 +351,7 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
 
     def _transform_hashed(self, paths, keys, errors):
         """``transform`` once the files are hashed (``errors`` is updated)."""
-        spec = resolve_backbone(self.model)
-        rt = self._runtime(spec)
-        ns = self._namespace(spec, rt)
-        cache = EmbeddingCache(self.cache) if self.cache is not None else None
-        self._raise_first(errors, paths)
-        vectors = {}  # key -> float32 vector
-        unique = list(dict.fromkeys(k for k in keys if k is not None))
-        if cache is not None and unique:
-            found_vecs, found = cache.get(ns, unique)
-            for j in np.flatnonzero(found):
-                vectors[unique[j]] = found_vecs[j]
-        todo = {}  # key -> first path index with that key
-        for i, k in enumerate(keys):
-            if k is not None and k not in vectors:
-                todo.setdefault(k, i)
-        computed = set()
-        if todo:
-            try:
-                if self.scheduler is not None:  # the workers load the backbone
-                    from embedclf.embedding._dask import compute_on_cluster
-
-                    computed = compute_on_cluster(
-                        self, paths, todo, spec, ns, cache, vectors, errors, rt
-                    )
-                else:
-                    requested = normalize_size(self.image_size)
-                    backbone = load_runtime(spec, requested, rt)
-                    size = self._resolved_size(backbone)
-                    computed = compute_missing(
-                        self, paths, todo, backbone, size, ns, cache, vectors, errors
-                    )
-            finally:
-                # Committed rows are safe in the journal either way; folding
-                # them into the HDF5 file now keeps later lookups fast.
-                if cache is not None:
-                    self._compact_quietly(cache)
-            # Copies of a failed file share its key and its failure.
-            failed = {k: errors[i] for k, i in todo.items() if errors[i] is not None}
-            for i, k in enumerate(keys):
-                if errors[i] is None and k in failed:
-                    errors[i] = failed[k]
-        self._raise_first(errors, paths)
-
-        dim = len(next(iter(vectors.values()))) if vectors else None
-        if dim is None:
-            dim = self._dim_without_images(spec, rt)
-        fill = 0.0 if self.on_error == "zero" else np.nan
-        if vectors and not todo and len(unique) == len(keys) == len(vectors):
-            out, keys_left = found_vecs, ()  # all cached, distinct, in order
-        else:
-            out = np.full((len(paths), dim), fill, dtype=np.float32)
-            keys_left = keys
-        for i, k in enumerate(keys_left):
-            if errors[i] is None and k in vectors:
-                out[i] = vectors[k]
-        self.failed_paths_ = np.array(
-            [p for p, e in zip(paths, errors) if e is not None], dtype=str
-        )
-        # Rows another process committed while we waited count as cached.
-        n_cached = sum(
-            1
-            for k, e in zip(keys, errors)
-            if e is None and k in vectors and k not in computed
-        )
-        n_computed = len(computed)
-        self.n_computed_ = n_computed
-        self.n_cached_ = n_cached
-        self.embedding_slices_ = [slice(0, dim)]
-        self.runtime_, self.precision_ = rt.name, rt.precision
-        if self.normalize_each:
-            from embedclf.embedding._multi import normalize_blocks
-
-            normalize_blocks(out, self.embedding_slices_)
-        logger.info(
-            "%d images: %d computed by the backbone, %d from cache, %d failed",
-            len(paths),
-            n_computed,
-            n_cached,
-            len(self.failed_paths_),
-        )
-        return out
-
-    @staticmethod
-    def _compact_quietly(cache):
-        try:
-            cache.compact()
-        except OSError as exc:  # e.g. disk full: rows stay in the journal
-            logger.warning("%s", exc)
-
-    def _dim_without_images(self, spec, rt):
-        """Embedding dim when no row was produced (empty input or all failed)."""
-        backbone = load_runtime(spec, normalize_size(self.image_size), rt)
-        if backbone.dim is None:
-            size = self._resolved_size(backbone)
-            backbone(np.zeros((1, *size, 3), dtype=np.float32))
-        return backbone.dim
+        return transform_hashed(self, paths, keys, errors)
 
     def _hash_all(self, paths):
         """Content keys (stat-only for files the identity memo knows)."""

@@ -254,66 +254,18 @@ def decode_image(
     ImageDecodeError
         Unknown format, truncated or corrupt data, or an oversized image.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     _check_preprocessing(resample, crop_fraction)
     target = _Target(int(image_size[0]), int(image_size[1]))
     try:
-        with warnings.catch_warnings():
-            # Pillow's bomb check runs on the declared size before JPEG draft
-            # decoding shrinks it; we apply our own limit after the draft.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            if img.format == "JPEG":
-                side = _JPEG_DRAFT_FACTOR * max(target.height, target.width)
-                img.draft(img.mode, (side, side))
-            width, height = img.size
-            if max_image_pixels is not None and width * height > max_image_pixels:
-                raise ImageDecodeError(
-                    path,
-                    f"the image is {width}x{height} pixels, more than "
-                    f"max_image_pixels={max_image_pixels} (it could be a "
-                    "decompression bomb). Pass a larger max_image_pixels if you "
-                    "trust this file.",
-                )
-            img.load()
-            # In place: without an orientation tag this is a no-op rather
-            # than a full copy of the decoded image (~0.3 ms per photo).
-            ImageOps.exif_transpose(img, in_place=True)
-            img = _to_rgb(img, path)
-            size = (target.width, target.height)
-            if crop_fraction != 1.0:
-                box = crop_box(*img.size, crop_fraction)
-                img = img.resize(size, _PIL_FILTERS[resample], box=box)
-            elif img.size != size:
-                img = img.resize(size, _PIL_FILTERS[resample])
-            arr = np.asarray(img, dtype=np.uint8)
+        arr = _pixels(data, target, path, max_image_pixels, resample, crop_fraction)
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
-        head = data[:12]
-        kind = _sniff_format(data)
-        if kind is not None:  # a known signature, but Pillow cannot parse it
-            raise ImageDecodeError(
-                path,
-                f"the content starts like a {kind} file but is truncated or "
-                "corrupt. Re-export or remove the file.",
-            ) from None
-        raise ImageDecodeError(
-            path,
-            f"the content is not a recognised image format (it starts with "
-            f"{head!r}). Remove the file or re-save it as JPEG or PNG.",
-        ) from None
+        raise _unidentified(data, path) from None
     except Image.DecompressionBombError as exc:
-        # Pillow's own guard (2 * PIL.Image.MAX_IMAGE_PIXELS, checked when the
-        # file is opened) fired: a larger max_image_pixels alone cannot help.
-        raise ImageDecodeError(
-            path,
-            f"{exc} This is Pillow's own limit (2 * PIL.Image.MAX_IMAGE_PIXELS, "
-            f"PIL.Image.MAX_IMAGE_PIXELS={Image.MAX_IMAGE_PIXELS}); if you trust "
-            "this file, raise PIL.Image.MAX_IMAGE_PIXELS (or set it to None) "
-            "as well as max_image_pixels.",
-        ) from None
+        raise _over_pillow_limit(exc, path) from None
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
         raise ImageDecodeError(
             path,
@@ -323,6 +275,75 @@ def decode_image(
     if as_uint8:
         return arr
     return arr.astype(np.float32) / np.float32(255.0)
+
+
+def _pixels(data, target, path, max_image_pixels, resample, crop_fraction):
+    """:func:`decode_image`'s uint8 RGB array; Pillow's errors propagate."""
+    from PIL import Image, ImageOps
+
+    with warnings.catch_warnings():
+        # Pillow's bomb check runs on the declared size before JPEG draft
+        # decoding shrinks it; we apply our own limit after the draft.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        img = Image.open(io.BytesIO(data))
+        if img.format == "JPEG":
+            side = _JPEG_DRAFT_FACTOR * max(target.height, target.width)
+            img.draft(img.mode, (side, side))
+        width, height = img.size
+        if max_image_pixels is not None and width * height > max_image_pixels:
+            raise ImageDecodeError(
+                path,
+                f"the image is {width}x{height} pixels, more than "
+                f"max_image_pixels={max_image_pixels} (it could be a "
+                "decompression bomb). Pass a larger max_image_pixels if you "
+                "trust this file.",
+            )
+        img.load()
+        # In place: without an orientation tag this is a no-op rather
+        # than a full copy of the decoded image (~0.3 ms per photo).
+        ImageOps.exif_transpose(img, in_place=True)
+        img = _to_rgb(img, path)
+        size = (target.width, target.height)
+        if crop_fraction != 1.0:
+            box = crop_box(*img.size, crop_fraction)
+            img = img.resize(size, _PIL_FILTERS[resample], box=box)
+        elif img.size != size:
+            img = img.resize(size, _PIL_FILTERS[resample])
+        return np.asarray(img, dtype=np.uint8)
+
+
+def _unidentified(data, path) -> ImageDecodeError:
+    """The error for bytes Pillow cannot identify as an image."""
+    head = data[:12]
+    kind = _sniff_format(data)
+    if kind is not None:  # a known signature, but Pillow cannot parse it
+        return ImageDecodeError(
+            path,
+            f"the content starts like a {kind} file but is truncated or "
+            "corrupt. Re-export or remove the file.",
+        )
+    return ImageDecodeError(
+        path,
+        f"the content is not a recognised image format (it starts with "
+        f"{head!r}). Remove the file or re-save it as JPEG or PNG.",
+    )
+
+
+def _over_pillow_limit(exc, path) -> ImageDecodeError:
+    """The error when Pillow's own decompression-bomb guard fired.
+
+    Pillow checks 2 * ``PIL.Image.MAX_IMAGE_PIXELS`` when the file is
+    opened, so a larger ``max_image_pixels`` alone cannot help.
+    """
+    from PIL import Image
+
+    return ImageDecodeError(
+        path,
+        f"{exc} This is Pillow's own limit (2 * PIL.Image.MAX_IMAGE_PIXELS, "
+        f"PIL.Image.MAX_IMAGE_PIXELS={Image.MAX_IMAGE_PIXELS}); if you trust "
+        "this file, raise PIL.Image.MAX_IMAGE_PIXELS (or set it to None) "
+        "as well as max_image_pixels.",
+    )
 
 
 def load_image(

@@ -28,9 +28,9 @@ event files), imported lazily; the optional ``ai_edge_litert`` only in
 from embedclf._lazy import lazy_exports
 
 _EXPORTS = {
-    "EvaluationResult": "embedclf.workflow._predict",
+    "EvaluationResult": "embedclf.workflow._evaluate",
     "TrainResult": "embedclf.workflow._train._result",
-    "evaluate": "embedclf.workflow._predict",
+    "evaluate": "embedclf.workflow._evaluate",
     "predict": "embedclf.workflow._predict",
     "train": "embedclf.workflow._train._run",
     "suggest": "embedclf.workflow._suggest._suggest",

@@ -1,4 +1,4 @@
-"""``embedclf.predict`` and ``embedclf.evaluate``: using a model directory.
+"""``embedclf.predict`` (and ``embedclf.evaluate``): using a model directory.
 
 Load MODEL_DIR (its backbone checked and found from any folder, the training
 cache reused when it still exists), embed the images with the preprocessing
@@ -6,17 +6,27 @@ recorded at training, and answer with the head (averaged over the recorded
 test views). A folder written by ``embedclf export --tflite`` is run with
 LiteRT instead (``_export/_litert.py``), so a user checks on the desktop what
 the phone will answer. ``explain=True`` adds why (``_explain/``). The CLI
-verbs of the same names print what these return.
+verbs of the same names print what these return. Loading and running the
+model is ``_loaded_model.py``; ``evaluate`` lives in ``_evaluate.py`` and is
+re-exported here.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from embedclf.workflow._evaluate import EvaluationResult, evaluate
+from embedclf.workflow._loaded_model import (
+    answers,
+    load_for_prediction,
+    model_embedder,
+    model_source,
+    run_options,
+)
 
 __all__ = [
     "EvaluationResult",
@@ -27,92 +37,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("embedclf")
-
-
-@dataclass
-class EvaluationResult:
-    """What :func:`embedclf.evaluate` measured and wrote.
-
-    Attributes
-    ----------
-    accuracy : float
-        Accuracy on the readable images.
-    metrics : dict
-        The report's metrics (per class, top confusions, calibration,
-        ``open_set``), as in ``metrics.json``.
-    report_dir : pathlib.Path
-        Where the report was written.
-    unreadable : list of str
-        Files that could not be read, left out.
-    """
-
-    accuracy: float
-    metrics: dict
-    report_dir: Path
-    unreadable: list
-
-
-def load_for_prediction(model_dir, *, model=None, cache=None):
-    """``(ModelDir, backbone handle, cache)`` for predicting with ``model_dir``.
-
-    Without ``cache``, the cache the model was trained with, when it still
-    exists.
-    """
-    from embedclf.workflow._model_dir import (
-        check_backbone,
-        load_model_dir,
-        remembered_cache,
-    )
-
-    loaded = load_model_dir(model_dir)
-    handle = check_backbone(loaded, model)
-    if cache is None:
-        cache = remembered_cache(loaded)
-        if cache is not None:
-            logger.info(
-                "using the cache %s that %s was trained with (--cache overrides it)",
-                cache,
-                model_dir,
-            )
-    return loaded, handle, cache
-
-
-def _embedder(loaded, handle, cache, options):
-    """The ImageEmbedder of ``loaded``: its recorded preprocessing and runtime.
-
-    ``options`` may override the runtime and precision (logged when they
-    differ from the recorded ones).
-    """
-    from embedclf.embedding._embedder import ImageEmbedder
-    from embedclf.workflow._model_dir import embedder_settings
-
-    overrides = {
-        k: options[k] for k in ("runtime", "precision") if options.get(k) is not None
-    }
-    return ImageEmbedder(
-        model=handle,
-        cache=cache,
-        batch_size=options["batch_size"],
-        on_error="nan",
-        progress=options["progress"],
-        **embedder_settings(loaded.manifest, **overrides),
-    )
-
-
-def _answers(loaded, embedder, paths, test_views):
-    """(X, readable mask, labels, probabilities) of ``paths``."""
-    from embedclf.workflow._train._views import predict_with_views
-
-    X = embedder.transform(paths)
-    failed = set(embedder.failed_paths_.tolist())
-    ok = np.array([p not in failed for p in paths], dtype=bool)
-    views = test_views or loaded.manifest.get("test_views", "none")
-    good = [p for p, g in zip(paths, ok) if g]
-    labels, proba = predict_with_views(
-        loaded.head, X[ok], good, embedder, test_views=views,
-        augmentation=loaded.manifest.get("augmentation"),
-    )  # fmt: skip
-    return X, ok, labels, proba
 
 
 def failure_reason(path: str) -> str:
@@ -151,51 +75,6 @@ def _inputs(paths_or_dir) -> tuple[list[str], set[str]]:
     return files, missing
 
 
-def _lite_runner(model_dir, **flags):
-    """The LiteRT runner of a TFLite export folder, or None for a model dir.
-
-    ``flags`` maps a flag name to whether it was given: none of them applies
-    to an export, whose backbone and views were fixed when it was written.
-    """
-    from embedclf.workflow._export._litert import LiteRTClassifier, is_tflite_export
-
-    if not is_tflite_export(model_dir):
-        return None
-    for flag, given in flags.items():
-        if given:
-            raise ValueError(
-                f"{flag} does not apply to the TensorFlow Lite export "
-                f"{os.fspath(model_dir)!r}: its backbone and test views were fixed "
-                "when it was exported. Drop the flag, or pass the model directory."
-            )
-    return LiteRTClassifier(model_dir)
-
-
-def _options(model, cache, test_views, batch_size, progress, runtime, precision):
-    """The keywords of :func:`predict`/:func:`evaluate` that find and run the
-    backbone, as one dict."""
-    return dict(locals())
-
-
-def _source(model_dir, options, explain):
-    """A ``LiteRTClassifier`` for a TFLite export, else (ModelDir, handle, cache)."""
-    lite = _lite_runner(
-        model_dir,
-        **{
-            "--model": bool(options["model"]),
-            "--test-views": bool(options["test_views"]),
-            "--explain": explain,
-            "--runtime": options.get("runtime") is not None,
-            "--precision": options.get("precision") is not None,
-        },
-    )
-    if lite is not None:
-        return lite
-    return load_for_prediction(
-        model_dir, model=options["model"], cache=options["cache"]
-    )
-
-
 def _predict_rows(source, paths, options, explain):
     """(classes, labels, proba, ok, error by path, explanations or None)."""
     if not isinstance(source, tuple):  # a TensorFlow Lite export
@@ -203,8 +82,8 @@ def _predict_rows(source, paths, options, explain):
         bad = dict(zip([p for p, g in zip(paths, ok) if not g], errors))
         return [str(c) for c in source.classes_], labels, proba, ok, bad, None
     loaded, handle, cache = source
-    embedder = _embedder(loaded, handle, cache, options)
-    X, ok, labels, proba = _answers(loaded, embedder, paths, options["test_views"])
+    embedder = model_embedder(loaded, handle, cache, options)
+    X, ok, labels, proba = answers(loaded, embedder, paths, options["test_views"])
     bad = {p: failure_reason(p) for p, g in zip(paths, ok) if not g}
     explanations = None
     if explain and ok.any():
@@ -294,10 +173,10 @@ def predict(
     """
     if top_k < 1:
         raise ValueError(f"top_k (--top-k) must be at least 1; got {top_k}.")
-    options = _options(
+    options = run_options(
         model, cache, test_views, batch_size, progress, runtime, precision
     )
-    source = _source(model_dir, options, explain)  # fails before the listing
+    source = model_source(model_dir, options, explain)  # fails before the listing
     paths, missing = _inputs(paths_or_dir)
     if not paths:
         raise ValueError(
@@ -328,88 +207,3 @@ def predict(
         if page is not None:
             logger.info("Explanations written to %s", page)
     return results
-
-
-def _evaluate_rows(source, paths, options):
-    """(X or None, ok, y_pred, proba, classes, embedder or None, unreadable)."""
-    if not isinstance(source, tuple):  # a TensorFlow Lite export
-        proba, y_pred, ok, _ = source.predict_files(list(paths))
-        bad = [str(p) for p, g in zip(paths, ok) if not g]
-        return None, ok, y_pred, proba, list(source.classes_), None, bad
-    loaded, handle, cache = source
-    embedder = _embedder(loaded, handle, cache, options)
-    X, ok, y_pred, proba = _answers(
-        loaded, embedder, list(paths), options["test_views"]
-    )
-    bad = [str(p) for p, g in zip(paths, ok) if not g]
-    return X[ok], ok, y_pred, proba, loaded.labels, embedder, bad
-
-
-def evaluate(
-    model_dir, image_dir, *, report_dir=None, model=None, cache=None,
-    test_views=None, batch_size=32, progress="auto", explain=False, runtime=None,
-    precision=None,
-):  # fmt: skip
-    """Score a model directory on a labelled folder and write a report.
-
-    Parameters
-    ----------
-    model_dir : str or os.PathLike
-        A model directory, or a folder written by ``embedclf export
-        --tflite`` (run with LiteRT; its report has no open-set section).
-    image_dir : str or os.PathLike
-        One subfolder per class (e.g. a test split).
-    report_dir : str or os.PathLike, default=None
-        None writes ``MODEL_DIR/report-<name of image_dir>``.
-    model, cache, test_views, batch_size, progress, runtime, precision
-        As :func:`predict`.
-    explain : bool, default=False
-        Show in ``misclassified.html``, for each misclassified image, the
-        nearest training photos of the predicted and runner-up class and
-        the activation map (where available).
-
-    Returns
-    -------
-    result : EvaluationResult
-    """
-    from embedclf.workflow._report._open_set import open_set_inputs
-    from embedclf.workflow._report._write import write_report
-    from embedclf.workflow._train._collect import _folder
-
-    options = _options(
-        model, cache, test_views, batch_size, progress, runtime, precision
-    )
-    source = _source(model_dir, options, explain)
-    paths, y_true = _folder(image_dir)
-    X, ok, y_pred, proba, classes, embedder, bad = _evaluate_rows(
-        source, paths, options
-    )
-    y_pred = np.asarray(y_pred).astype(str)
-    explanations = open_set = None
-    if isinstance(source, tuple):
-        open_set = open_set_inputs(source[0].head, X)
-        if explain:
-            from embedclf.workflow._explain._explain import explain_misclassified
-
-            explanations = explain_misclassified(
-                source[0], embedder, paths[ok], X, proba, y_true[ok], y_pred
-            )
-    name = Path(image_dir).resolve().name
-    out = Path(report_dir or Path(model_dir) / f"report-{name}")
-    metrics = write_report(
-        out,
-        paths[ok],
-        y_true[ok],
-        y_pred,
-        proba,
-        classes,
-        title=f"{name}: accuracy {float((y_true[ok] == y_pred).mean()):.4f}",
-        open_set=open_set,
-        explanations=explanations,
-    )
-    return EvaluationResult(
-        accuracy=metrics["accuracy"],
-        metrics=metrics,
-        report_dir=out,
-        unreadable=bad,
-    )

@@ -46,20 +46,16 @@ __all__ = ["export_savedmodel", "head_arrays"]
 logger = logging.getLogger("embedclf")
 
 
-def _build_module(backbones, sizes, params, labels_path, prep):
-    """The tf.Module: per backbone decode + embed, concatenate, head.
+def _labelled(scores, params):
+    """``scores`` (see :func:`make_head`) plus each row's ``label``.
 
-    ``prep`` holds ``resample``, ``crop_fraction``, ``normalize_each`` and
-    ``mirror`` (see :func:`make_head`).
+    The label is the class name, or the unknown label where the open-set rule
+    rejects the image.
     """
     import tensorflow as tf
 
-    from embedclf.embedding._tf_images import decode_like_pillow
-
-    sizes = [(int(h), int(w)) for h, w in sizes]
     class_names = tf.constant(params["classes"])
     unknown = params["unknown_label"]
-    scores = make_head(backbones, params, prep)
 
     def head(per_backbone):
         out = scores(per_backbone)
@@ -68,80 +64,110 @@ def _build_module(backbones, sizes, params, labels_path, prep):
             label = tf.where(out["known"], label, tf.constant(unknown))
         return {**out, "label": label}
 
-    def resized(images):
-        return [
-            tf.image.resize(images, (h, w), method="bilinear", antialias=True)
-            for h, w in sizes
+    return head
+
+
+def _resized(images, sizes):
+    """``images`` resized to each backbone's (height, width), one per size."""
+    import tensorflow as tf
+
+    return [
+        tf.image.resize(images, (h, w), method="bilinear", antialias=True)
+        for h, w in sizes
+    ]
+
+
+def _checked(index, data):
+    """``data``, after checking it is an image format the decoder reads."""
+    import tensorflow as tf
+
+    # The first 12 bytes, zero-padded so that short strings compare too.
+    start = tf.strings.join([tf.strings.substr(data, 0, 12), b"\0" * 12])
+
+    def starts(at, magic):
+        return tf.equal(tf.strings.substr(start, at, len(magic)), magic)
+
+    supported = tf.reduce_any(
+        [
+            starts(0, b"\xff\xd8\xff"),  # JPEG
+            starts(0, b"\x89PNG"),
+            starts(0, b"GIF8"),
+            starts(0, b"BM"),
+            starts(0, b"RIFF") & starts(8, b"WEBP"),
         ]
+    )
+    # A graph cannot catch the decoder's own error, which does not say
+    # which element of the batch failed: check the format first and name
+    # the element. (Damaged files of a known format still fail in the
+    # decoder, without the index.)
+    message = tf.strings.format(
+        "image_bytes[{}] is not a JPEG, PNG, GIF, BMP or WebP file (its first "
+        "bytes: {}). Pass the encoded bytes of image files; `embedclf "
+        "predict FILE` says what is wrong with a file.",
+        (index, tf.strings.substr(data, 0, 8)),
+    )
+    check = tf.debugging.Assert(supported, [message])
+    with tf.control_dependencies([check]):
+        return tf.identity(data)
 
-    def checked(index, data):
-        """``data``, after checking it is an image format the decoder reads."""
-        # The first 12 bytes, zero-padded so that short strings compare too.
-        start = tf.strings.join([tf.strings.substr(data, 0, 12), b"\0" * 12])
 
-        def starts(at, magic):
-            return tf.equal(tf.strings.substr(start, at, len(magic)), magic)
+def _as_batch(image_bytes):
+    """A scalar as a batch of one; a 1-D batch as is; else a clear error."""
+    import tensorflow as tf
 
-        supported = tf.reduce_any(
-            [
-                starts(0, b"\xff\xd8\xff"),  # JPEG
-                starts(0, b"\x89PNG"),
-                starts(0, b"GIF8"),
-                starts(0, b"BM"),
-                starts(0, b"RIFF") & starts(8, b"WEBP"),
-            ]
-        )
-        # A graph cannot catch the decoder's own error, which does not say
-        # which element of the batch failed: check the format first and name
-        # the element. (Damaged files of a known format still fail in the
-        # decoder, without the index.)
-        message = tf.strings.format(
-            "image_bytes[{}] is not a JPEG, PNG, GIF, BMP or WebP file (its first "
-            "bytes: {}). Pass the encoded bytes of image files; `embedclf "
-            "predict FILE` says what is wrong with a file.",
-            (index, tf.strings.substr(data, 0, 8)),
-        )
-        check = tf.debugging.Assert(supported, [message])
-        with tf.control_dependencies([check]):
-            return tf.identity(data)
+    check = tf.debugging.assert_less(
+        tf.rank(image_bytes),
+        2,
+        message=(
+            "image_bytes must be the encoded bytes of image files, as a "
+            "1-D tf.string tensor (one element per file, e.g. "
+            "tf.constant([open(path, 'rb').read()])) or one scalar string."
+        ),
+    )
+    with tf.control_dependencies([check]):
+        return tf.reshape(image_bytes, [-1])
 
-    def as_batch(image_bytes):
-        """A scalar as a batch of one; a 1-D batch as is; else a clear error."""
-        check = tf.debugging.assert_less(
-            tf.rank(image_bytes),
-            2,
-            message=(
-                "image_bytes must be the encoded bytes of image files, as a "
-                "1-D tf.string tensor (one element per file, e.g. "
-                "tf.constant([open(path, 'rb').read()])) or one scalar string."
-            ),
-        )
-        with tf.control_dependencies([check]):
-            return tf.reshape(image_bytes, [-1])
 
-    def decoded(image_bytes):
-        index = tf.range(tf.shape(image_bytes)[0])
-        out = []
-        for h, w in sizes:
+def _decoded(image_bytes, sizes, prep):
+    """Each file decoded as Pillow would, once per backbone's size."""
+    import tensorflow as tf
 
-            def decode_one(args, h=h, w=w):
-                i, data = args
-                return decode_like_pillow(
-                    checked(i, data),
-                    h,
-                    w,
-                    resample=prep["resample"],
-                    crop_fraction=prep["crop_fraction"],
-                )
+    from embedclf.embedding._tf_images import decode_like_pillow
 
-            out.append(
-                tf.map_fn(
-                    decode_one,
-                    (index, image_bytes),
-                    fn_output_signature=tf.TensorSpec([h, w, 3], tf.float32),
-                )
+    index = tf.range(tf.shape(image_bytes)[0])
+    out = []
+    for h, w in sizes:
+
+        def decode_one(args, h=h, w=w):
+            i, data = args
+            return decode_like_pillow(
+                _checked(i, data),
+                h,
+                w,
+                resample=prep["resample"],
+                crop_fraction=prep["crop_fraction"],
             )
-        return out
+
+        out.append(
+            tf.map_fn(
+                decode_one,
+                (index, image_bytes),
+                fn_output_signature=tf.TensorSpec([h, w, 3], tf.float32),
+            )
+        )
+    return out
+
+
+def _build_module(backbones, sizes, params, labels_path, prep):
+    """The tf.Module: per backbone decode + embed, concatenate, head.
+
+    ``prep`` holds ``resample``, ``crop_fraction``, ``normalize_each`` and
+    ``mirror`` (see :func:`make_head`).
+    """
+    import tensorflow as tf
+
+    sizes = [(int(h), int(w)) for h, w in sizes]
+    head = _labelled(make_head(backbones, params, prep), params)
 
     class ExportedClassifier(tf.Module):
         def __init__(self):
@@ -160,11 +186,11 @@ def _build_module(backbones, sizes, params, labels_path, prep):
         # signature binding with a message about TensorSpecs.
         @tf.function(input_signature=[tf.TensorSpec(None, tf.string)])
         def predict_bytes(self, image_bytes):
-            return head(decoded(as_batch(image_bytes)))
+            return head(_decoded(_as_batch(image_bytes), sizes, prep))
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
         def predict_images(self, images):
-            return head(resized(images))
+            return head(_resized(images, sizes))
 
     return ExportedClassifier()
 

@@ -3,15 +3,15 @@
 ``_manifest``: the manifest's format constants, reading and checking it, and
 what it records besides the files; ``_locations``: where the backbone and
 cache are from any folder, and the ``--output`` check; ``_trust``: the types
-``head.skops`` may hold; ``_io``: the atomic save and the checked load.
+``head.skops`` may hold; ``_io``: the atomic save; ``_load``: the checked
+load.
 """
 
-from embedclf.workflow._model_dir._io import (
-    KILL_POINTS,
+from embedclf.workflow._model_dir._io import KILL_POINTS, save_model_dir
+from embedclf.workflow._model_dir._load import (
     ModelDir,
     embedder_settings,
     load_model_dir,
-    save_model_dir,
 )
 from embedclf.workflow._model_dir._locations import (
     check_backbone,

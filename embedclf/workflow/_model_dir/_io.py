@@ -39,17 +39,19 @@ on (its vectors would mean something else).
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
-import logging
 import os
 import secrets
 import shutil
 import signal
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from embedclf.exceptions import ModelDirError
+from embedclf.workflow._model_dir._load import (
+    ModelDir,
+    embedder_settings,
+    file_sha256,
+    load_model_dir,
+)
 from embedclf.workflow._model_dir._locations import (
     check_backbone,
     check_output_dir,
@@ -67,11 +69,8 @@ from embedclf.workflow._model_dir._manifest import (
     manifest_c_grid,
     manifest_notes,
     own_manifest,
-    read_manifest,
 )
 from embedclf.workflow._model_dir._trust import load_head
-
-logger = logging.getLogger("embedclf")
 
 __all__ = [
     "MANIFEST_FORMAT",
@@ -95,32 +94,6 @@ _REPORT_TMP = ".report.tmp-"
 KILL_POINTS = ("folder", "head", "labels", "manifest-tmp", "switched", "cleaned")
 
 
-@dataclass
-class ModelDir:
-    """A loaded model directory: the fitted head and its manifest."""
-
-    path: Path
-    head: object
-    manifest: dict
-    labels: list = field(default_factory=list)
-
-    @property
-    def backbone_handle(self):
-        """The backbone's handle (a list of them for several backbones)."""
-        recorded = self.manifest["backbone"]
-        if isinstance(recorded, list):
-            return [r["handle"] for r in recorded]
-        return recorded["handle"]
-
-    @property
-    def backbone_identity(self):
-        """The backbone's identity (a list of them for several backbones)."""
-        recorded = self.manifest["backbone"]
-        if isinstance(recorded, list):
-            return [r["identity"] for r in recorded]
-        return recorded["identity"]
-
-
 def _kill_point(step: str) -> None:
     if os.environ.get("EMBEDCLF_TEST_KILL_AT") == step:
         os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
@@ -138,14 +111,6 @@ def _fsync(path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def _sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _replaced_files(path: Path) -> list:
@@ -202,7 +167,7 @@ def _write_extra_files(path: Path, folder: str, extra_files) -> dict:
         _fsync(path / folder / file_name)
         extra[name] = {
             "path": f"{folder}/{file_name}",
-            "sha256": _sha256(path / folder / file_name),
+            "sha256": file_sha256(path / folder / file_name),
         }
     return extra
 
@@ -229,9 +194,12 @@ def _write_version(
     files = {
         "head": {
             "path": f"{folder}/{HEAD_FILE}",
-            "sha256": _sha256(path / folder / HEAD_FILE),
+            "sha256": file_sha256(path / folder / HEAD_FILE),
         },
-        "labels": {"path": f"{folder}/{LABELS_FILE}", "sha256": _sha256(labels_path)},
+        "labels": {
+            "path": f"{folder}/{LABELS_FILE}",
+            "sha256": file_sha256(labels_path),
+        },
         **extra,
     }
     if (path / folder / REPORT_DIR).is_dir():
@@ -291,6 +259,31 @@ def save_model_dir(
 
     path = Path(path)
     check_output_dir(path, force=force)
+    labels = _checked_labels(head)
+    path.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    full = _full_manifest(path, manifest, labels, now)
+    with FileLock(str(path / LOCK_FILE)):
+        replaced = _replaced_files(path)
+        folder = f"model-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+        full["files"] = _write_version(
+            path, folder, head, labels, write_report, extra_files
+        )
+        tmp = path / (MANIFEST_FILE + ".tmp")
+        tmp.write_text(json.dumps(jsonable(full), indent=2) + "\n")
+        _fsync(tmp)
+        _kill_point("manifest-tmp")
+        os.replace(tmp, path / MANIFEST_FILE)  # the switch
+        _fsync(path)
+        _kill_point("switched")
+        _publish_report(path, folder)
+        _remove_stale(path, folder, replaced)
+        _kill_point("cleaned")
+    return path
+
+
+def _checked_labels(head) -> list:
+    """``head.classes_`` as the lines of labels.txt; a line break is refused."""
     labels = [str(c) for c in head.classes_]
     for label in labels:
         if "\n" in label or "\r" in label:
@@ -298,8 +291,11 @@ def save_model_dir(
                 f"Class label {label!r} contains a line break and cannot be "
                 "written to labels.txt. Rename the class folder."
             )
-    path.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    return labels
+
+
+def _full_manifest(path: Path, manifest: dict, labels, now) -> dict:
+    """``manifest`` with what :func:`save_model_dir` adds (all but ``files``)."""
 
     def located(entry):
         entry = dict(entry)
@@ -330,142 +326,15 @@ def save_model_dir(
     if full.get("image_size") is None:
         full.pop("image_size", None)
     full["notes"] = manifest_notes(full)
-    with FileLock(str(path / LOCK_FILE)):
-        replaced = _replaced_files(path)
-        folder = f"model-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
-        full["files"] = _write_version(
-            path, folder, head, labels, write_report, extra_files
-        )
-        tmp = path / (MANIFEST_FILE + ".tmp")
-        tmp.write_text(json.dumps(jsonable(full), indent=2) + "\n")
-        _fsync(tmp)
-        _kill_point("manifest-tmp")
-        os.replace(tmp, path / MANIFEST_FILE)  # the switch
-        _fsync(path)
-        _kill_point("switched")
-        _publish_report(path, folder)
-        for stale in replaced:
-            stale.unlink(missing_ok=True)
-        for other in path.iterdir():
-            if other.name != folder and VERSION_FOLDER.match(other.name):
-                shutil.rmtree(other, ignore_errors=True)
-            elif other.name.startswith(_REPORT_TMP):
-                _remove(other)
-        _kill_point("cleaned")
-    return path
+    return full
 
 
-def _member(path: Path, entry, what: str) -> tuple[Path, str | None]:
-    """The file a version-2 manifest names for ``what``, and its digest."""
-    rel = entry.get("path") if isinstance(entry, dict) else None
-    if (
-        not isinstance(rel, str)
-        or os.path.isabs(rel)
-        or ".." in Path(rel).parts
-        or not rel
-    ):
-        raise ModelDirError(
-            f"The manifest of {str(path)!r} names no valid {what} file "
-            f"({rel!r}). Train the model again."
-        )
-    return path / rel, entry.get("sha256")
-
-
-def _check_belong_together(path: Path, manifest: dict):
-    """Head and labels file of a version-2 manifest, digests checked."""
-    files = manifest.get("files")
-    if not isinstance(files, dict):
-        raise ModelDirError(
-            f"The manifest of {str(path)!r} lists no model files. Train the "
-            "model again."
-        )
-    found = {}
-    for what in ("head", "labels"):
-        file, digest = _member(path, files.get(what), what)
-        if not file.is_file():
-            raise ModelDirError(
-                f"Model directory {str(path)!r} has no {file.relative_to(path)}, "
-                "which its manifest names. Train the model again, or restore the "
-                "directory from a backup."
-            )
-        if digest != _sha256(file):
-            raise ModelDirError(
-                f"In model directory {str(path)!r}, {file.relative_to(path)} is "
-                "not the file manifest.json was written with (its SHA-256 "
-                "differs): the head, labels and manifest do not belong together. "
-                "Train the model again, or restore the directory from a backup."
-            )
-        found[what] = file
-    return found["head"], found["labels"]
-
-
-def load_model_dir(path) -> ModelDir:
-    """Load a model directory written by :func:`save_model_dir`.
-
-    Only the types listed by ``trusted_types`` are trusted in head.skops;
-    anything else (any function, such as ``builtins.eval``) is refused.
-
-    Raises
-    ------
-    ModelDirError
-        Missing or malformed files, files that do not belong together, a
-        newer format version, or untrusted types.
-    """
-    path = Path(path)
-    manifest = read_manifest(path)
-    labels_file = None
-    if manifest["format_version"] >= 2:
-        head_path, labels_file = _check_belong_together(path, manifest)
-    else:
-        head_path = path / manifest.get("head_file", HEAD_FILE)
-        if not head_path.is_file():
-            raise ModelDirError(
-                f"Model directory {str(path)!r} has no {head_path.name}. Train "
-                "the model again."
-            )
-    head = load_head(head_path)
-    labels = [str(c) for c in head.classes_]
-    written = labels
-    if labels_file is not None:
-        written = labels_file.read_text(encoding="utf-8").splitlines()
-    if labels != [str(c) for c in manifest.get("labels", [])] or written != labels:
-        raise ModelDirError(
-            f"The labels in {str(path / MANIFEST_FILE)!r} do not match the "
-            "classes of the stored head. The directory was edited by hand; train "
-            "the model again."
-        )
-    return ModelDir(path=path, head=head, manifest=manifest, labels=labels)
-
-
-def embedder_settings(manifest: dict, **overrides) -> dict:
-    """ImageEmbedder parameters (besides ``model``) a model was trained with.
-
-    Manifests written before an option existed get its default (before
-    runtimes: TensorFlow, fp32). ``overrides`` (e.g. ``runtime="tensorflow"``
-    from the command line) replace recorded values; a runtime or precision
-    that differs from the recorded one is logged, since the head then sees
-    slightly different vectors than it was trained on.
-    """
-    settings = {
-        "image_size": manifest.get("image_size"),
-        "resample": manifest.get("resample", "bilinear"),
-        "crop_fraction": manifest.get("crop_fraction", 1.0),
-        "normalize_each": manifest.get("normalize_each", False),
-        "runtime": manifest.get("runtime", "tensorflow"),
-        "precision": manifest.get("precision", "fp32"),
-        "calibration_images": manifest.get("calibration_images"),
-    }
-    if overrides.get("runtime") == "tensorflow" and "precision" not in overrides:
-        overrides = {**overrides, "precision": "fp32"}  # TensorFlow's only one
-    for name in ("runtime", "precision"):
-        if name in overrides and overrides[name] != settings[name]:
-            logger.warning(
-                "The model was trained with %s=%s; embedding with %s=%s as "
-                "asked. The vectors differ slightly (docs/runtimes.md), so "
-                "predictions may differ from the training run's.",
-                name,
-                settings[name],
-                name,
-                overrides[name],
-            )
-    return {**settings, **overrides}
+def _remove_stale(path: Path, folder: str, replaced) -> None:
+    """After the switch: the replaced files, other versions, report leftovers."""
+    for stale in replaced:
+        stale.unlink(missing_ok=True)
+    for other in path.iterdir():
+        if other.name != folder and VERSION_FOLDER.match(other.name):
+            shutil.rmtree(other, ignore_errors=True)
+        elif other.name.startswith(_REPORT_TMP):
+            _remove(other)

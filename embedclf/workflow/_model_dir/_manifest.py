@@ -2,8 +2,8 @@
 
 The one place for the format constants (file names, ``format`` and
 ``format_version``) and for reading a manifest and checking its format
-(:func:`read_manifest` strict, :func:`own_manifest` lenient); ``_io`` and
-``_locations`` import them from here. Also what it records besides its files:
+(:func:`read_manifest` strict, :func:`own_manifest` lenient); ``_io``, ``_load``
+and ``_locations`` import them from here. Also what it records besides its files:
 the library versions that shaped the model, JSON conversion, and the names
 and explanations of its figures: the cross-validation score is ``cv_*``,
 never ``validation_*`` (that is the validation part's), and ``notes`` in the

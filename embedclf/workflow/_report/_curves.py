@@ -64,66 +64,78 @@ def plot_training_curves(path, head, grid=(), *, best_C=None, rule=None) -> Path
     plt = _import_pyplot()
     path = Path(path)
     if curves is not None:
-        fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-        epochs = np.arange(1, len(curves["loss"]) + 1)
-        ax_loss.plot(epochs, curves["loss"], marker=".", color="tab:blue")
-        ax_loss.set(
-            xlabel="epoch",
-            ylabel="loss (cross-entropy + L2, log scale)",
-            title="Training loss",
-            yscale="log",
-        )
-        val = curves["validation_accuracy"]
-        if val is not None:
-            best = int(np.argmax(val))
-            ax_acc.plot(epochs, val, marker=".", color="tab:orange")
-            ax_acc.axvline(best + 1, color="grey", linestyle="--", linewidth=1)
-            ax_acc.annotate(
-                f"kept: epoch {best + 1}, {val[best]:.3f}",
-                (best + 1, val[best]),
-                textcoords="offset points",
-                xytext=(6, -14),
-                fontsize=9,
-            )
-            ax_acc.set(
-                xlabel="epoch",
-                ylabel="accuracy",
-                title="Accuracy on the held-out part of the training images",
-            )
-        else:
-            ax_acc.text(0.5, 0.5, "no early stopping:\nno held-out curve", ha="center")
-            ax_acc.set_axis_off()
-        for ax in (ax_loss, ax_acc):
-            ax.grid(alpha=0.3)
+        fig = _plot_epochs(plt, curves)
     else:
-        fig, ax = plt.subplots(figsize=(6.5, 4))
-        held_out = "validation part" if rule == "validation" else "cross-validated"
-        scalings = sorted({row.get("standardize") for row in grid}, key=str)
-        for n, scaling in enumerate(scalings):
-            rows = sorted(
-                (r for r in grid if r.get("standardize") == scaling),
-                key=lambda r: r["C"],
-            )
-            name = {True: " (standardised)", False: " (unscaled)"}.get(scaling, "")
-            C = [r["C"] for r in rows]
-            style = "-" if n == 0 else "--"
-            ax.plot(C, [r["train_accuracy"] for r in rows], style, marker="o",
-                    color="tab:blue", label="training" + name)  # fmt: skip
-            ax.plot(C, [r["validation_accuracy"] for r in rows], style, marker="o",
-                    color="tab:orange", label=held_out + name)  # fmt: skip
-        if best_C is not None:
-            ax.axvline(best_C, color="grey", linestyle="--", linewidth=1)
-        ax.set_xscale("log")
-        ax.set(
-            xlabel="C (inverse L2 strength; right = less regularised)",
-            ylabel="accuracy",
-            title="Accuracy over the C grid"
-            + ("" if rule == "validation" else " (mean over folds)"),
-        )
-        ax.legend()
-        ax.grid(alpha=0.3)
+        fig = _plot_c_grid(plt, grid, best_C, rule)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _plot_epochs(plt, curves):
+    """Loss and held-out accuracy per epoch (:func:`epoch_curves`) side by side."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    epochs = np.arange(1, len(curves["loss"]) + 1)
+    ax_loss.plot(epochs, curves["loss"], marker=".", color="tab:blue")
+    ax_loss.set(
+        xlabel="epoch",
+        ylabel="loss (cross-entropy + L2, log scale)",
+        title="Training loss",
+        yscale="log",
+    )
+    val = curves["validation_accuracy"]
+    if val is not None:
+        best = int(np.argmax(val))
+        ax_acc.plot(epochs, val, marker=".", color="tab:orange")
+        ax_acc.axvline(best + 1, color="grey", linestyle="--", linewidth=1)
+        ax_acc.annotate(
+            f"kept: epoch {best + 1}, {val[best]:.3f}",
+            (best + 1, val[best]),
+            textcoords="offset points",
+            xytext=(6, -14),
+            fontsize=9,
+        )
+        ax_acc.set(
+            xlabel="epoch",
+            ylabel="accuracy",
+            title="Accuracy on the held-out part of the training images",
+        )
+    else:
+        ax_acc.text(0.5, 0.5, "no early stopping:\nno held-out curve", ha="center")
+        ax_acc.set_axis_off()
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def _plot_c_grid(plt, grid, best_C, rule):
+    """Training and held-out accuracy against C, one curve pair per scaling."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    held_out = "validation part" if rule == "validation" else "cross-validated"
+    scalings = sorted({row.get("standardize") for row in grid}, key=str)
+    for n, scaling in enumerate(scalings):
+        rows = sorted(
+            (r for r in grid if r.get("standardize") == scaling),
+            key=lambda r: r["C"],
+        )
+        name = {True: " (standardised)", False: " (unscaled)"}.get(scaling, "")
+        C = [r["C"] for r in rows]
+        style = "-" if n == 0 else "--"
+        ax.plot(C, [r["train_accuracy"] for r in rows], style, marker="o",
+                color="tab:blue", label="training" + name)  # fmt: skip
+        ax.plot(C, [r["validation_accuracy"] for r in rows], style, marker="o",
+                color="tab:orange", label=held_out + name)  # fmt: skip
+    if best_C is not None:
+        ax.axvline(best_C, color="grey", linestyle="--", linewidth=1)
+    ax.set_xscale("log")
+    ax.set(
+        xlabel="C (inverse L2 strength; right = less regularised)",
+        ylabel="accuracy",
+        title="Accuracy over the C grid"
+        + ("" if rule == "validation" else " (mean over folds)"),
+    )
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return fig

@@ -305,7 +305,7 @@ def _predict_parts(opts: TrainOptions, run: _Run, head) -> dict:
 
 def _save(opts, run, head, tuning, predicted, n_fit) -> TrainResult:
     """Metrics, manifest, model directory with its report, summaries."""
-    from embedclf.workflow._model_dir import manifest_c_grid, save_model_dir
+    from embedclf.workflow._model_dir import save_model_dir
     from embedclf.workflow._report._open_set import format_open_set
     from embedclf.workflow._train._outputs import (
         build_manifest,
@@ -314,29 +314,7 @@ def _save(opts, run, head, tuning, predicted, n_fit) -> TrainResult:
         write_summaries,
     )
 
-    tr, va, te = (run.parts[s] for s in ("training", "validation", "testing"))
-    # The validation accuracy is that of the chosen settings fitted on the
-    # training part alone (the head itself may be refitted on training +
-    # validation, which would make its own validation score meaningless).
-    val_acc = tuning.get("validation_accuracy")
-    test_acc = (
-        float(np.mean(predicted["testing"][0] == run.labels[te])) if len(te) else None
-    )
-    views_text = "" if opts.test_views == "none" else f", test views: {opts.test_views}"
-    if val_acc is not None:
-        logger.info(f"Validation accuracy = {val_acc:.2%} (N={len(va)}{views_text})")
-    metrics = {
-        "selection_rule": tuning.get("rule"),
-        "estimate": tuning.get("estimate"),
-        "cv_accuracy": tuning["cv_accuracy"],
-        "validation_accuracy": val_acc,
-        "test_accuracy": test_acc,
-        "n_training": int(len(tr)),
-        "n_validation": int(len(va)),
-        "n_testing": int(len(te)),
-        "n_augmented_views": int(n_fit - len(tr)),
-        "c_grid": manifest_c_grid(tuning["grid"], tuning.get("rule")),
-    }
+    metrics = _metrics(opts, run, tuning, predicted, n_fit)
     manifest = build_manifest(opts, run, head, tuning, metrics, dict(run.timings))
     if run.search is not None:  # budget: the search's table, choice, estimate
         from embedclf.workflow._train._budget import record_search
@@ -353,16 +331,51 @@ def _save(opts, run, head, tuning, predicted, n_fit) -> TrainResult:
         logger.info(format_open_set(report["open_set"]))
     if opts.summaries_dir:
         write_summaries(opts.summaries_dir, run, head, tuning)
-    estimate, rule = metrics["estimate"], metrics["selection_rule"]
+    estimate = metrics["estimate"]
     if run.search is not None and estimate is not None:
         logger.info(f"Estimate after the search (cross-fitted) = {estimate:.2%}")
+    return _result(opts, run, Path(out), tuning, metrics, manifest, report)
+
+
+def _metrics(opts, run, tuning, predicted, n_fit) -> dict:
+    """The manifest's ``metrics`` (logs the validation accuracy)."""
+    from embedclf.workflow._model_dir import manifest_c_grid
+
+    tr, va, te = (run.parts[s] for s in ("training", "validation", "testing"))
+    # The validation accuracy is that of the chosen settings fitted on the
+    # training part alone (the head itself may be refitted on training +
+    # validation, which would make its own validation score meaningless).
+    val_acc = tuning.get("validation_accuracy")
+    test_acc = (
+        float(np.mean(predicted["testing"][0] == run.labels[te])) if len(te) else None
+    )
+    views_text = "" if opts.test_views == "none" else f", test views: {opts.test_views}"
+    if val_acc is not None:
+        logger.info(f"Validation accuracy = {val_acc:.2%} (N={len(va)}{views_text})")
+    return {
+        "selection_rule": tuning.get("rule"),
+        "estimate": tuning.get("estimate"),
+        "cv_accuracy": tuning["cv_accuracy"],
+        "validation_accuracy": val_acc,
+        "test_accuracy": test_acc,
+        "n_training": int(len(tr)),
+        "n_validation": int(len(va)),
+        "n_testing": int(len(te)),
+        "n_augmented_views": int(n_fit - len(tr)),
+        "c_grid": manifest_c_grid(tuning["grid"], tuning.get("rule")),
+    }
+
+
+def _result(opts, run, out: Path, tuning, metrics, manifest, report) -> TrainResult:
+    """The :class:`TrainResult` of a saved model directory ``out``."""
+    tr, va, te = (run.parts[s] for s in ("training", "validation", "testing"))
     return TrainResult(
-        model_dir=Path(out),
-        report_dir=Path(out) / "report" if (Path(out) / "report").is_dir() else None,
-        test_accuracy=test_acc,
-        validation_accuracy=val_acc,
-        estimate=estimate,
-        estimate_rule=rule,
+        model_dir=out,
+        report_dir=out / "report" if (out / "report").is_dir() else None,
+        test_accuracy=metrics["test_accuracy"],
+        validation_accuracy=metrics["validation_accuracy"],
+        estimate=metrics["estimate"],
+        estimate_rule=metrics["selection_rule"],
         params={
             "classifier": opts.classifier,
             "C": tuning["best_C"],
