@@ -62,6 +62,7 @@ def test_train_budget_prints_choice_and_writes_table(
     assert (1 if isinstance(backbone, dict) else len(backbone)) == n_backbones
     assert manifest["metrics"]["estimate"] == search["estimate"]
     assert manifest["metrics"]["selection_rule"] == "budget-search"
+    assert "selection_estimate" in manifest["metrics"]
     assert len(search["table"]) == len(rows)
     # the final line names the test views the search chose, not the flag's
     final = [ln for ln in stdout.splitlines() if ln.startswith("Final test accuracy")]
@@ -110,3 +111,20 @@ def test_final_line_names_the_test_views_used(tmp_path, tiny_model_dir, capsys):
         if ln.startswith("Final test accuracy")
     ]
     assert final[0].endswith(", test views: flip)")
+
+
+def test_searched_metrics_leaves_the_run_metrics_alone():
+    from types import SimpleNamespace
+
+    from embedclf.workflow._train._budget import searched_metrics
+
+    metrics = {"selection_rule": "cv", "estimate": 0.7, "test_accuracy": 0.8}
+    after = searched_metrics(metrics, SimpleNamespace(estimate=0.75))
+    assert metrics == {"selection_rule": "cv", "estimate": 0.7, "test_accuracy": 0.8}
+    assert after == {
+        "selection_rule": "budget-search",
+        "estimate": 0.75,
+        "test_accuracy": 0.8,
+        "selection_estimate": 0.7,
+    }
+    assert list(after) == [*metrics, "selection_estimate"]  # manifest key order

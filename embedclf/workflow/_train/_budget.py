@@ -2,14 +2,16 @@
 
 The search itself is ``workflow/_search/``; this module runs it on the
 collected images of a train run, applies its choice to the run's options
-and records it (manifest, ``report/search.tsv``, the estimate).
+and gives the run's metrics after it (:func:`searched_metrics`); the
+manifest's ``search`` entry and ``report/search.tsv`` are written by
+``_outputs.py``.
 """
 
 from __future__ import annotations
 
 import logging
 
-__all__ = ["apply_budget_search", "record_search"]
+__all__ = ["apply_budget_search", "searched_metrics"]
 
 logger = logging.getLogger("embedclf.train")
 
@@ -58,10 +60,16 @@ def apply_budget_search(opts, data):
     return result
 
 
-def record_search(manifest: dict, result) -> None:
-    """Put the search (table, choice, estimate) into ``manifest``."""
-    manifest["search"] = result.to_manifest()
-    metrics = manifest["metrics"]
-    metrics["selection_estimate"] = metrics.get("estimate")
-    metrics["estimate"] = result.estimate
-    metrics["selection_rule"] = "budget-search"
+def searched_metrics(metrics: dict, result) -> dict:
+    """The run's ``metrics`` after the search ``result``, as a new dict.
+
+    The estimate becomes the search's cross-fitted one; the selection's own
+    estimate is kept as ``selection_estimate``. ``metrics`` is left as it
+    is, so this is called before the manifest and the result are built.
+    """
+    return {
+        **metrics,
+        "selection_rule": "budget-search",
+        "estimate": result.estimate,
+        "selection_estimate": metrics.get("estimate"),
+    }

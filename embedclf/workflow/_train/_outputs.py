@@ -32,13 +32,17 @@ def backbone_entry(model):
 
 
 def build_manifest(opts, run, head, tuning, metrics, timings) -> dict:
-    """The manifest of the run (``save_model_dir`` adds files and versions)."""
+    """The manifest of the run (``save_model_dir`` adds files and versions).
+
+    ``metrics`` are final (with a budget: :func:`~._budget.searched_metrics`);
+    a budget search also gives the ``search`` entry (table, choice, estimate).
+    """
     from embedclf.embedding._images import preprocessing_tag
     from embedclf.embedding._runtime import runtime_manifest
     from embedclf.workflow._train._options import augmentation_entry
     from embedclf.workflow._train._unknown import unknown_entry
 
-    return {
+    manifest = {
         "backbone": run.backbone,
         "image_size": run.image_size,
         "preprocessing": preprocessing_tag(opts.resample, opts.crop_fraction),
@@ -69,6 +73,9 @@ def build_manifest(opts, run, head, tuning, metrics, timings) -> dict:
         "metrics": metrics,
         "timings": timings,
     }
+    if run.search is not None:
+        manifest["search"] = run.search.to_manifest()
+    return manifest
 
 
 def report_writer(run, head, tuning, predicted, found: dict):

@@ -315,11 +315,11 @@ def _save(opts, run, head, tuning, predicted, n_fit) -> TrainResult:
     )
 
     metrics = _metrics(opts, run, tuning, predicted, n_fit)
-    manifest = build_manifest(opts, run, head, tuning, metrics, dict(run.timings))
-    if run.search is not None:  # budget: the search's table, choice, estimate
-        from embedclf.workflow._train._budget import record_search
+    if run.search is not None:  # budget: the estimate is the search's
+        from embedclf.workflow._train._budget import searched_metrics
 
-        record_search(manifest, run.search)
+        metrics = searched_metrics(metrics, run.search)
+    manifest = build_manifest(opts, run, head, tuning, metrics, dict(run.timings))
     found = {}
     out = save_model_dir(
         opts.output, head, manifest, force=opts.force,
