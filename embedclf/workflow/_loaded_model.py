@@ -110,8 +110,17 @@ def _lite_runner(model_dir, **flags):
 
 def run_options(model, cache, test_views, batch_size, progress, runtime, precision):
     """The keywords of :func:`predict`/:func:`evaluate` that find and run the
-    backbone, as one dict."""
-    return dict(locals())
+    backbone, as one dict (read by :func:`model_source` and
+    :func:`model_embedder`)."""
+    return {
+        "model": model,
+        "cache": cache,
+        "test_views": test_views,
+        "batch_size": batch_size,
+        "progress": progress,
+        "runtime": runtime,
+        "precision": precision,
+    }
 
 
 def model_source(model_dir, options, explain):

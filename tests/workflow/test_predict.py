@@ -41,3 +41,15 @@ def test_evaluate_returns_the_report(session, tmp_path):
     assert result.accuracy == written["accuracy"] == result.metrics["accuracy"]
     assert result.report_dir == tmp_path / "r" and result.unreadable == []
     assert written["n_samples"] == 12
+
+
+def test_run_options_are_the_backbone_keywords_of_predict_and_evaluate():
+    import inspect
+
+    from embedclf.workflow._loaded_model import run_options
+
+    names = list(inspect.signature(run_options).parameters)
+    options = run_options(*names)  # each value its own name: no mix-up
+    assert options == {name: name for name in names}
+    for function in (embedclf.predict, embedclf.evaluate):
+        assert set(options) <= set(inspect.signature(function).parameters)
