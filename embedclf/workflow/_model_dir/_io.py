@@ -46,17 +46,8 @@ import shutil
 import signal
 from pathlib import Path
 
-from embedclf.workflow._model_dir._load import (
-    ModelDir,
-    embedder_settings,
-    file_sha256,
-    load_model_dir,
-)
-from embedclf.workflow._model_dir._locations import (
-    check_backbone,
-    check_output_dir,
-    location_entry,
-)
+from embedclf.workflow._model_dir._load import file_sha256
+from embedclf.workflow._model_dir._locations import check_output_dir, location_entry
 from embedclf.workflow._model_dir._manifest import (
     HEAD_FILE,
     LABELS_FILE,
@@ -66,25 +57,11 @@ from embedclf.workflow._model_dir._manifest import (
     VERSION_FOLDER,
     jsonable,
     library_versions,
-    manifest_c_grid,
     manifest_notes,
     own_manifest,
 )
-from embedclf.workflow._model_dir._trust import load_head
 
-__all__ = [
-    "MANIFEST_FORMAT",
-    "MANIFEST_VERSION",
-    "ModelDir",
-    "save_model_dir",
-    "load_model_dir",
-    "check_backbone",
-    "check_output_dir",
-    "embedder_settings",
-    "library_versions",
-    "load_head",
-    "manifest_c_grid",
-]
+__all__ = ["KILL_POINTS", "save_model_dir"]
 
 LOCK_FILE = ".embedclf.lock"
 REPORT_DIR = "report"

@@ -168,3 +168,35 @@ def test_check_backbone(tmp_path, head, tiny_model_dir, tiny_model_dir_b):
     md.manifest["backbone"]["relative_path"] = "../moved"
     with pytest.raises(ModelDirError, match="pass its new folder with --model DIR"):
         check_backbone(md)
+
+
+def _top_level(path):
+    """(names a module defines, {module: names it imports from there})."""
+    import ast
+
+    tree = ast.parse(Path(path).read_text())
+    defined, imported = set(), {}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            defined.update(t.id for t in targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.ImportFrom):
+            imported.setdefault(node.module, set()).update(a.name for a in node.names)
+    return defined, imported
+
+
+@pytest.mark.parametrize("name", ["_io", "_load", "_locations", "_manifest", "_trust"])
+def test_each_module_lists_only_its_own_names(name):
+    # ``__all__`` says what a module offers: nothing it merely imports, and
+    # everything the package takes from it.
+    import importlib
+
+    import embedclf.workflow._model_dir as package
+
+    module = importlib.import_module(f"{package.__name__}.{name}")
+    defined, _ = _top_level(module.__file__)
+    _, taken = _top_level(package.__file__)
+    assert set(module.__all__) <= defined
+    assert taken[module.__name__] <= set(module.__all__)
