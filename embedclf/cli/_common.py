@@ -254,12 +254,19 @@ def _embedder(args, model, *, on_error="nan", **settings):
     )
 
 
-def report_failures(paths) -> int:
-    """One stderr line per unreadable file; returns how many."""
+def report_failures(paths, reasons=None) -> int:
+    """One stderr line per unreadable file; returns how many.
+
+    ``reasons`` are the messages of the failures in the order of ``paths``
+    (an embedder's ``failure_reasons_``); without them each file is decoded
+    again to find out.
+    """
     from embedclf.workflow._predict import failure_reason
 
-    for path in paths:
-        error(failure_reason(str(path)))
+    if reasons is None:
+        reasons = [failure_reason(str(path)) for path in paths]
+    for reason in reasons:
+        error(str(reason))
     return len(paths)
 
 

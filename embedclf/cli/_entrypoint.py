@@ -130,7 +130,7 @@ def run_embed(args) -> int:
         )
         return 130
     seconds = time.perf_counter() - start
-    n_failed = report_failures(embedder.failed_paths_.tolist())
+    n_failed = report_failures(embedder.failed_paths_, embedder.failure_reasons_)
     print(
         f"Embedded {len(paths)} images in {seconds:.1f} s: "
         f"{embedder.n_computed_} computed by the backbone, {embedder.n_cached_} "

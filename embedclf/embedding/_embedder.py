@@ -139,6 +139,9 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
     failed_paths_ : ndarray of str
         Paths that failed in the most recent ``transform`` (with
         ``on_error="zero"`` or ``"nan"``).
+    failure_reasons_ : ndarray of str
+        Why each of ``failed_paths_`` failed (same order): the message of the
+        error met when the file was read or decoded.
     n_computed_ : int
         Images passed through the backbone by the most recent ``transform``.
     n_cached_ : int

@@ -117,9 +117,9 @@ def _share_failures(keys, todo, errors):
 
 def _record(embedder, out, paths, keys, errors, vectors, computed, dim, rt):
     """Set the embedder's ``transform`` attributes, normalise ``out``, log."""
-    embedder.failed_paths_ = np.array(
-        [p for p, e in zip(paths, errors) if e is not None], dtype=str
-    )
+    failed = [(p, str(e)) for p, e in zip(paths, errors) if e is not None]
+    embedder.failed_paths_ = np.array([p for p, _ in failed], dtype=str)
+    embedder.failure_reasons_ = np.array([r for _, r in failed], dtype=str)
     # Rows another process committed while we waited count as cached.
     n_cached = sum(
         1

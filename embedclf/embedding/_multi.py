@@ -72,7 +72,7 @@ def transform_several(embedder, paths):
     """
     handles = backbone_handles(embedder.model)
     keys, errors = embedder._hash_all(paths)
-    parts, failed, slices, runtimes = [], set(), [], set()
+    parts, failed, slices, runtimes = [], {}, [], set()
     n_computed = n_cached = 0
     start = 0
     for handle in handles:
@@ -83,7 +83,8 @@ def transform_several(embedder, paths):
         sub = type(embedder)(**dict(params, normalize_each=False))
         part = sub._transform_hashed(paths, keys, list(errors))
         parts.append(part)
-        failed.update(sub.failed_paths_.tolist())
+        for path, reason in zip(sub.failed_paths_, sub.failure_reasons_):
+            failed.setdefault(str(path), str(reason))  # the first backbone's
         n_computed += sub.n_computed_
         n_cached += sub.n_cached_
         runtimes.add((sub.runtime_, sub.precision_))
@@ -97,6 +98,9 @@ def transform_several(embedder, paths):
     if embedder.normalize_each:
         normalize_blocks(X, slices)
     embedder.failed_paths_ = np.array([p for p in paths if p in failed], dtype=str)
+    embedder.failure_reasons_ = np.array(
+        [failed[p] for p in paths if p in failed], dtype=str
+    )
     embedder.n_computed_ = n_computed
     embedder.n_cached_ = n_cached
     embedder.embedding_slices_ = slices

@@ -40,6 +40,16 @@ logger = logging.getLogger("embedclf")
 
 
 def failure_reason(path: str) -> str:
+    """Why the image file ``path`` could not be embedded, by decoding it again.
+
+    For the results that list their unreadable files by path only
+    (``TrainResult.unreadable``, ``EvaluationResult.unreadable``, the audit's
+    and suggest's), whose reasons were not kept; where the embedder is at
+    hand, its ``failure_reasons_`` holds the message of the first failure
+    (:func:`predict` uses that). Decoding again costs one read of each bad
+    file, and it can miss a failure that does not repeat (a file changed
+    while it was being embedded): then the message says so generically.
+    """
     from embedclf.embedding._images import load_image
 
     try:
@@ -84,7 +94,8 @@ def _predict_rows(source, paths, options, explain):
     loaded, handle, cache = source
     embedder = model_embedder(loaded, handle, cache, options)
     X, ok, labels, proba = answers(loaded, embedder, paths, options["test_views"])
-    bad = {p: failure_reason(p) for p, g in zip(paths, ok) if not g}
+    reasons = dict(zip(embedder.failed_paths_.tolist(), embedder.failure_reasons_))
+    bad = {p: str(reasons[p]) for p, g in zip(paths, ok) if not g}
     explanations = None
     if explain and ok.any():
         from embedclf.workflow._explain._explain import explain_predictions

@@ -252,6 +252,21 @@ def test_all_failed_still_returns_rows(tiny_model_dir, tmp_path):
     assert X.shape == (2, 16) and np.isnan(X).all()
 
 
+def test_failure_reasons_are_the_errors_met(tiny_model_dir, folder, tmp_path):
+    garbage = tmp_path / "garbage.jpg"
+    garbage.write_bytes(b"\x00\x01garbage")
+    missing = str(tmp_path / "nope.jpg")
+    est = ImageEmbedder(model=str(tiny_model_dir), on_error="nan")
+    est.transform([missing, folder.paths[0], str(garbage)])
+    assert est.failed_paths_.tolist() == [missing, str(garbage)]
+    for path, reason in zip(est.failed_paths_, est.failure_reasons_):
+        with pytest.raises((FileNotFoundError, ImageDecodeError)) as caught:
+            load_image(str(path), (8, 8))
+        assert reason == str(caught.value)
+    est.transform(folder.paths[:2])
+    assert est.failure_reasons_.tolist() == []
+
+
 def test_empty_input(tiny_model_dir):
     X = ImageEmbedder(model=str(tiny_model_dir)).transform([])
     assert X.shape == (0, 16)

@@ -75,6 +75,8 @@ def test_a_bad_file_fills_the_whole_row(
     X = est.transform(paths)
     assert np.isnan(X[1]).all() and np.isfinite(X[[0, 2]]).all()
     assert est.failed_paths_.tolist() == [str(bad)]
+    assert len(est.failure_reasons_) == 1
+    assert est.failure_reasons_[0].startswith(f"Could not read image {str(bad)!r}")
 
 
 @pytest.mark.parametrize(

@@ -53,3 +53,57 @@ def test_run_options_are_the_backbone_keywords_of_predict_and_evaluate():
     assert options == {name: name for name in names}
     for function in (embedclf.predict, embedclf.evaluate):
         assert set(options) <= set(inspect.signature(function).parameters)
+
+
+def _unreadable_files(folder):
+    """A truncated JPEG and a text file named .jpg."""
+    from conftest import write_image
+
+    truncated = write_image(folder / "truncated.jpg", size=(200, 150))
+    truncated.write_bytes(truncated.read_bytes()[:1500])
+    text = folder / "notes.jpg"
+    text.write_text("not a photo\n")
+    return [str(truncated), str(text)]
+
+
+def test_predict_reports_why_a_file_failed_reading_it_once(
+    session, tmp_path, monkeypatch
+):
+    from embedclf.embedding import _identity_memo, _images
+
+    bad = _unreadable_files(tmp_path)
+    expected = {}
+    for path in bad:  # the message of decoding the file alone
+        with pytest.raises(ValueError) as caught:
+            _images.load_image(path, (8, 8))
+        expected[path] = str(caught.value)
+    reads, decodes = [], []
+
+    def counted(function, calls, key):
+        def wrapper(*args, **kwargs):
+            calls.append(str(key(*args, **kwargs)))
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    for module in (_images, _identity_memo):
+        monkeypatch.setattr(
+            module,
+            "read_image_bytes",
+            counted(module.read_image_bytes, reads, lambda path: path),
+        )
+    monkeypatch.setattr(
+        _images,
+        "decode_image",
+        counted(_images.decode_image, decodes, lambda *a, path, **k: path),
+    )
+    good = str(next((session["data"] / "test").rglob("*.jpg")))
+    results = embedclf.predict(session["output"], [bad[0], good, bad[1]])
+    assert [r.get("error") for r in results] == [
+        expected[bad[0]],
+        None,
+        expected[bad[1]],
+    ]
+    assert "truncated or corrupt" in expected[bad[0]]
+    for path in bad:  # hashed, then read and decoded by the embedder: once
+        assert reads.count(path) == 2 and decodes.count(path) == 1
