@@ -252,6 +252,19 @@ class EmbeddingCache:
                         found[i] = True
         return out, found
 
+    def stored_dim(self, ns: CacheNamespace) -> int | None:
+        """The width of the vectors stored for ``ns``, or None if it has none."""
+        with self._locked():
+            self._journal.refresh()
+            meta = self._journal.meta.get(ns.fingerprint)
+            if meta is not None:
+                return int(meta["dim"])
+            for path in self._files():
+                with self._open(path) as f:
+                    if ns.fingerprint in f:
+                        return int(f[ns.fingerprint].attrs["dim"])
+        return None
+
     # -- writing ---------------------------------------------------------------
     def put(self, ns: CacheNamespace, keys, vectors) -> None:
         """Commit vectors: appended to the journal, flushed and fsynced.

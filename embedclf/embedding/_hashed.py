@@ -15,7 +15,7 @@ from embedclf.cache._store import EmbeddingCache
 from embedclf.embedding._backbones import resolve_backbone
 from embedclf.embedding._batches import compute_missing
 from embedclf.embedding._inputs import normalize_size
-from embedclf.embedding._runtime import load_runtime
+from embedclf.embedding._runtime import load_runtime, recorded_dim
 
 __all__ = ["transform_hashed"]
 
@@ -58,7 +58,7 @@ def transform_hashed(embedder, paths, keys, errors):
 
     dim = len(next(iter(vectors.values()))) if vectors else None
     if dim is None:
-        dim = _dim_without_images(embedder, spec, rt)
+        dim = _dim_without_images(embedder, spec, rt, cache, ns)
     if vectors and not todo and len(unique) == len(keys) == len(vectors):
         out = found_vecs  # all cached, distinct, in order
     else:
@@ -151,8 +151,18 @@ def _compact_quietly(cache):
         logger.warning("%s", exc)
 
 
-def _dim_without_images(embedder, spec, rt):
-    """Embedding dim when no row was produced (empty input or all failed)."""
+def _dim_without_images(embedder, spec, rt, cache, ns):
+    """Embedding dim when no row was produced (empty input or all failed).
+
+    Recorded beside the OpenVINO IR, or in the cache when it holds vectors
+    of this namespace; else the backbone is loaded (and run once if its
+    output size is not static) to find out.
+    """
+    dim = recorded_dim(rt)
+    if dim is None and cache is not None:
+        dim = cache.stored_dim(ns)
+    if dim is not None:
+        return dim
     backbone = load_runtime(spec, normalize_size(embedder.image_size), rt)
     if backbone.dim is None:
         size = embedder._resolved_size(backbone)

@@ -47,6 +47,7 @@ __all__ = [
     "openvino_dir",
     "prepare",
     "export_caveat",
+    "recorded_dim",
     "resolve",
     "runtime_manifest",
 ]
@@ -277,6 +278,17 @@ def load_runtime(spec, requested_size, rt: Runtime, *, threads=None, publish=Tru
     if publish and rt.precision != "int8":  # int8: see _ov_store
         _ov_store.publish_compiled(rt.folder, _ov_store.stored_twin(rt.folder))
     return backbone
+
+
+def recorded_dim(rt: Runtime) -> int | None:
+    """The vector width ``meta.json`` records beside an OpenVINO IR (else None)."""
+    if rt.name != "openvino" or rt.folder is None:
+        return None
+    try:
+        with open(os.path.join(rt.folder, "meta.json")) as fh:
+            return int(json.load(fh)["dim"])
+    except (OSError, ValueError, KeyError, TypeError):  # load_runtime says why
+        return None
 
 
 def runtime_manifest(embedder) -> dict:

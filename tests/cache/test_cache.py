@@ -43,6 +43,17 @@ def test_put_get_before_and_after_compact(tmp_path):
     np.testing.assert_array_equal(got2, v[::-1])
 
 
+def test_stored_dim_from_the_journal_and_the_hdf5_file(tmp_path):
+    cache = EmbeddingCache(tmp_path / "c.h5")
+    assert cache.stored_dim(NS) is None  # no files at all
+    cache.put(NS, keys(3), vecs(3, dim=7))
+    assert cache.stored_dim(NS) == 7 and cache.stored_dim(NS_B) is None
+    cache.compact()
+    assert not os.path.exists(cache.journal_path)
+    assert EmbeddingCache(tmp_path / "c.h5").stored_dim(NS) == 7
+    assert cache.stored_dim(NS_B) is None
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 @pytest.mark.parametrize(
     "query",

@@ -267,6 +267,30 @@ def test_failure_reasons_are_the_errors_met(tiny_model_dir, folder, tmp_path):
     assert est.failure_reasons_.tolist() == []
 
 
+def test_all_failed_takes_the_width_from_the_cache(
+    tiny_model_dir, folder, tmp_path, monkeypatch
+):
+    from embedclf.embedding import _hashed
+
+    cache, missing = str(tmp_path / "c.h5"), [str(tmp_path / "gone.jpg")]
+    ImageEmbedder(model=str(tiny_model_dir), cache=cache).transform(folder.paths[:1])
+    loads = []
+    load_runtime = _hashed.load_runtime
+    monkeypatch.setattr(
+        _hashed,
+        "load_runtime",
+        lambda *args, **kw: loads.append(args) or load_runtime(*args, **kw),
+    )
+    for paths in (missing, []):
+        X = ImageEmbedder(model=str(tiny_model_dir), cache=cache, on_error="nan")
+        X = X.transform(paths)
+        assert X.shape == (len(paths), 16) and np.isnan(X).all()
+    assert loads == []  # the cache holds vectors of this backbone: no load
+    other = ImageEmbedder(model=str(tiny_model_dir), cache=str(tmp_path / "o.h5"))
+    X = other.set_params(on_error="nan").transform(missing)
+    assert X.shape == (1, 16) and len(loads) == 1  # an empty cache: loaded
+
+
 def test_empty_input(tiny_model_dir):
     X = ImageEmbedder(model=str(tiny_model_dir)).transform([])
     assert X.shape == (0, 16)

@@ -114,6 +114,18 @@ print(json.dumps({"counts": _openvino.counts(), "n": e.n_computed_,
 """
 
 
+def test_all_failed_takes_the_width_from_the_openvino_model(tiny_model_dir, tmp_path):
+    before = _openvino.counts()
+    est = ImageEmbedder(
+        str(tiny_model_dir), image_size=SIZE, runtime="openvino", on_error="nan"
+    )
+    X = est.set_params(precision="fp32").transform([str(tmp_path / "gone.jpg")])
+    assert X.shape == (1, 16) and np.isnan(X).all()
+    after = _openvino.counts()  # converted (written to know the width) ...
+    assert after["conversions"] == before["conversions"] + 1
+    assert after["compilations"] == before["compilations"]  # ... never compiled
+
+
 def test_a_warm_run_neither_converts_nor_compiles(tiny_model_dir, photos, tmp_path):
     cache = tmp_path / "c.h5"
     before = _openvino.counts()
