@@ -60,6 +60,7 @@ from embedclf.workflow._export._mixed import (
     check_float_fraction,
     mixed_quantize,
 )
+from embedclf.workflow._export._open_set_lite import quantize_int8_open_set
 from embedclf.workflow._export._quiet_lite import quiet_lite
 
 __all__ = [
@@ -115,11 +116,11 @@ def _inputs(sizes) -> list[tuple[str, tuple[int, int]]]:
     return [(f"image_{h}x{w}", (h, w)) for h, w in unique]
 
 
-def _serving_function(backbones, sizes, params, prep):
+def _serving_function(backbones, sizes, params, prep, *, bounded=False):
     import tensorflow as tf
 
     inputs = _inputs(sizes)
-    head = make_head(backbones, params, prep)
+    head = make_head(backbones, params, prep, bounded=bounded)
     specs = [tf.TensorSpec([1, h, w, 3], tf.uint8, name=n) for n, (h, w) in inputs]
     where = [[s for _, s in inputs].index((int(h), int(w))) for h, w in sizes]
     open_set = params["unknown_label"] is not None
@@ -137,23 +138,34 @@ def _serving_function(backbones, sizes, params, prep):
     return serve.get_concrete_function(), inputs
 
 
-def _convert(concrete, owner, quantize, calibration, float_fraction):
-    """(flat model, float ops, number of ops checked)."""
+def _convert(concrete, owner, quantize, calibration, float_fraction, open_set):
+    """(flat model, float ops, number of ops checked).
+
+    ``open_set``: the model's inputs ((name, (h, w)) pairs) when the graph has
+    the open-set rule, else None (``_open_set_lite``)."""
     import tensorflow as tf
 
-    holder = tf.Module()
-    holder.backbones = owner  # keeps the backbones' variables reachable
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], holder)
-    if quantize != "none":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantize in ("int8", "mixed"):
-        converter.representative_dataset = calibration
-    if quantize == "int8":
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    def converter_for(dataset):  # a converter converts once: one per call
+        holder = tf.Module()
+        holder.backbones = owner  # keeps the backbones' variables reachable
+        made = tf.lite.TFLiteConverter.from_concrete_functions([concrete], holder)
+        if quantize != "none":
+            made.optimizations = [tf.lite.Optimize.DEFAULT]
+        made.representative_dataset = dataset
+        if quantize == "int8":
+            made.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        return made
+
+    converter = converter_for(calibration if quantize in ("int8", "mixed") else None)
     try:
         with quiet_lite():
             if quantize == "mixed":
-                return mixed_quantize(converter, calibration, float_fraction)
+                return mixed_quantize(
+                    converter, calibration, float_fraction, open_set is not None
+                )
+            if quantize == "int8" and open_set is not None:
+                flat = quantize_int8_open_set(converter_for, calibration, open_set)
+                return flat, [], 0
             return converter.convert(), [], 0
     except Exception as exc:  # tf.lite's ConverterError, a bare Exception
         if type(exc).__name__ != "ConverterError":
@@ -295,28 +307,18 @@ def export_tflite(
     params, backbones, sizes, prep = prepare_export(
         model_dir, model, target="a TensorFlow Lite model"
     )
-    concrete, inputs = _serving_function(backbones, sizes, params, prep)
-    if quantize in ("int8", "mixed") and params["unknown_label"] is not None:
-        # Measured on a small model (not fixed): every noise photo predict
-        # rejects was accepted by the int8 and mixed exports.
-        logger.warning(
-            "quantize=%r: the int8 ranges are calibrated on the training "
-            "photos, all of known classes, so the open-set score of an unknown "
-            "photo is clipped to their range and the exported rule may accept "
-            "photos `predict` answers %r for. Check it on such photos with "
-            "`embedclf predict OUT_DIR`, or export with quantize='none' or "
-            "'dynamic'.",
-            quantize,
-            params["unknown_label"],
-        )
+    concrete, inputs = _serving_function(
+        backbones, sizes, params, prep, bounded=quantize == "int8"
+    )
     calibration, n_used = None, 0
     if quantize in ("int8", "mixed"):
         if calibration_images is None:
             calibration_images = calibration_paths(model_dir, n_calibration)
         calibration, n_used = calibration_data(calibration_images, inputs, prep)
     owners = [b._owner for b in backbones]
+    open_set = inputs if params["unknown_label"] is not None else None
     flat, float_ops, n_checked = _convert(
-        concrete, owners, quantize, calibration, float_fraction
+        concrete, owners, quantize, calibration, float_fraction, open_set
     )
     done = TFLiteExport(
         Path(out_dir), len(flat), quantize, n_used, float_ops, n_checked

@@ -10,14 +10,36 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["tf_unknown_score"]
+__all__ = ["fusion_caps", "tf_unknown_score"]
 
 
-def tf_unknown_score(tf, score, features, logits, proba, proba_of):
+def fusion_caps(fusion, threshold) -> dict | None:
+    """{detector: cap} on each fused column's extension above its reference,
+    that keeps every decision ``score <= threshold`` (None if none does).
+
+    The columns are >= 0, so one column at its cap puts the fused score above
+    the threshold whatever the others: the mean of ``k`` columns when one is
+    ``k * threshold + 1``; the logistic fusion with positive weights when one
+    weighs ``threshold - intercept + 1``. The int8 TensorFlow Lite export
+    needs the bound: the extension of an unknown photo reaches thousands,
+    and an int8 tensor holding that has no steps left near the threshold.
+    """
+    names = list(fusion["names"])
+    if fusion["kind"] != "logistic":
+        return {n: len(names) * max(threshold, 0.0) + 1.0 for n in names}
+    coef = np.asarray(fusion["coef"], dtype=np.float64)
+    if not (coef > 0).all():
+        return None
+    room = max(threshold - float(fusion["intercept"]), 0.0) + 1.0
+    return {n: room / c for n, c in zip(names, coef)}
+
+
+def tf_unknown_score(tf, score, features, logits, proba, proba_of, bounded=False):
     """OpenSetClassifier.unknown_score in TensorFlow ops (float32).
 
     ``proba_of`` maps features to class probabilities (for ReAct's clipped
-    features).
+    features). ``bounded``: cap the fused columns (:func:`fusion_caps`), which
+    changes the score of far-off photos but no decision.
     """
     state, fusion = score["state"], score["fusion"]
     names = [score["detector"]] if fusion is None else list(fusion["names"])
@@ -53,6 +75,7 @@ def tf_unknown_score(tf, score, features, logits, proba, proba_of):
                 out[name] -= tf.reduce_sum(G**2, axis=1)
     if fusion is None:
         return out[names[0]]
+    caps = fusion_caps(fusion, score["threshold"]) if bounded else None
     cols = []
     for name in names:
         ref, scale = fusion["reference"][name], fusion["scale"][name]
@@ -62,6 +85,8 @@ def tf_unknown_score(tf, score, features, logits, proba, proba_of):
         below = tf.cast(const(ref)[None, :] <= v[:, None], tf.float32)
         cdf = tf.reduce_sum(below, axis=1) / len(ref)
         above = tf.maximum(v - float(ref[-1]), 0.0) / scale
+        if caps is not None:
+            above = tf.minimum(above, caps[name])
         cols.append(cdf + above)  # no extension below: heads/_unknown_fusion.py
     Z = tf.stack(cols, axis=1)
     if fusion["kind"] == "logistic":

@@ -1,0 +1,146 @@
+"""The open-set rule in an int8 or mixed TensorFlow Lite export.
+
+The int8 ranges are calibrated on the model's training photos, all of known
+classes, and on them the rule's score is small: each training photo is its
+own nearest neighbour (the ``knn`` detector's distance is 0) and its top
+probability is high. An unknown photo's score is then clipped to that range
+and the exported ``known`` output accepts photos ``predict`` rejects
+(measured on a small model: all of them). What is done about it:
+
+``"mixed"``
+    Every op of the rule (the ``open_set`` name scope of
+    :func:`~embedclf.workflow._export._graph.make_head`) stays in float
+    (``denylisted_nodes`` of ``mlir_quantize``, as the ops the debugger
+    ranks): the score is computed in float32 from the int8 backbone's
+    features, logits and probabilities.
+``"int8"``
+    Integer-only (no float op), so the rule stays int8; its tensors (and
+    only them: the backbone's ranges stay the training photos') are
+    calibrated on the training photos *and* on :data:`N_SYNTHETIC`
+    deterministic images of none of the classes (:func:`synthetic_inputs`),
+    so that their ranges reach the scores of unknown photos.
+
+:func:`open_set_tensors` finds the rule's tensors by their name prefix in
+the calibrated model (the converter keeps TensorFlow's name scopes in the
+tensor names).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from embedclf.workflow._export._graph import OPEN_SET_SCOPE
+
+__all__ = [
+    "N_SYNTHETIC",
+    "open_set_tensors",
+    "quantize_int8_open_set",
+    "synthetic_inputs",
+]
+
+#: How many synthetic images of none of the classes widen the rule's int8 ranges.
+N_SYNTHETIC = 24
+
+
+def synthetic_inputs(inputs, n: int = N_SYNTHETIC, seed: int = 20251) -> list:
+    """``n`` deterministic images of none of the classes, as calibration inputs.
+
+    A third each of uniform noise, flat colours and two-colour gradients, one
+    ``[1, h, w, 3]`` uint8 array per model input (``inputs``: (name, (h, w))).
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        colours = rng.integers(0, 256, (2, 3)).astype(np.float64)
+        noise = rng.integers(0, 256, (256, 256, 3)).astype(np.float64)
+        ramp = np.linspace(0.0, 1.0, 256)[None, :, None]
+        image = [
+            noise,
+            np.broadcast_to(colours[0], noise.shape),
+            np.broadcast_to(colours[0] + (colours[1] - colours[0]) * ramp, noise.shape),
+        ][i % 3]
+        out.append(
+            [
+                np.ascontiguousarray(_resize(image, h, w), dtype=np.uint8)[None]
+                for _, (h, w) in inputs
+            ]
+        )
+    return out
+
+
+def _resize(image, h, w):
+    rows = np.arange(h) * image.shape[0] // h
+    cols = np.arange(w) * image.shape[1] // w
+    return image[rows][:, cols].round()
+
+
+def _flatbuffer(model: bytes):
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    return flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
+
+
+def open_set_tensors(calibrated: bytes) -> list[str]:
+    """Names of the rule's tensors (the ``open_set`` scope) in a ``.tflite``."""
+    prefix = OPEN_SET_SCOPE + "/"
+    return [
+        t.name.decode()
+        for g in _flatbuffer(calibrated).subgraphs
+        for t in g.tensors
+        if t.name.decode().startswith(prefix)
+    ]
+
+
+def _widened(calibrated: bytes, extra: bytes) -> bytes:
+    """``calibrated`` with each rule tensor's range widened to ``extra``'s."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model, other = _flatbuffer(calibrated), _flatbuffer(extra)
+    prefix = (OPEN_SET_SCOPE + "/").encode()
+    for g, h in zip(model.subgraphs, other.subgraphs, strict=True):
+        for a, b in zip(g.tensors, h.tensors, strict=True):
+            assert a.name == b.name, (a.name, b.name)  # the same graph twice
+            qa, qb = a.quantization, b.quantization
+            if not a.name.startswith(prefix) or qa is None or qb is None:
+                continue
+            if qa.min is None or qb.min is None:
+                continue
+            qa.min = np.minimum(qa.min, qb.min)
+            qa.max = np.maximum(qa.max, qb.max)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _calibrated(converter) -> bytes:
+    """The float model with the ranges seen on its representative dataset."""
+    converter._experimental_calibrate_only = True  # as QuantizationDebugger
+    return converter.convert()
+
+
+def quantize_int8_open_set(converter_for, calibration, inputs) -> bytes:
+    """The full-integer model, the rule's ranges also calibrated on
+    :func:`synthetic_inputs` (see the module docstring).
+
+    ``converter_for(dataset)`` returns a new converter set up for
+    ``quantize="int8"`` with that representative dataset; ``calibration``
+    yields the training photos' inputs, ``inputs`` are the model's.
+    """
+    from tensorflow.lite.python.convert import mlir_quantize
+
+    converter = converter_for(calibration)
+    on_photos = _calibrated(converter)
+    synthetic = synthetic_inputs(inputs)
+    on_synthetic = _calibrated(converter_for(lambda: iter(synthetic)))
+    # What TFLiteConverter.convert() runs after calibrating (lite.py
+    # _quantize: the MLIR quantizer, float32 model input and output types).
+    return mlir_quantize(
+        _widened(on_photos, on_synthetic),
+        converter._experimental_disable_per_channel,
+        input_data_type=_float32(),
+        output_data_type=_float32(),
+    )
+
+
+def _float32():
+    import tensorflow as tf
+
+    return tf.float32
