@@ -20,8 +20,11 @@ the rule aside), the share the export / predict answer 'unknown'
 (``unknown_rate`` / ``predict_unknown_rate``) and the share on which the
 export's known/unknown decision equals predict's (``known_agreement``).
 
+With ``--ablate`` (for the code with the int8 fixes), also int8 with the
+fused columns' caps or the synthetic images' ranges patched out.
+
 Run: ``PYTHONPATH=. EMBEDCLF_SHARED=/work/shared python
-benchmarks/probes/tflite_open_set_probe.py TAG``; merges ``runs.TAG`` into
+benchmarks/probes/tflite_open_set_probe.py TAG [--ablate]``; merges ``runs.TAG`` into
 ``benchmarks/results/tflite_open_set.json`` (under results/ so that
 docs/export.md can quote it; the figures test reads only that folder).
 """
@@ -47,6 +50,11 @@ OUT = (
     Path(__file__).resolve().parents[1] / "results" / "tflite_open_set.json"
 )  # benchmarks/results/
 VARIANTS = ("int8", "mixed")
+#: ``after`` only: int8 with one of the two range fixes undone (patched out).
+ABLATIONS = {
+    "int8_no_caps": ("_unknown", "fusion_caps", lambda fusion, threshold: None),
+    "int8_no_widening": ("_open_set_lite", "_widened", lambda a, b: a),
+}
 
 
 def held_out_classes() -> list[str]:
@@ -132,6 +140,24 @@ def _compare(got_proba, got_labels, classes, ref) -> dict:
     }
 
 
+@contextlib.contextmanager
+def _ablated(variant):
+    """Patch out one of the int8 fixes (ABLATIONS) while exporting."""
+    import importlib
+
+    if variant not in ABLATIONS:
+        yield
+        return
+    module, name, replacement = ABLATIONS[variant]
+    module = importlib.import_module(f"embedclf.workflow._export.{module}")
+    original = getattr(module, name)
+    setattr(module, name, replacement)
+    try:
+        yield
+    finally:
+        setattr(module, name, original)
+
+
 def main(tag: str) -> None:
     from embedclf.cli import main as cli_main
     from embedclf.workflow._export._litert import LiteRTClassifier
@@ -148,10 +174,14 @@ def main(tag: str) -> None:
     }
     reference = _reference(cli_main, model_dir, sets)
     run = {"load_before": list(os.getloadavg()), "exports": {}}
-    for q in VARIANTS:
+    variants = list(VARIANTS) + (list(ABLATIONS) if "--ablate" in sys.argv else [])
+    for q in variants:
         folder = WORK / tag / q
         start = time.perf_counter()
-        done = export_tflite(load_model_dir(model_dir), folder, quantize=q)
+        with _ablated(q):
+            done = export_tflite(
+                load_model_dir(model_dir), folder, quantize=q.split("_")[0]
+            )
         seconds = time.perf_counter() - start
         lite = LiteRTClassifier(folder, num_threads=2)
         row = {"export_seconds": round(seconds, 1),
@@ -171,4 +201,5 @@ def main(tag: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "current")
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    main(args[0] if args else "current")

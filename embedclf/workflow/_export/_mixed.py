@@ -108,7 +108,10 @@ def mixed_quantize(converter, calibration, float_fraction: float, open_set=False
         if open_set:
             denied += open_set_tensors(debugger.calibrated_model)
         debugger.options = tf.lite.experimental.QuantizationDebugOptions(
-            denylisted_nodes=denied
+            denylisted_nodes=denied,
+            # the knn detector's TOPK_V2 is not matched by its output names;
+            # no other op of the exported graphs is a TOPK_V2
+            denylisted_ops=["TOPK_V2"] if open_set else None,
         )
         flat = debugger.get_nondebug_quantized_model()
     for r in keep:

@@ -1,0 +1,144 @@
+"""The open-set rule in the int8 and mixed TensorFlow Lite exports: same
+decisions as ``embedclf predict`` on photos of none of the classes and on
+photos of the classes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from _cli_helpers import noise_images, predict_json
+
+from embedclf.cli import list_images, main
+
+pytestmark = pytest.mark.tf
+pytest.importorskip("ai_edge_litert")
+
+
+def _signed_backbone(path):
+    """A 27-d feature-vector SavedModel whose vectors point in all directions.
+
+    Colour means around grey, and tanh convolution features pooled per image
+    quarter: the colour classes, the photos within a class (their patches
+    differ) and the noise photos point different ways. (With the conftest's
+    tiny backbones and photos, the vectors of a class are nearly parallel:
+    cosine distances 1e-4 apart, which no 8-bit tensor resolves.)
+    """
+    import tensorflow as tf
+
+    rng = np.random.default_rng(5)
+    w = rng.normal(0, 0.5, (3, 3, 3, 6)).astype("float32")
+
+    class Signed(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = tf.Variable(w)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+        def __call__(self, images):
+            x = tf.image.resize(images, (32, 32))
+            h = tf.tanh(tf.nn.conv2d(x - 0.5, self.w, 1, "SAME"))
+            quarters = [
+                tf.reduce_mean(h[:, i : i + 16, j : j + 16], axis=[1, 2])
+                for i in (0, 16)
+                for j in (0, 16)
+            ]
+            colour = 4.0 * (tf.reduce_mean(x, axis=[1, 2]) - 0.45)
+            return tf.concat([colour, *quarters], axis=1)
+
+    tf.saved_model.save(Signed(), str(path))
+    return path
+
+
+def _patchy_photos(root, seed):
+    """root/{train,val,test}/<class>/: each photo its class colour with three
+    patches of random colours at random places (photos of a class differ)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    colours = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+    for split, n in (("train", 12), ("val", 3), ("test", 4)):
+        for name, colour in colours.items():
+            (root / split / name).mkdir(parents=True)
+            for i in range(n):
+                a = np.empty((48, 48, 3))
+                a[:] = colour
+                a += rng.normal(0, 20, a.shape)
+                for _ in range(3):
+                    y, x = rng.integers(0, 36, 2)
+                    a[y : y + 12, x : x + 12] = rng.integers(0, 256, 3)
+                path = root / split / name / f"{name}_{i:02d}.png"
+                Image.fromarray(a.clip(0, 255).astype(np.uint8)).save(path)
+    return root
+
+
+@pytest.fixture(scope="module")
+def open_set(tmp_path_factory):
+    """An open-set model (--unknown auto), its photos and predict's answers."""
+    import contextlib
+    import io
+
+    base = tmp_path_factory.mktemp("open_set_lite")
+    backbone = _signed_backbone(base / "signed")
+    data = _patchy_photos(base / "data", seed=0)
+    model_dir = base / "model"
+    argv = ["train", str(data), "--output", str(model_dir), "--model", str(backbone),
+            "--cache", str(base / "cache.h5"), "--no-progress", "--unknown", "auto",
+            "--crop-fraction", "1", "--C", "1"]  # fmt: skip
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(argv) == 0
+    (base / "noise").mkdir()
+    return {
+        "base": base,
+        "model_dir": model_dir,
+        "known": list_images([str(data / "test"), str(data / "val")]),
+        "noise": noise_images(base / "noise", n=8),
+    }
+
+
+def _known(folder, paths, capsys):
+    return np.asarray(
+        [r["label"] != "unknown" for r in predict_json(folder, paths, capsys)]
+    )
+
+
+@pytest.mark.parametrize("quantize", ["int8", "mixed"])
+def test_quantized_export_keeps_the_open_set_decisions(open_set, quantize, capsys):
+    model_dir, known, noise = (
+        open_set["model_dir"],
+        open_set["known"],
+        open_set["noise"],
+    )
+    expected_known = _known(model_dir, known, capsys)
+    expected_noise = _known(model_dir, noise, capsys)
+    # what there is to keep: predict accepts the class photos, rejects noise
+    assert expected_known.mean() >= 0.9 and not expected_noise.any()
+    out = open_set["base"] / quantize
+    capsys.readouterr()
+    assert main(["export", str(model_dir), "--tflite", str(out), "--quantize",
+                 quantize]) == 0  # fmt: skip
+    info = json.loads((out / "preprocessing.json").read_text())
+    assert info["unknown_rule_included"] is True
+    got_noise = _known(out, noise, capsys)
+    got_known = _known(out, known, capsys)
+    np.testing.assert_array_equal(got_noise, expected_noise)  # every noise photo
+    agreement = np.mean(got_known == expected_known)
+    assert agreement >= 0.9, (quantize, agreement, got_known, expected_known)
+
+
+def test_mixed_export_keeps_the_rule_in_float(open_set, capsys):
+    from ai_edge_litert.interpreter import Interpreter
+
+    out = open_set["base"] / "mixed_ops"
+    capsys.readouterr()
+    assert main(["export", str(open_set["model_dir"]), "--tflite", str(out),
+                 "--quantize", "mixed"]) == 0  # fmt: skip
+    interpreter = Interpreter(model_path=str(out / "model.tflite"))
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    rule = [
+        tensors[op["outputs"][0]]
+        for op in interpreter._get_ops_details()
+        if tensors[op["outputs"][0]]["name"].startswith("open_set/")
+    ]
+    assert rule and all(t["dtype"] != np.int8 for t in rule), rule
