@@ -142,3 +142,45 @@ def test_mixed_export_keeps_the_rule_in_float(open_set, capsys):
         if tensors[op["outputs"][0]]["name"].startswith("open_set/")
     ]
     assert rule and all(t["dtype"] != np.int8 for t in rule), rule
+
+
+@pytest.mark.parametrize("background", [False, True])  # rank / logistic fusion
+def test_capped_fusion_keeps_every_decision(background):
+    # The int8 graph caps the fused columns (fusion_caps): far-off scores
+    # shrink to a few units, and no photo changes side of the threshold.
+    import tensorflow as tf
+
+    from embedclf import OpenSetClassifier
+    from embedclf.workflow._export._graph import head_arrays
+    from embedclf.workflow._export._unknown import tf_unknown_score
+
+    rng = np.random.default_rng(1)
+    centres = rng.uniform(0, 2, size=(3, 16))
+    y = np.repeat(["a", "b", "c"], 60)
+    X = np.abs(centres[np.repeat([0, 1, 2], 60)] + rng.normal(0, 0.5, (180, 16)))
+    if background:  # background rows: the logistic fusion
+        X = np.vstack([X, np.abs(rng.normal(1, 1.5, (40, 16)))])
+        y = np.r_[y, ["unknown"] * 40]
+    clf = OpenSetClassifier(detector="fusion").fit(
+        X[::2], y[::2], X_val=X[1::2], y_val=y[1::2]
+    )
+    score = head_arrays(clf)["score"]
+    assert score["fusion"]["kind"] == ("logistic" if background else "rank")
+    # near the classes, between them, and far off (other signs: other ways)
+    Q = np.vstack([X[1::2], np.abs(rng.normal(1, 1.5, (200, 16))),
+                   rng.normal(0, 3, (100, 16))])  # fmt: skip
+    (W, b), f = head_arrays(clf)["layers"][0], tf.constant(Q, tf.float32)
+
+    def proba_of(features):
+        return tf.nn.softmax(tf.matmul(features, W) + b, axis=1)
+
+    logits = tf.matmul(f, W) + b
+    scores = [
+        tf_unknown_score(tf, score, f, logits, proba_of(f), proba_of, bounded).numpy()
+        for bounded in (False, True)
+    ]
+    threshold = score["threshold"]
+    np.testing.assert_array_equal(scores[1] <= threshold, scores[0] <= threshold)
+    assert 0 < (scores[0] <= threshold).mean() < 1  # both sides are there
+    capped = scores[1] < scores[0] - 1e-4
+    assert capped.sum() >= 50 and scores[1].max() < scores[0].max() / 3

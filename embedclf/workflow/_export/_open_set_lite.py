@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from embedclf.workflow._export._graph import OPEN_SET_SCOPE
+from embedclf.workflow._export._unknown import KNN_SIMILARITY_SCOPE
 
 __all__ = [
     "N_SYNTHETIC",
@@ -81,13 +82,22 @@ def _flatbuffer(model: bytes):
 
 
 def open_set_tensors(calibrated: bytes) -> list[str]:
-    """Names of the rule's tensors (the ``open_set`` scope) in a ``.tflite``."""
+    """Names of the rule's tensors (the ``open_set`` scope) in a ``.tflite``,
+    but for the ``knn`` detector's product with the training vectors.
+
+    That product stays int8 in ``"mixed"``: its weights are every training
+    vector (in float32, 13.5 MB for 2,640 EfficientNet vectors) and its output,
+    all the similarities, has a range that the training photos cover (the
+    nearest one's does not: it is 1 for every training photo).
+    """
     prefix = OPEN_SET_SCOPE + "/"
+    product = f"{prefix}{KNN_SIMILARITY_SCOPE}/"
     return [
         t.name.decode()
         for g in _flatbuffer(calibrated).subgraphs
         for t in g.tensors
         if t.name.decode().startswith(prefix)
+        and not t.name.decode().startswith(product)
     ]
 
 

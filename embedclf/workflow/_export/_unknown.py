@@ -10,28 +10,38 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["fusion_caps", "tf_unknown_score"]
+__all__ = ["KNN_SIMILARITY_SCOPE", "fusion_caps", "tf_unknown_score"]
+
+#: The name scope of the ``knn`` detector's product with the training vectors.
+KNN_SIMILARITY_SCOPE = "knn_similarity"
 
 
 def fusion_caps(fusion, threshold) -> dict | None:
-    """{detector: cap} on each fused column's extension above its reference,
+    """{detector: cap} on each fused column's extension above its reference
     that keeps every decision ``score <= threshold`` (None if none does).
 
-    The columns are >= 0, so one column at its cap puts the fused score above
-    the threshold whatever the others: the mean of ``k`` columns when one is
-    ``k * threshold + 1``; the logistic fusion with positive weights when one
-    weighs ``threshold - intercept + 1``. The int8 TensorFlow Lite export
-    needs the bound: the extension of an unknown photo reaches thousands,
-    and an int8 tensor holding that has no steps left near the threshold.
+    A column with an extension ``a > 0`` is ``1 + a`` (its value is above
+    the whole reference: CDF 1), and the columns are >= 0, so one column
+    whose extension exceeds the cap puts the fused score above the threshold
+    whatever the others: the mean of ``k`` columns when ``1 + a > k *
+    threshold``, the logistic fusion (weights >= 0) when ``coef * (1 + a) +
+    intercept > threshold``. The caps add half a column to that bound.
+    The int8 TensorFlow Lite export needs them: the extension of an unknown
+    photo reaches thousands, and an int8 tensor that holds thousands has no
+    steps left near the threshold.
     """
     names = list(fusion["names"])
     if fusion["kind"] != "logistic":
-        return {n: len(names) * max(threshold, 0.0) + 1.0 for n in names}
+        bound = len(names) * threshold - 1.0
+        return {n: max(bound, 0.0) + 0.5 for n in names}
     coef = np.asarray(fusion["coef"], dtype=np.float64)
-    if not (coef > 0).all():
+    if (coef < 0).any():
         return None
-    room = max(threshold - float(fusion["intercept"]), 0.0) + 1.0
-    return {n: room / c for n, c in zip(names, coef)}
+    room = threshold - float(fusion["intercept"])
+    return {
+        n: max(room / c - 1.0, 0.0) + 0.5 if c > 0 else 0.5  # weight 0: no matter
+        for n, c in zip(names, coef)
+    }
 
 
 def tf_unknown_score(tf, score, features, logits, proba, proba_of, bounded=False):
@@ -58,7 +68,8 @@ def tf_unknown_score(tf, score, features, logits, proba, proba_of, bounded=False
             out[name] = -tf.reduce_logsumexp(logits, axis=1)
         elif name == "knn":
             k = int(state["knn_k"])
-            sims = tf.matmul(unit, const(state["knn_train"]), transpose_b=True)
+            with tf.name_scope(KNN_SIMILARITY_SCOPE):  # int8 in "mixed"
+                sims = tf.matmul(unit, const(state["knn_train"]), transpose_b=True)
             out[name] = 1.0 - tf.math.top_k(sims, k).values[:, k - 1]
         else:
             Z = tf.matmul(unit, const(state["maha_whitening"]))
@@ -82,7 +93,9 @@ def tf_unknown_score(tf, score, features, logits, proba, proba_of, bounded=False
         v = out[name]
         # searchsorted(ref, v, side="right") as a count: TensorFlow Lite has
         # no builtin for searchsorted (UpperBound)
-        below = tf.cast(const(ref)[None, :] <= v[:, None], tf.float32)
+        # (a select, not a cast of the booleans: the int8 export quantizes a
+        # select of two constants, a cast from bool is a float op)
+        below = tf.where(const(ref)[None, :] <= v[:, None], 1.0, 0.0)
         cdf = tf.reduce_sum(below, axis=1) / len(ref)
         above = tf.maximum(v - float(ref[-1]), 0.0) / scale
         if caps is not None:
