@@ -4,7 +4,7 @@ One-off probe (not part of run.py), behind docs/export.md's paragraph on the
 open-set rule. Trains (once) a grocery model directory with ``--unknown
 auto`` on TensorFlow fp32 Lite0 vectors, leaving 8 classes out of training
 (every 10th class in name order, from the 6th: ``--exclude`` of their train
-and val photos), exports it with ``--quantize int8`` and ``mixed`` with the
+and val photos), exports it with ``--quantize int8``, ``mixed`` and ``dynamic`` with the
 embedclf on ``PYTHONPATH`` (TAG names that code, e.g. ``before`` / ``after``)
 and runs each export with LiteRT on
 
@@ -50,7 +50,7 @@ WORK = Path(os.environ.get("PROBE_WORK", "/tmp/lite/probe"))
 OUT = (
     Path(__file__).resolve().parents[1] / "results" / "tflite_open_set.json"
 )  # benchmarks/results/
-VARIANTS = ("int8", "mixed")
+VARIANTS = ("int8", "mixed", "dynamic")
 #: ``after`` only: int8 with one of the two range fixes undone (patched out).
 ABLATIONS = {
     "int8_no_caps": ("_unknown", "fusion_caps", lambda fusion, threshold: None),

@@ -104,7 +104,9 @@ def _known(folder, paths, capsys):
 
 
 @pytest.mark.parametrize("quantize", ["int8", "mixed"])
-def test_quantized_export_keeps_the_open_set_decisions(open_set, quantize, capsys):
+def test_quantized_export_keeps_the_open_set_decisions(
+    open_set, quantize, capsys, caplog
+):
     model_dir, known, noise = (
         open_set["model_dir"],
         open_set["known"],
@@ -116,10 +118,18 @@ def test_quantized_export_keeps_the_open_set_decisions(open_set, quantize, capsy
     assert expected_known.mean() >= 0.9 and not expected_noise.any()
     out = open_set["base"] / quantize
     capsys.readouterr()
-    assert main(["export", str(model_dir), "--tflite", str(out), "--quantize",
-                 quantize]) == 0  # fmt: skip
+    with caplog.at_level("WARNING", logger="embedclf"):
+        assert main(["export", str(model_dir), "--tflite", str(out), "--quantize",
+                     quantize]) == 0  # fmt: skip
     info = json.loads((out / "preprocessing.json").read_text())
     assert info["unknown_rule_included"] is True
+    # int8 says what it cannot keep (8-bit steps near the threshold); mixed
+    # computes the rule in float
+    warned = "computes the open-set rule in 8-bit steps" in caplog.text
+    assert warned == (quantize == "int8"), caplog.text
+    assert info["unknown_rule_precision"].startswith(
+        "int8" if quantize == "int8" else "float32"
+    )
     got_noise = _known(out, noise, capsys)
     got_known = _known(out, known, capsys)
     np.testing.assert_array_equal(got_noise, expected_noise)  # every noise photo

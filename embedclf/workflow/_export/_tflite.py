@@ -195,6 +195,15 @@ _PRECISION = {  # what is float in each variant (weights, activations)
 }
 
 
+_RULE_PRECISION = {  # the open-set rule's ops in each variant (_open_set_lite)
+    "none": "float32",
+    "dynamic": "float32 (the knn detector's training vectors int8)",
+    "int8": "int8, its ranges calibrated on the training photos and on "
+    "synthetic images of none of the classes",
+    "mixed": "float32 (the knn detector's product with the training vectors int8)",
+}
+
+
 def _preprocessing(params, inputs, prep, done, model_dir, float_fraction):
     weights, activations = _PRECISION[done.quantize]
     return {
@@ -241,11 +250,34 @@ def _preprocessing(params, inputs, prep, done, model_dir, float_fraction):
             ),
         },
         "unknown_rule_included": params["unknown_label"] is not None,
+        **(
+            {"unknown_rule_precision": _RULE_PRECISION[done.quantize]}
+            if params["unknown_label"] is not None
+            else {}
+        ),
         "unknown_label": params["unknown_label"],
         "test_time_flip_included": bool(prep["mirror"]),
         "model_dir": str(Path(model_dir.path).resolve()),
         "model_created": model_dir.manifest.get("created"),
     }
+
+
+def _checked(quantize, float_fraction):
+    """``float_fraction`` to use (None unless mixed), or a ValueError."""
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(
+            f"quantize must be one of {', '.join(QUANTIZE_MODES)}; got {quantize!r}."
+        )
+    if float_fraction is not None and quantize != "mixed":
+        raise ValueError(
+            "float_fraction (--float-fraction) applies to quantize='mixed' "
+            f"only; got it with quantize={quantize!r}."
+        )
+    if quantize != "mixed":
+        return None
+    return check_float_fraction(
+        DEFAULT_FLOAT_FRACTION if float_fraction is None else float_fraction
+    )
 
 
 def export_tflite(
@@ -291,25 +323,22 @@ def export_tflite(
         ``quantize`` is not one of ``QUANTIZE_MODES``, or ``float_fraction``
         is out of range or given without ``quantize="mixed"``.
     """
-    if quantize not in QUANTIZE_MODES:
-        raise ValueError(
-            f"quantize must be one of {', '.join(QUANTIZE_MODES)}; got {quantize!r}."
-        )
-    if float_fraction is not None and quantize != "mixed":
-        raise ValueError(
-            "float_fraction (--float-fraction) applies to quantize='mixed' "
-            f"only; got it with quantize={quantize!r}."
-        )
-    if quantize == "mixed":
-        float_fraction = check_float_fraction(
-            DEFAULT_FLOAT_FRACTION if float_fraction is None else float_fraction
-        )
+    float_fraction = _checked(quantize, float_fraction)
     params, backbones, sizes, prep = prepare_export(
         model_dir, model, target="a TensorFlow Lite model"
     )
     concrete, inputs = _serving_function(
         backbones, sizes, params, prep, bounded=quantize == "int8"
     )
+    if quantize == "int8" and params["unknown_label"] is not None:
+        # What _open_set_lite does not fix: 8-bit steps near the threshold.
+        logger.warning(
+            "quantize='int8' computes the open-set rule in 8-bit steps: a photo "
+            "whose unknown score is near the threshold can get another answer "
+            "(%r or a class) than `predict` gives. quantize='mixed' keeps the "
+            "rule in float (docs/export.md has the grocery figures).",
+            params["unknown_label"],
+        )
     calibration, n_used = None, 0
     if quantize in ("int8", "mixed"):
         if calibration_images is None:
