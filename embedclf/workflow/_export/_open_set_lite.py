@@ -3,26 +3,26 @@
 The int8 ranges are calibrated on the model's training photos, all of known
 classes, and on them the rule's score is small: each training photo is its
 own nearest neighbour (the ``knn`` detector's distance is 0) and its top
-probability is high. An unknown photo's score is then clipped to that range
-and the exported ``known`` output accepts photos ``predict`` rejects
-(measured on a small model: all of them). What is done about it:
+probability is high. An unknown photo's score was then clipped to that
+range, and on a small test model the exported ``known`` output accepted
+every noise photo ``predict`` rejects. What is done about it:
 
 ``"mixed"``
     Every op of the rule (the ``open_set`` name scope of
     :func:`~embedclf.workflow._export._graph.make_head`) stays in float
-    (``denylisted_nodes`` of ``mlir_quantize``, as the ops the debugger
-    ranks): the score is computed in float32 from the int8 backbone's
-    features, logits and probabilities.
+    (``denylisted_nodes`` of ``mlir_quantize``, beside the ops the debugger
+    ranks), but the ``knn`` detector's product with the training vectors
+    (:func:`open_set_tensors`).
 ``"int8"``
     Integer-only (no float op), so the rule stays int8; its tensors (and
     only them: the backbone's ranges stay the training photos') are
     calibrated on the training photos *and* on :data:`N_SYNTHETIC`
     deterministic images of none of the classes (:func:`synthetic_inputs`),
-    so that their ranges reach the scores of unknown photos.
+    so that their ranges reach the scores of unknown photos. The graph is
+    built with ``bounded=True`` (``_unknown.fusion_caps``: the fused score
+    stays within a few units) and compares ``score - threshold`` with 0.
 
-:func:`open_set_tensors` finds the rule's tensors by their name prefix in
-the calibrated model (the converter keeps TensorFlow's name scopes in the
-tensor names).
+Measured on grocery: benchmarks/probes/tflite_open_set_probe.py (docs/export.md).
 """
 
 from __future__ import annotations

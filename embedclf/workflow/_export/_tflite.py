@@ -28,6 +28,10 @@ Quantization (``quantize``), with TensorFlow's converter:
     lists them under ``float_ops``. Needs a CPU (or GPU) runtime that runs
     float ops: not for integer-only accelerators.
 
+With the open-set rule, ``"mixed"`` computes it in float and ``"int8"`` in
+int8 with ranges that reach unknown photos' scores
+(:mod:`~embedclf.workflow._export._open_set_lite`).
+
 No TFLite Metadata is written: the metadata writers live in
 ``tflite-support``, whose last release (0.4.4, 2023) requires protobuf < 4
 (TensorFlow 2.21 needs a recent one) and whose ``metadata_writers`` fail to
