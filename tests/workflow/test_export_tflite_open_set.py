@@ -194,3 +194,23 @@ def test_capped_fusion_keeps_every_decision(background):
     assert 0 < (scores[0] <= threshold).mean() < 1  # both sides are there
     capped = scores[1] < scores[0] - 1e-4
     assert capped.sum() >= 50 and scores[1].max() < scores[0].max() / 3
+
+
+def test_int8_export_of_the_rule_is_integer_only(open_set, capsys):
+    # Float only where the model meets the app: the uint8 input's cast, the
+    # probabilities' dequantize and the `known` output's cast.
+    from ai_edge_litert.interpreter import Interpreter
+
+    out = open_set["base"] / "int8_ops"
+    capsys.readouterr()
+    assert main(["export", str(open_set["model_dir"]), "--tflite", str(out),
+                 "--quantize", "int8"]) == 0  # fmt: skip
+    interpreter = Interpreter(model_path=str(out / "model.tflite"))
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    outputs = {d["index"] for d in interpreter.get_output_details()}
+    floats = []
+    for op in interpreter._get_ops_details():
+        produced = [tensors[i] for i in op["outputs"]]
+        if any(t["dtype"] == np.float32 for t in produced):
+            floats.append((op["op_name"], op["outputs"][0] in outputs))
+    assert sorted(floats) == [("CAST", False), ("CAST", True), ("DEQUANTIZE", True)]

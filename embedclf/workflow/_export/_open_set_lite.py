@@ -102,21 +102,26 @@ def open_set_tensors(calibrated: bytes) -> list[str]:
 
 
 def _widened(calibrated: bytes, extra: bytes) -> bytes:
-    """``calibrated`` with each rule tensor's range widened to ``extra``'s."""
+    """``calibrated`` with each rule tensor's range widened to ``extra``'s
+    (the same graph calibrated on other inputs; tensors matched by name)."""
     from tensorflow.lite.tools import flatbuffer_utils
 
     model, other = _flatbuffer(calibrated), _flatbuffer(extra)
     prefix = (OPEN_SET_SCOPE + "/").encode()
-    for g, h in zip(model.subgraphs, other.subgraphs, strict=True):
-        for a, b in zip(g.tensors, h.tensors, strict=True):
-            assert a.name == b.name, (a.name, b.name)  # the same graph twice
-            qa, qb = a.quantization, b.quantization
-            if not a.name.startswith(prefix) or qa is None or qb is None:
+    ranges = {}
+    for g in other.subgraphs:
+        for t in g.tensors:
+            q = t.quantization
+            if t.name.startswith(prefix) and q is not None and q.min is not None:
+                ranges.setdefault(t.name, q)
+    for g in model.subgraphs:
+        for t in g.tensors:
+            q, wide = t.quantization, ranges.get(t.name)
+            if q is None or q.min is None or wide is None:
                 continue
-            if qa.min is None or qb.min is None:
-                continue
-            qa.min = np.minimum(qa.min, qb.min)
-            qa.max = np.maximum(qa.max, qb.max)
+            if np.shape(q.min) == np.shape(wide.min):
+                q.min = np.minimum(q.min, wide.min)
+                q.max = np.maximum(q.max, wide.max)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 

@@ -188,8 +188,8 @@ _PRECISION = {  # what is float in each variant (weights, activations)
     "dynamic": ("int8, dequantized to float32 by each op", "float32"),
     "int8": (
         "int8 (biases int32)",
-        "int8 from the uint8 input to the float32 output (only the input's "
-        "cast and the output's dequantize are float)",
+        "int8 from the uint8 input to the float32 outputs (only the input's "
+        "cast and the outputs' dequantize or cast are float)",
     ),
     "mixed": (
         "int8 (biases int32), float32 in float_ops",
