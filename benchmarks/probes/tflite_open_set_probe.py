@@ -21,8 +21,9 @@ the rule aside), the share the export / predict answer 'unknown'
 export's known/unknown decision equals predict's (``known_agreement``).
 
 With ``--ablate`` (for the code with the int8 fixes), also int8 with one fix
-patched out: the fused columns' caps, the synthetic images' ranges, or
-ReAct's clip as ``tf.minimum`` (which clipped the head's features too).
+patched out: the fused columns' caps, the synthetic images' ranges, the
+strict comparison (``margin <= 0`` as in float), or ReAct's clip as
+``tf.minimum`` (which clipped the head's features too).
 
 Run: ``PYTHONPATH=. EMBEDCLF_SHARED=/work/shared python
 benchmarks/probes/tflite_open_set_probe.py TAG [--ablate]``; merges ``runs.TAG`` into
@@ -55,6 +56,11 @@ VARIANTS = ("int8", "mixed", "dynamic")
 ABLATIONS = {
     "int8_no_caps": ("_unknown", "fusion_caps", lambda fusion, threshold: None),
     "int8_no_widening": ("_open_set_lite", "_widened", lambda a, b: a),
+    "int8_not_strict": (
+        "_graph",
+        "known_from_margin",
+        lambda tf, margin, strict: margin <= 0.0,
+    ),
     "int8_react_minimum": (
         "_unknown",
         "react_clipped",

@@ -18,6 +18,7 @@ from embedclf.workflow._export._unknown import tf_unknown_score
 __all__ = [
     "OPEN_SET_SCOPE",
     "head_arrays",
+    "known_from_margin",
     "make_head",
     "open_set_rule",
     "prepare_export",
@@ -157,6 +158,21 @@ def prepare_export(model_dir, model=None, *, target: str):
     return params, backbones, sizes, prep
 
 
+def known_from_margin(tf, margin, *, strict: bool):
+    """``margin <= 0`` (``predict``'s rule), or ``margin < 0`` if ``strict``.
+
+    A comparison with 0, exact in any int8 scale, instead of the score with
+    the threshold, whose scale can be thousands of times finer than the
+    score's (on a small test model TensorFlow Lite's int8 LESS_EQUAL then
+    answered True for a score of 1207 against 0.91). ``strict`` for the
+    int8 export: TensorFlow Lite's ranges always hold 0, so a margin
+    calibrated on known photos only (all <= 0) has its top at 0, where an
+    unknown photo's margin saturates; ``< 0`` rejects it. It also rejects
+    the photos within half an int8 step of the threshold.
+    """
+    return margin < 0.0 if strict else margin <= 0.0
+
+
 def open_set_rule(tf, params, features, logits, proba, proba_of, bounded=False):
     """``known`` (bool, one per photo) of the head's open-set rule.
 
@@ -170,12 +186,7 @@ def open_set_rule(tf, params, features, logits, proba, proba_of, bounded=False):
         if logits.shape[1] == 1:  # binary: the two-column logits of the scores
             logits = tf.concat([-logits / 2, logits / 2], 1)
         s = tf_unknown_score(tf, score, features, logits, proba, proba_of, bounded)
-        # s <= threshold as a margin against 0: the same in float, and in
-        # int8 a comparison with 0 (exact in any scale) instead of with the
-        # threshold, whose scale can be thousands of times finer than the
-        # score's (TensorFlow Lite's int8 LESS_EQUAL then answered True
-        # for a score of 1207 against 0.91)
-        return s - score["threshold"] <= 0.0
+        return known_from_margin(tf, s - score["threshold"], strict=bounded)
     if params["unknown_label"] is None:
         return known
     if params["probability_threshold"] is not None:
@@ -244,7 +255,7 @@ def make_head(backbones, params, prep, *, bounded=False):
             proba = (proba + probabilities(logits_of(embed(mirrored)))) / 2.0
         index = tf.argmax(proba, axis=1, output_type=tf.int32)
         # One name scope for every op of the rule, so that the TensorFlow
-        # Lite export finds them by name (_open_set_ranges).
+        # Lite export finds them by name (_open_set_lite).
         with tf.name_scope(OPEN_SET_SCOPE):
             known = open_set_rule(
                 tf, params, features, logits, proba,

@@ -86,9 +86,10 @@ def open_set_tensors(calibrated: bytes) -> list[str]:
     but for the ``knn`` detector's product with the training vectors.
 
     That product stays int8 in ``"mixed"``: its weights are every training
-    vector (in float32, 13.5 MB for 2,640 EfficientNet vectors) and its output,
-    all the similarities, has a range that the training photos cover (the
-    nearest one's does not: it is 1 for every training photo).
+    vector (four times as large in float32: 1280 x 4 bytes per training photo
+    with EfficientNet-Lite), and its output, all the similarities, has a
+    range that the training photos cover (the nearest one's does not: it is
+    1 for every training photo).
     """
     prefix = OPEN_SET_SCOPE + "/"
     product = f"{prefix}{KNN_SIMILARITY_SCOPE}/"
@@ -139,6 +140,7 @@ def quantize_int8_open_set(converter_for, calibration, inputs) -> bytes:
     ``quantize="int8"`` with that representative dataset; ``calibration``
     yields the training photos' inputs, ``inputs`` are the model's.
     """
+    import tensorflow as tf
     from tensorflow.lite.python.convert import mlir_quantize
 
     converter = converter_for(calibration)
@@ -150,12 +152,6 @@ def quantize_int8_open_set(converter_for, calibration, inputs) -> bytes:
     return mlir_quantize(
         _widened(on_photos, on_synthetic),
         converter._experimental_disable_per_channel,
-        input_data_type=_float32(),
-        output_data_type=_float32(),
+        input_data_type=tf.float32,
+        output_data_type=tf.float32,
     )
-
-
-def _float32():
-    import tensorflow as tf
-
-    return tf.float32

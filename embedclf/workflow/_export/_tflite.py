@@ -201,10 +201,12 @@ _PRECISION = {  # what is float in each variant (weights, activations)
 
 _RULE_PRECISION = {  # the open-set rule's ops in each variant (_open_set_lite)
     "none": "float32",
-    "dynamic": "float32 (the knn detector's training vectors int8)",
+    "dynamic": "float32 (large constants such as the knn detector's training "
+    "vectors int8)",
     "int8": "int8, its ranges calibrated on the training photos and on "
     "synthetic images of none of the classes",
-    "mixed": "float32 (the knn detector's product with the training vectors int8)",
+    "mixed": "float32, but the knn detector's product with the training "
+    "vectors (int8) if the rule has one",
 }
 
 
