@@ -21,9 +21,10 @@ the rule aside), the share the export / predict answer 'unknown'
 export's known/unknown decision equals predict's (``known_agreement``).
 
 With ``--ablate`` (for the code with the int8 fixes), also int8 with one fix
-patched out: the fused columns' caps, the synthetic images' ranges, the
-strict comparison (``margin <= 0`` as in float), or ReAct's clip as
-``tf.minimum`` (which clipped the head's features too).
+patched out: the fused columns' caps, the synthetic images' ranges, or
+ReAct's clip as ``tf.minimum`` (which clipped the head's features too); and
+with the strict comparison ``score - threshold < 0`` tried instead of
+``predict``'s ``<= 0``.
 
 Run: ``PYTHONPATH=. EMBEDCLF_SHARED=/work/shared python
 benchmarks/probes/tflite_open_set_probe.py TAG [--ablate]``; merges ``runs.TAG`` into
@@ -52,14 +53,14 @@ OUT = (
     Path(__file__).resolve().parents[1] / "results" / "tflite_open_set.json"
 )  # benchmarks/results/
 VARIANTS = ("int8", "mixed", "dynamic")
-#: ``after`` only: int8 with one of the two range fixes undone (patched out).
+#: ``after --ablate``: int8 with one fix undone, or the strict comparison.
 ABLATIONS = {
     "int8_no_caps": ("_unknown", "fusion_caps", lambda fusion, threshold: None),
     "int8_no_widening": ("_open_set_lite", "_widened", lambda a, b: a),
-    "int8_not_strict": (
+    "int8_strict": (
         "_graph",
         "known_from_margin",
-        lambda tf, margin, strict: margin <= 0.0,
+        lambda tf, margin, strict=False: margin < 0.0,
     ),
     "int8_react_minimum": (
         "_unknown",

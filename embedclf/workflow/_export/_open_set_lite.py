@@ -19,8 +19,9 @@ every noise photo ``predict`` rejects. What is done about it:
     calibrated on the training photos *and* on :data:`N_SYNTHETIC`
     deterministic images of none of the classes (:func:`synthetic_inputs`),
     so that their ranges reach the scores of unknown photos. The graph is
-    built with ``bounded=True`` (``_unknown.fusion_caps``: the fused score
-    stays within a few units) and compares ``score - threshold`` with 0.
+    built with ``bounded=True``: the fused score stays within a few units
+    (``_unknown.fusion_caps``); the rule, in every export, is
+    ``score - threshold <= 0`` (``_graph.known_from_margin``).
 
 Measured on grocery: benchmarks/probes/tflite_open_set_probe.py (docs/export.md).
 """
