@@ -4,9 +4,9 @@ One-off probe (not part of run.py), behind docs/export.md's paragraph on the
 open-set rule. Trains (once) a grocery model directory with ``--unknown
 auto`` on TensorFlow fp32 Lite0 vectors, leaving 8 classes out of training
 (every 10th class in name order, from the 6th: ``--exclude`` of their train
-and val photos), exports it with ``--quantize int8``, ``mixed`` and ``dynamic`` with the
-embedclf on ``PYTHONPATH`` (TAG names that code, e.g. ``before`` / ``after``)
-and runs each export with LiteRT on
+and val photos), exports it with ``--quantize int8``, ``mixed`` and
+``dynamic`` with the embedclf on ``PYTHONPATH`` (TAG names that code, e.g.
+``before`` / ``after``) and runs each export with LiteRT on
 
 - ``known``: the grocery test photos of the 73 trained classes,
 - ``held_out``: the test photos of the 8 left-out classes (photos of none of
@@ -20,16 +20,18 @@ the rule aside), the share the export / predict answer 'unknown'
 (``unknown_rate`` / ``predict_unknown_rate``) and the share on which the
 export's known/unknown decision equals predict's (``known_agreement``).
 
-With ``--ablate`` (for the code with the int8 fixes), also int8 with one fix
-patched out: the fused columns' caps, the synthetic images' ranges, or
-ReAct's clip as ``tf.minimum`` (which clipped the head's features too); and
-with the strict comparison ``score - threshold < 0`` tried instead of
-``predict``'s ``<= 0``.
+With ``--ablate`` (for the code with the int8 fixes), also: mixed with one
+backbone op in float (``mixed_rule_only``: the rule in float, the backbone
+nearly int8); int8 with one fix patched out: the fused columns' caps, the
+synthetic images' ranges, or ReAct's clip as ``tf.minimum`` (which clipped
+the head's features too); and int8 with the strict comparison ``score -
+threshold < 0`` instead of ``predict``'s ``<= 0``.
 
 Run: ``PYTHONPATH=. EMBEDCLF_SHARED=/work/shared python
-benchmarks/probes/tflite_open_set_probe.py TAG [--ablate]``; merges ``runs.TAG`` into
-``benchmarks/results/tflite_open_set.json`` (under results/ so that
-docs/export.md can quote it; the figures test reads only that folder).
+benchmarks/probes/tflite_open_set_probe.py TAG [--ablate]``; merges
+``runs.TAG`` into ``benchmarks/results/tflite_open_set.json`` (under
+results/ so that docs/export.md can quote it; the figures test reads only
+that folder).
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ OUT = (
     Path(__file__).resolve().parents[1] / "results" / "tflite_open_set.json"
 )  # benchmarks/results/
 VARIANTS = ("int8", "mixed", "dynamic")
+#: ``--ablate``: mixed with 1 op of the backbone in float (the rest int8) and
+#: the rule in float: how much of int8's disagreement is the rule's.
+EXTRA = {"mixed_rule_only": {"quantize": "mixed", "float_fraction": 0.01}}
 #: ``after --ablate``: int8 with one fix undone, or the strict comparison.
 ABLATIONS = {
     "int8_no_caps": ("_unknown", "fusion_caps", lambda fusion, threshold: None),
@@ -187,14 +192,15 @@ def main(tag: str) -> None:
     }
     reference = _reference(cli_main, model_dir, sets)
     run = {"load_before": list(os.getloadavg()), "exports": {}}
-    variants = list(VARIANTS) + (list(ABLATIONS) if "--ablate" in sys.argv else [])
+    variants = list(VARIANTS)
+    if "--ablate" in sys.argv:
+        variants += list(EXTRA) + list(ABLATIONS)
     for q in variants:
         folder = WORK / tag / q
         start = time.perf_counter()
         with _ablated(q):
-            done = export_tflite(
-                load_model_dir(model_dir), folder, quantize=q.split("_")[0]
-            )
+            options = EXTRA.get(q, {"quantize": q.split("_")[0]})
+            done = export_tflite(load_model_dir(model_dir), folder, **options)
         seconds = time.perf_counter() - start
         lite = LiteRTClassifier(folder, num_threads=2)
         row = {"export_seconds": round(seconds, 1),
