@@ -125,7 +125,7 @@ def test_quantized_export_keeps_the_open_set_decisions(
     assert info["unknown_rule_included"] is True
     # int8 says what it cannot keep (8-bit steps near the threshold); mixed
     # computes the rule in float
-    warned = "computes the open-set rule in 8-bit steps" in caplog.text
+    warned = "the open-set rule in 8-bit steps" in caplog.text
     assert warned == (quantize == "int8"), caplog.text
     assert info["unknown_rule_precision"].startswith(
         "int8" if quantize == "int8" else "float32"

@@ -339,10 +339,11 @@ def export_tflite(
     if quantize == "int8" and params["unknown_label"] is not None:
         # What _open_set_lite does not fix: 8-bit steps near the threshold.
         logger.warning(
-            "quantize='int8' computes the open-set rule in 8-bit steps: a photo "
-            "whose unknown score is near the threshold can get another answer "
-            "(%r or a class) than `predict` gives. quantize='mixed' keeps the "
-            "rule in float (docs/export.md has the grocery figures).",
+            "quantize='int8' computes the backbone and the open-set rule in "
+            "8-bit steps: a photo whose unknown score is near the threshold can "
+            "get another answer (%r or a class) than `predict` gives. "
+            "quantize='mixed' keeps the rule in float (docs/export.md has the "
+            "grocery figures).",
             params["unknown_label"],
         )
     calibration, n_used = None, 0
