@@ -15,7 +15,17 @@ import numpy as np
 from embedclf.exceptions import ModelDirError
 from embedclf.workflow._export._unknown import tf_unknown_score
 
-__all__ = ["head_arrays", "make_head", "prepare_export"]
+__all__ = [
+    "OPEN_SET_SCOPE",
+    "head_arrays",
+    "known_from_margin",
+    "make_head",
+    "open_set_rule",
+    "prepare_export",
+]
+
+#: The name scope of the open-set rule's ops in the exported graph.
+OPEN_SET_SCOPE = "open_set"
 
 
 def head_arrays(head) -> dict:
@@ -148,7 +158,60 @@ def prepare_export(model_dir, model=None, *, target: str):
     return params, backbones, sizes, prep
 
 
-def make_head(backbones, params, prep):
+def known_from_margin(tf, margin, *, strict: bool = False):
+    """``margin <= 0``, ``predict``'s rule (``margin < 0`` if ``strict``).
+
+    A comparison with 0, exact in any int8 scale, instead of the score with
+    the threshold, whose scale can be thousands of times finer than the
+    score's (on a small test model TensorFlow Lite's int8 LESS_EQUAL then
+    answered True for a score of 1207 against 0.91). Not strict in the int8
+    export either: TensorFlow Lite's ranges always hold 0, so ``< 0`` would
+    reject a margin saturated at the top of a range calibrated on known
+    photos only (all <= 0), but the synthetic images' ranges already reach
+    above 0, and on grocery ``< 0`` gave ``predict``'s decision on fewer
+    left-out photos (benchmarks/probes/tflite_open_set_probe.py,
+    ``int8_strict``).
+    """
+    return margin < 0.0 if strict else margin <= 0.0
+
+
+def open_set_rule(tf, params, features, logits, proba, proba_of, bounded=False):
+    """``known`` (bool, one per photo) of the head's open-set rule.
+
+    All True without a rule. ``logits``: the last dense layer's output (one
+    column for a binary head); ``proba_of`` maps features to class
+    probabilities (ReAct); ``bounded``: see :func:`tf_unknown_score`.
+    """
+    score = params.get("score")
+    known = tf.ones_like(proba[:, 0], dtype=tf.bool)
+    if score is not None:
+        if logits.shape[1] == 1:  # binary: the two-column logits of the scores
+            logits = tf.concat([-logits / 2, logits / 2], 1)
+        s = tf_unknown_score(tf, score, features, logits, proba, proba_of, bounded)
+        return known_from_margin(tf, s - score["threshold"])
+    if params["unknown_label"] is None:
+        return known
+    if params["probability_threshold"] is not None:
+        known &= tf.reduce_max(proba, axis=1) >= params["probability_threshold"]
+    centroids = params["centroids"]
+    if centroids is not None:
+        cent = tf.constant(centroids, tf.float32)
+        if params["metric"] == "cosine":
+            a = tf.math.l2_normalize(features, axis=1)
+            b = tf.math.l2_normalize(cent, axis=1)
+            dist = 1.0 - tf.matmul(a, b, transpose_b=True)
+        else:
+            sq = (
+                tf.reduce_sum(features**2, axis=1, keepdims=True)
+                - 2.0 * tf.matmul(features, cent, transpose_b=True)
+                + tf.reduce_sum(cent**2, axis=1)[None, :]
+            )
+            dist = tf.sqrt(tf.maximum(sq, 0.0))
+        known &= tf.reduce_min(dist, axis=1) <= params["distance_threshold"]
+    return known
+
+
+def make_head(backbones, params, prep, *, bounded=False):
     """The graph after the pixels: embed, concatenate, head, open-set rule.
 
     Returns a function of the per-backbone float32 image batches (in [0, 1])
@@ -161,12 +224,6 @@ def make_head(backbones, params, prep):
 
     layers = [(tf.constant(W), tf.constant(b)) for W, b in params["layers"]]
     binary = params["layers"][-1][0].shape[1] == 1
-    unknown = params["unknown_label"]
-    p_thr = params["probability_threshold"]
-    centroids = params["centroids"]
-    d_thr = params["distance_threshold"]
-    cosine = params["metric"] == "cosine"
-    score = params.get("score")
 
     def embed_one(backbone, images):
         out = tf.cast(backbone.features(images), tf.float32)
@@ -199,35 +256,13 @@ def make_head(backbones, params, prep):
             mirrored = [x[:, :, ::-1] for x in per_backbone]
             proba = (proba + probabilities(logits_of(embed(mirrored)))) / 2.0
         index = tf.argmax(proba, axis=1, output_type=tf.int32)
-        known = tf.ones_like(index, dtype=tf.bool)
-        if score is not None:
-            logits2 = tf.concat([-logits / 2, logits / 2], 1) if binary else logits
-            s = tf_unknown_score(
-                tf,
-                score,
-                features,
-                logits2,
-                proba,
-                lambda f: probabilities(logits_of(f)),
-            )
-            known = s <= score["threshold"]
-        elif unknown is not None:
-            if p_thr is not None:
-                known &= tf.reduce_max(proba, axis=1) >= p_thr
-            if centroids is not None:
-                cent = tf.constant(centroids, tf.float32)
-                if cosine:
-                    a = tf.math.l2_normalize(features, axis=1)
-                    b = tf.math.l2_normalize(cent, axis=1)
-                    dist = 1.0 - tf.matmul(a, b, transpose_b=True)
-                else:
-                    sq = (
-                        tf.reduce_sum(features**2, axis=1, keepdims=True)
-                        - 2.0 * tf.matmul(features, cent, transpose_b=True)
-                        + tf.reduce_sum(cent**2, axis=1)[None, :]
-                    )
-                    dist = tf.sqrt(tf.maximum(sq, 0.0))
-                known &= tf.reduce_min(dist, axis=1) <= d_thr
+        # One name scope for every op of the rule, so that the TensorFlow
+        # Lite export finds them by name (_open_set_lite).
+        with tf.name_scope(OPEN_SET_SCOPE):
+            known = open_set_rule(
+                tf, params, features, logits, proba,
+                lambda f: probabilities(logits_of(f)), bounded,
+            )  # fmt: skip
         return {"probabilities": proba, "class_index": index, "known": known}
 
     return head

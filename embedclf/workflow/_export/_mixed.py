@@ -25,6 +25,8 @@ import io
 import math
 import warnings
 
+from embedclf.workflow._export._open_set_lite import open_set_tensors
+
 __all__ = ["DEFAULT_FLOAT_FRACTION", "check_float_fraction", "mixed_quantize"]
 
 #: The share of the checked ops kept in float by default: 20 of EfficientNet-Lite0's
@@ -68,7 +70,7 @@ def _ranked(debugger) -> list[dict]:
     return rows
 
 
-def mixed_quantize(converter, calibration, float_fraction: float):
+def mixed_quantize(converter, calibration, float_fraction: float, open_set=False):
     """Quantize with the most sensitive ops kept in float.
 
     Parameters
@@ -79,6 +81,9 @@ def mixed_quantize(converter, calibration, float_fraction: float):
         Yields the calibration inputs (also used for the error statistics).
     float_fraction : float in (0, 1]
         Share of the checked ops to keep in float, rounded up.
+    open_set : bool, default=False
+        Also keep every op of the open-set rule in float (not counted in
+        ``float_ops``: ``_open_set_lite``).
 
     Returns
     -------
@@ -99,8 +104,14 @@ def mixed_quantize(converter, calibration, float_fraction: float):
         )
         ranked = _ranked(debugger)
         keep = ranked[: math.ceil(float_fraction * len(ranked))]
+        denied = [r["tensor"] for r in keep]
+        if open_set:
+            denied += open_set_tensors(debugger.calibrated_model)
         debugger.options = tf.lite.experimental.QuantizationDebugOptions(
-            denylisted_nodes=[r["tensor"] for r in keep]
+            denylisted_nodes=denied,
+            # the knn detector's TOPK_V2 is not matched by its output names;
+            # no other op of the exported graphs is a TOPK_V2
+            denylisted_ops=["TOPK_V2"] if open_set else None,
         )
         flat = debugger.get_nondebug_quantized_model()
     for r in keep:
