@@ -165,11 +165,10 @@ def test_write_audit_files(tmp_path):
     assert payload["class_counts"]["c2"] == {"training": 12}
 
 
-def test_audit_vectors_memory_skips_the_heads_on_a_second_run(tmp_path, monkeypatch):
+def _count_fits(monkeypatch) -> list:
+    """A list that grows by one at each SoftmaxClassifier.fit (which still runs)."""
     from embedclf.heads._linear import SoftmaxClassifier
 
-    X, y = _blobs(n_per_class=15, n_classes=3, dim=12)
-    split = np.where(np.arange(len(y)) % 5 == 0, "testing", "training")
     fits = []
     real_fit = SoftmaxClassifier.fit
 
@@ -178,6 +177,13 @@ def test_audit_vectors_memory_skips_the_heads_on_a_second_run(tmp_path, monkeypa
         return real_fit(self, *args, **kwargs)
 
     monkeypatch.setattr(SoftmaxClassifier, "fit", counting_fit)
+    return fits
+
+
+def test_audit_vectors_memory_skips_the_heads_on_a_second_run(tmp_path, monkeypatch):
+    X, y = _blobs(n_per_class=15, n_classes=3, dim=12)
+    split = np.where(np.arange(len(y)) % 5 == 0, "testing", "training")
+    fits = _count_fits(monkeypatch)
     first = audit_vectors(X, y, split, n_folds=3, memory=tmp_path / "memo")
     n_first = len(fits)
     assert n_first >= 4  # three folds and the twin head
@@ -194,7 +200,6 @@ def test_audit_vectors_memory_skips_the_heads_on_a_second_run(tmp_path, monkeypa
 def test_audit_memory_folder_keeps_only_the_latest_results(tmp_path, monkeypatch):
     import joblib
 
-    from embedclf.heads._linear import SoftmaxClassifier
     from embedclf.workflow._audit import _run
 
     monkeypatch.setattr(_run, "MEMO_ITEMS", 6)
@@ -213,14 +218,7 @@ def test_audit_memory_folder_keeps_only_the_latest_results(tmp_path, monkeypatch
         y_i[i] = "c2" if y[i] != "c2" else "c0"
         audit_vectors(X, y_i, split, n_folds=3, memory=folder)
     assert n_items() <= 6
-    fits = []
-    real_fit = SoftmaxClassifier.fit
-
-    def counting_fit(self, *args, **kwargs):
-        fits.append(1)
-        return real_fit(self, *args, **kwargs)
-
-    monkeypatch.setattr(SoftmaxClassifier, "fit", counting_fit)
+    fits = _count_fits(monkeypatch)
     audit_vectors(X, y_i, split, n_folds=3, memory=folder)  # the latest: kept
     assert fits == []
     audit_vectors(X, y, split, n_folds=3, memory=folder)  # the first: pruned

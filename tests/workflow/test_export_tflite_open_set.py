@@ -137,15 +137,20 @@ def test_quantized_export_keeps_the_open_set_decisions(
     assert agreement >= 0.9, (quantize, agreement, got_known, expected_known)
 
 
-def test_mixed_export_keeps_the_rule_in_float(open_set, capsys):
+def _exported(open_set, quantize, capsys):
+    """(interpreter, tensors by index) of the open-set model exported so."""
     from ai_edge_litert.interpreter import Interpreter
 
-    out = open_set["base"] / "mixed_ops"
+    out = open_set["base"] / f"{quantize}_ops"
     capsys.readouterr()
     assert main(["export", str(open_set["model_dir"]), "--tflite", str(out),
-                 "--quantize", "mixed"]) == 0  # fmt: skip
+                 "--quantize", quantize]) == 0  # fmt: skip
     interpreter = Interpreter(model_path=str(out / "model.tflite"))
-    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    return interpreter, {t["index"]: t for t in interpreter.get_tensor_details()}
+
+
+def test_mixed_export_keeps_the_rule_in_float(open_set, capsys):
+    interpreter, tensors = _exported(open_set, "mixed", capsys)
     rule = [
         tensors[op["outputs"][0]]
         for op in interpreter._get_ops_details()
@@ -199,14 +204,7 @@ def test_capped_fusion_keeps_every_decision(background):
 def test_int8_export_of_the_rule_is_integer_only(open_set, capsys):
     # Float only where the model meets the app: the uint8 input's cast, the
     # probabilities' dequantize and the `known` output's cast.
-    from ai_edge_litert.interpreter import Interpreter
-
-    out = open_set["base"] / "int8_ops"
-    capsys.readouterr()
-    assert main(["export", str(open_set["model_dir"]), "--tflite", str(out),
-                 "--quantize", "int8"]) == 0  # fmt: skip
-    interpreter = Interpreter(model_path=str(out / "model.tflite"))
-    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    interpreter, tensors = _exported(open_set, "int8", capsys)
     outputs = {d["index"] for d in interpreter.get_output_details()}
     floats = []
     for op in interpreter._get_ops_details():
