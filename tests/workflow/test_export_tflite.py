@@ -202,6 +202,20 @@ def test_float_fraction_is_checked(session, tmp_path, capsys):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+def test_float_fraction_one_keeps_every_checked_op_in_float(session, tmp_path, capsys):
+    # Every checked op denylisted: the debugger could not rebuild its debug
+    # model ("Please check if the quantized model is in debug mode").
+    out = tmp_path / "all_float"
+    _export(session["output"], out, capsys, "--quantize", "mixed",
+            "--float-fraction", "1")  # fmt: skip
+    info = json.loads((out / "preprocessing.json").read_text())
+    assert len(info["float_ops"]) == info["n_ops_checked"] >= 3
+    paths = list_images([str(session["data"] / "test")])
+    expected = predict_json(session["output"], paths, capsys)
+    got = predict_json(out, paths, capsys)
+    assert [r["label"] for r in got] == [r["label"] for r in expected]
+
+
 def test_evaluate_runs_the_export(session, exports, tmp_path, capsys):
     capsys.readouterr()
     folder = exports["none"][0]

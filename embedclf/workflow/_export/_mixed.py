@@ -96,6 +96,7 @@ def mixed_quantize(converter, calibration, float_fraction: float, open_set=False
         How many ops the debugger checked (the quantizable ones).
     """
     import tensorflow as tf
+    from tensorflow.lite.python.convert import mlir_quantize
 
     with warnings.catch_warnings():  # the debugger runs tf.lite.Interpreter
         warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter")
@@ -107,13 +108,18 @@ def mixed_quantize(converter, calibration, float_fraction: float, open_set=False
         denied = [r["tensor"] for r in keep]
         if open_set:
             denied += open_set_tensors(debugger.calibrated_model)
-        debugger.options = tf.lite.experimental.QuantizationDebugOptions(
+        # What debugger.get_nondebug_quantized_model() runs, called directly:
+        # setting debugger.options first would rebuild the debug model, which
+        # fails ("Please check if the quantized model is in debug mode") when
+        # every checked op is denylisted (float_fraction=1).
+        flat = mlir_quantize(
+            debugger.calibrated_model,
+            disable_per_channel=converter._experimental_disable_per_channel,
             denylisted_nodes=denied,
             # the knn detector's TOPK_V2 is not matched by its output names;
             # no other op of the exported graphs is a TOPK_V2
             denylisted_ops=["TOPK_V2"] if open_set else None,
         )
-        flat = debugger.get_nondebug_quantized_model()
     for r in keep:
         r["rmse_per_scale"] = round(r["rmse_per_scale"], 4)
     return flat, keep, len(ranked)
