@@ -216,6 +216,27 @@ def test_float_fraction_one_keeps_every_checked_op_in_float(session, tmp_path, c
     assert [r["label"] for r in got] == [r["label"] for r in expected]
 
 
+def test_int8_calibration_finds_photos_trained_from_another_folder(
+    session, tiny_model_dir, tmp_path, monkeypatch, capsys
+):
+    # The manifest records the training folders absolute: a relative
+    # `train DATA` followed by an export from elsewhere still calibrates.
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    data = os.path.relpath(session["data"], tmp_path)
+    argv = ["train", data, "--output", "m", "--model", str(tiny_model_dir),
+            "--cache", str(session["cache"]), "--no-progress", "--C", "1"]  # fmt: skip
+    assert main(argv) == 0
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert all(os.path.isabs(p) for p in manifest["data"]["sources"].values())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    printed = _export(tmp_path / "m", "lite", capsys, "--quantize", "int8")
+    assert "calibrated on" in printed and (elsewhere / "lite" / "model.tflite").exists()
+
+
 def test_evaluate_runs_the_export(session, exports, tmp_path, capsys):
     capsys.readouterr()
     folder = exports["none"][0]

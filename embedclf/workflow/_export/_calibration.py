@@ -38,10 +38,14 @@ def calibration_paths(model_dir, n: int = 300) -> list[str]:
     sources = data.get("sources", {})
     root = sources.get("training") or sources.get("all")
     if root is None or not Path(root).is_dir():
+        relative = root is not None and not Path(root).is_absolute()
         raise ModelDirError(
             f"The training photos of {str(model_dir.path)!r} are not at "
-            f"{root!r} any more, and int8 quantization is calibrated on them. "
-            "Pass calibration_images= (--calibration-images DIR: a folder of "
+            f"{root!r} any more"
+            # embedclf 0.2.0 recorded the folder as given on the command line
+            + (" (relative to the folder `train` ran in)" if relative else "")
+            + ", and int8 quantization is calibrated on them. Pass "
+            "calibration_images= (--calibration-images DIR: a folder of "
             "typical photos) or use quantize='dynamic'."
         )
     if "training" in sources:

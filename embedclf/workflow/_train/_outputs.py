@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 
@@ -62,10 +63,10 @@ def build_manifest(opts, run, head, tuning, metrics, timings) -> dict:
         },
         "unknown": unknown_entry(head, opts.unknown),
         "augmentation": augmentation_entry(opts.distortions, opts.copies),
-        "data": {
-            "image_dir": str(opts.image_dir),
+        "data": {  # absolute: export's calibration reads them from any folder
+            "image_dir": os.path.abspath(opts.image_dir),
             "layout": run.data.layout,
-            "sources": run.data.sources,
+            "sources": {k: os.path.abspath(v) for k, v in run.data.sources.items()},
             "unreadable": run.unreadable,
             "excluded": run.data.excluded,
         },
