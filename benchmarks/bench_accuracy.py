@@ -46,19 +46,24 @@ def _acc(pred, y):
     return float(np.mean(np.asarray(pred).astype(str) == y)) if len(y) else None
 
 
+def _embedder(ctx, model):
+    """The ImageEmbedder of this item's plain vectors and views."""
+    from embedclf import ImageEmbedder
+
+    return ImageEmbedder(
+        str(model),
+        cache=ctx.shared_cache,
+        batch_size=ctx.batch_size,
+        progress=False,
+        runtime=RUNTIME,
+    )
+
+
 def _vectors(ctx, model, name):
     key = ("bench_accuracy", str(model), name)
     if key not in ctx._memo:
         paths, y = ctx.split(name)
-        from embedclf import ImageEmbedder
-
-        emb = ImageEmbedder(
-            str(model),
-            cache=ctx.shared_cache,
-            batch_size=ctx.batch_size,
-            progress=False,
-            runtime=RUNTIME,
-        )
+        emb = _embedder(ctx, model)
         ctx._memo[key] = (emb.transform(paths), y, emb.n_computed_)
     return ctx._memo[key]
 
@@ -66,22 +71,14 @@ def _vectors(ctx, model, name):
 def _views(ctx, paths, settings, k, model=None):
     """(vectors, source) of k distorted views of each path, through the cache.
 
-    Preprocessed as the plain vectors (ImageEmbedder's defaults: bilinear,
-    centre crop 0.875), as ``train`` does; before 2026-12-07 the views
-    used embed_views' own default crop (1.0).
+    With the plain vectors' embedder (its preprocessing and runtime), as
+    ``train`` does; before 2026-12-07 the views were embedded with
+    embed_views' own defaults (crop 1.0 instead of the embedder's 0.875).
     """
-    from embedclf.embedding._augment import embed_views
-    from embedclf.embedding._images import DEFAULT_CROP_FRACTION
+    from embedclf.embedding._augment import embed_views_like
 
-    views, source, _ = embed_views(
-        paths,
-        model=str(model or ctx.model),
-        settings=settings,
-        copies=k,
-        cache=ctx.shared_cache,
-        batch_size=ctx.batch_size,
-        crop_fraction=DEFAULT_CROP_FRACTION,
-    )
+    emb = _embedder(ctx, model or ctx.model)
+    views, source, _ = embed_views_like(emb, paths, settings=settings, copies=k)
     return views, source
 
 
