@@ -65,7 +65,7 @@ ABLATIONS = {
     "int8_strict": (
         "_graph",
         "known_from_margin",
-        lambda tf, margin, strict=False: margin < 0.0,
+        lambda margin: margin < 0.0,
     ),
     "int8_react_minimum": (
         "_unknown",

@@ -158,8 +158,8 @@ def prepare_export(model_dir, model=None, *, target: str):
     return params, backbones, sizes, prep
 
 
-def known_from_margin(tf, margin, *, strict: bool = False):
-    """``margin <= 0``, ``predict``'s rule (``margin < 0`` if ``strict``).
+def known_from_margin(margin):
+    """``margin <= 0``, ``predict``'s rule.
 
     A comparison with 0, exact in any int8 scale, instead of the score with
     the threshold, whose scale can be thousands of times finer than the
@@ -172,7 +172,7 @@ def known_from_margin(tf, margin, *, strict: bool = False):
     left-out photos (benchmarks/probes/tflite_open_set_probe.py,
     ``int8_strict``).
     """
-    return margin < 0.0 if strict else margin <= 0.0
+    return margin <= 0.0
 
 
 def open_set_rule(tf, params, features, logits, proba, proba_of, bounded=False):
@@ -188,7 +188,7 @@ def open_set_rule(tf, params, features, logits, proba, proba_of, bounded=False):
         if logits.shape[1] == 1:  # binary: the two-column logits of the scores
             logits = tf.concat([-logits / 2, logits / 2], 1)
         s = tf_unknown_score(tf, score, features, logits, proba, proba_of, bounded)
-        return known_from_margin(tf, s - score["threshold"])
+        return known_from_margin(s - score["threshold"])
     if params["unknown_label"] is None:
         return known
     if params["probability_threshold"] is not None:
