@@ -212,16 +212,18 @@ class EmbedderSource:
         keys = self._content_keys()
         keyed = np.asarray([i for i in rows if keys[i]], dtype=int)
         vkeys = [view_key(keys[i], v) for i in keyed for v in range(copies)]
+        if not vkeys:
+            return 0.0
         ns = self._view_namespace(handle, kind)
-        missing = self._missing(ns, vkeys)
+        missing = self._missing_mask(ns, vkeys)
+        # rows with a view missing: cached ones would time nothing
+        to_probe = keyed[missing.reshape(-1, copies).any(axis=1)]
 
         def probe():
-            # rows with a view missing: cached ones would time nothing
-            mask = self._missing_mask(ns, vkeys).reshape(-1, copies).any(axis=1)
             n = max(1, self.probe_rows // copies)
-            self.views(handle, keyed[mask][:n], kind, copies)
+            self.views(handle, to_probe[:n], kind, copies)
 
-        return self._cost(handle, missing, probe)
+        return self._cost(handle, int(missing.sum()), probe)
 
     def views(self, handle, rows, kind, copies):
         """(views, source): ``copies`` views of each row; source indexes ``rows``."""
