@@ -272,12 +272,17 @@ def load_runtime(spec, requested_size, rt: Runtime, *, threads=None, publish=Tru
             "this machine. Give every machine the same folder (beside the "
             "cache), or embed with runtime='tensorflow'."
         )
-    with open(os.path.join(rt.folder, "meta.json")) as fh:
-        meta = json.load(fh)
+    meta = _ir_meta(rt)
     backbone = _openvino.compile_backbone(spec, rt.xml, meta, rt.precision, threads)
     if publish and rt.precision != "int8":  # int8: see _ov_store
         _ov_store.publish_compiled(rt.folder, _ov_store.stored_twin(rt.folder))
     return backbone
+
+
+def _ir_meta(rt: Runtime) -> dict:
+    """``meta.json`` beside the OpenVINO IR (handle, input size, vector width)."""
+    with open(os.path.join(rt.folder, "meta.json")) as fh:
+        return json.load(fh)
 
 
 def recorded_dim(rt: Runtime) -> int | None:
@@ -285,8 +290,7 @@ def recorded_dim(rt: Runtime) -> int | None:
     if rt.name != "openvino" or rt.folder is None:
         return None
     try:
-        with open(os.path.join(rt.folder, "meta.json")) as fh:
-            return int(json.load(fh)["dim"])
+        return int(_ir_meta(rt)["dim"])
     except (OSError, ValueError, KeyError, TypeError):  # load_runtime says why
         return None
 
