@@ -36,21 +36,21 @@ class ModelDir:
     manifest: dict
     labels: list = field(default_factory=list)
 
+    def _backbone_field(self, name):
+        recorded = self.manifest["backbone"]
+        if isinstance(recorded, list):
+            return [r[name] for r in recorded]
+        return recorded[name]
+
     @property
     def backbone_handle(self):
         """The backbone's handle (a list of them for several backbones)."""
-        recorded = self.manifest["backbone"]
-        if isinstance(recorded, list):
-            return [r["handle"] for r in recorded]
-        return recorded["handle"]
+        return self._backbone_field("handle")
 
     @property
     def backbone_identity(self):
         """The backbone's identity (a list of them for several backbones)."""
-        recorded = self.manifest["backbone"]
-        if isinstance(recorded, list):
-            return [r["identity"] for r in recorded]
-        return recorded["identity"]
+        return self._backbone_field("identity")
 
 
 def file_sha256(path) -> str:
